@@ -1,0 +1,202 @@
+"""The run configuration: one dataclass that the CLI, YAML files and the Python API all fill.
+
+Kept free of heavy imports so that ``--help`` and option errors answer at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threat_ensemble.errors import UsageError
+
+MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
+DEFAULT_WEIGHTS = "ae=0.4,rf=0.4,if=0.2"
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run; field names are the CLI flags with ``-`` as ``_``."""
+
+    # data
+    data: str | None = None
+    test_data: str | None = None
+    label_column: str = "label"
+    normal_label: str = "0"
+    no_header: bool = False
+    drop_columns: list[str] = field(default_factory=list)
+    impute: bool = False
+    default_rows: int = 20000
+    # hardware
+    gpus: int | None = None
+    accelerator: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    num_threads: int = 0
+    # autoencoder
+    max_epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-3
+    patience: int = 10
+    seed: int = 42
+    threshold_percentile: float = 99.5
+    # ensemble and gate
+    weights: str = DEFAULT_WEIGHTS
+    min_pr_auc: float = 0.85
+    min_f1: float = 0.80
+    # outputs
+    output_dir: str = "artifacts"
+    checkpoint_dir: str = "checkpoints"
+    tracking_uri: str | None = None
+    experiment: str = "threat-ensemble"
+    run_name: str | None = None
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        self._coerce_types()
+        self.validate()
+
+    # ------------------------------------------------------------------ helpers
+    def _coerce_types(self) -> None:
+        """Turn YAML/str values into the declared types, with an error naming the option."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _coerce(f.name, value, hints[f.name]))
+
+    def validate(self) -> None:
+        """Refuse values that cannot work, before any data is read."""
+        parse_weights(self.weights)
+        for name in ("min_pr_auc", "min_f1"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise UsageError(f"--{_flag(name)} must be within [0, 1], got {value}")
+        if not 0.0 < self.threshold_percentile <= 100.0:
+            raise UsageError(f"--threshold-percentile must be within (0, 100], got {self.threshold_percentile}")
+        positive = ("max_epochs", "batch_size", "patience", "num_nodes", "default_rows")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            raise UsageError(f"--lr must be a positive number, got {self.lr}")
+        if self.gpus is not None and self.gpus < 0:
+            raise UsageError(f"--gpus must be 0 (CPU) or a positive count, got {self.gpus}")
+        if self.num_threads < 0:
+            raise UsageError(f"--num-threads must be 0 (auto) or positive, got {self.num_threads}")
+
+    @property
+    def weight_map(self) -> dict[str, float]:
+        return parse_weights(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def field_names() -> list[str]:
+    return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Coerce one value to its field's type; ``None`` stays ``None`` for optional fields."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    members = typing.get_args(hint) if is_union else (hint,)
+    if value is None:
+        if type(None) in members:
+            return None
+        raise UsageError(f"--{_flag(name)} needs a value")
+    base = next(a for a in members if a is not type(None))
+    origin = typing.get_origin(base)
+    try:
+        if origin is list:
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            if isinstance(value, (list, tuple)):
+                return [str(v) for v in value]
+            return [str(value)]
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(value)
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if base is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        if base is str:
+            return str(value)
+    except (TypeError, ValueError):
+        expected = getattr(base, "__name__", str(base))
+        raise UsageError(f"--{_flag(name)}: expected {expected}, got {value!r}") from None
+    return value
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """Parse ``ae=0.4,rf=0.4,if=0.2`` into weights normalised to sum to 1."""
+    weights = dict.fromkeys(MODEL_KEYS, 0.0)
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        key, sep, raw = part.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in weights:
+            raise UsageError(
+                f"--weights: cannot read {part!r}; expected NAME=NUMBER with NAME in "
+                f"{', '.join(MODEL_KEYS)} (e.g. {DEFAULT_WEIGHTS})"
+            )
+        try:
+            value = float(raw)
+        except ValueError:
+            raise UsageError(f"--weights: {key}={raw!r} is not a number") from None
+        if not math.isfinite(value) or value < 0:
+            raise UsageError(f"--weights: {key}={raw} must be a finite number >= 0")
+        weights[key] = value
+    total = sum(weights.values())
+    if total <= 0:
+        raise UsageError(f"--weights: {text!r} sum to zero; give at least one positive weight")
+    return {k: v / total for k, v in weights.items()}
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping of option names (``max_epochs`` or ``max-epochs``) to values."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"--config {p}: no such file")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"--config {p}: not valid YAML ({first})") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"--config {p}: expected a mapping of option: value, got {type(loaded).__name__}")
+    known = set(field_names())
+    values: dict[str, Any] = {}
+    for key, value in loaded.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise UsageError(f"--config {p}: unknown key {key!r} (see --help for the options)")
+        values[name] = value
+    return values

@@ -1,0 +1,162 @@
+"""The LightningDataModule: split, preprocessing fitted on training rows, and the autoencoder's loaders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch.utils.data import DataLoader, Dataset
+
+from threat_ensemble.errors import InputError
+from threat_ensemble.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.tables import LabelledTable, check_same_columns
+
+# Each stratified split must see both classes, and the autoencoder needs enough normal rows to
+# hold out a validation set for its threshold.
+MIN_NORMAL_ROWS = 50
+MIN_ATTACK_ROWS = 10
+AE_VAL_FRACTION = 0.15
+EVAL_BATCH_SIZE = 8192
+
+
+def check_class_counts(table: LabelledTable) -> None:
+    """Refuse label sets the split and the models cannot use, saying how many rows are needed."""
+    if table.n_normal == 0:
+        raise InputError(f"{table.source}: no normal rows (check --label-column and --normal-label)")
+    if table.n_attack == 0:
+        raise InputError(f"{table.source}: no attack rows; every label equals --normal-label")
+    if table.n_normal < MIN_NORMAL_ROWS:
+        raise InputError(
+            f"{table.source}: {table.n_normal} normal rows; the autoencoder needs at least "
+            f"{MIN_NORMAL_ROWS} to train and hold out a validation set"
+        )
+    if table.n_attack < MIN_ATTACK_ROWS:
+        raise InputError(
+            f"{table.source}: {table.n_attack} attack rows; at least {MIN_ATTACK_ROWS} are needed "
+            "to stratify train/validation/test splits"
+        )
+
+
+def stratified_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of a stratified 70/15/15 train/validation/test split."""
+    index = np.arange(len(y))
+    train, rest = train_test_split(index, test_size=0.30, stratify=y, random_state=seed)
+    val, test = train_test_split(rest, test_size=0.50, stratify=y[rest], random_state=seed)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _passthrough(batch: Any) -> Any:
+    return batch
+
+
+class ArrayDataset(Dataset):
+    """An in-memory tensor dataset that serves whole batches with one indexing op (``__getitems__``)
+    instead of collating sample by sample, as ``TensorDataset`` does."""
+
+    def __init__(self, x: torch.Tensor, with_index: bool = False) -> None:
+        self.x = x
+        self.with_index = with_index
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> Any:
+        return (self.x[i], torch.tensor(i)) if self.with_index else self.x[i]
+
+    def __getitems__(self, indices: list[int]) -> Any:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        return (self.x[idx], idx) if self.with_index else self.x[idx]
+
+
+class ThreatDataModule(L.LightningDataModule):
+    """Owns the data: the 70/15/15 split, the encoder and scaler (fitted on training rows only),
+    the autoencoder's normal-traffic train/validation sets, and the labelled splits the trees and
+    the gate use."""
+
+    def __init__(
+        self,
+        table: LabelledTable,
+        test_table: LabelledTable | None = None,
+        batch_size: int = 256,
+        seed: int = 42,
+    ) -> None:
+        super().__init__()
+        self.table = table
+        self.test_table = test_table
+        self.batch_size = batch_size
+        self.seed = seed
+        self.preprocessing: Preprocessing | None = None
+
+    # ---------------------------------------------------------------- Lightning hooks
+    def setup(self, stage: str | None = None) -> None:
+        if self.preprocessing is not None:
+            return
+        table = self.table
+        y = table.y
+        self.train_idx, self.val_idx, self.test_idx = stratified_split(y, self.seed)
+        frame = table.features
+        encoder = FeatureEncoder.fit(frame.iloc[self.train_idx])
+        encoded, _ = encoder.transform(frame, table.source)
+        self.x_train, self.y_train = encoded[self.train_idx], y[self.train_idx]
+        self.x_val, self.y_val = encoded[self.val_idx], y[self.val_idx]
+        self.x_normal_train = self.x_train[self.y_train == 0]
+
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(self.x_normal_train))
+        n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
+        self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
+        scaler = RobustScaler.fit(self.x_normal_train[self.ae_train_rows])
+        self.preprocessing = Preprocessing(encoder, scaler)
+        scaled = scaler.transform(self.x_normal_train)
+        self.ae_train = torch.from_numpy(scaled[self.ae_train_rows])
+        self.ae_val = torch.from_numpy(scaled[self.ae_val_rows])
+
+        if self.test_table is not None:
+            test_frame = check_same_columns(frame, self.test_table.features, self.test_table.source)
+            self.x_test = self.preprocessing.encode(test_frame, self.test_table.source)
+            self.y_test = self.test_table.y
+            self.test_source = self.test_table.source
+        else:
+            self.x_test, self.y_test = encoded[self.test_idx], y[self.test_idx]
+            self.test_source = "test split"
+
+    def train_dataloader(self) -> DataLoader:
+        n = len(self.ae_train)
+        return DataLoader(
+            ArrayDataset(self.ae_train),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=n > self.batch_size,
+            collate_fn=_passthrough,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            ArrayDataset(self.ae_val, with_index=True),
+            batch_size=EVAL_BATCH_SIZE,
+            shuffle=False,
+            collate_fn=_passthrough,
+        )
+
+    # ---------------------------------------------------------------- facts for logging
+    @property
+    def n_features(self) -> int:
+        assert self.preprocessing is not None, "setup() has not run"
+        return len(self.preprocessing.encoder.encoded_names)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "n_samples": len(self.table.y),
+            "n_attack": self.table.n_attack,
+            "n_normal": self.table.n_normal,
+            "n_features": int(self.table.features.shape[1]),
+            "n_encoded_features": self.n_features,
+            "n_train": len(self.train_idx),
+            "n_val": len(self.val_idx),
+            "n_test": len(self.y_test),
+            "n_ae_train": len(self.ae_train),
+            "n_ae_val": len(self.ae_val),
+        }

@@ -1,0 +1,159 @@
+"""Feature encoding and robust scaling, fitted on training rows only and stored as plain JSON."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from threat_ensemble.errors import InputError
+
+OTHER = "__other__"
+MISSING = "__missing__"
+MAX_CATEGORIES = 64
+
+
+@dataclass
+class FeatureEncoder:
+    """Numeric columns pass through (missing values filled with training medians when allowed);
+    text columns become one-hot columns of their most frequent training categories plus one
+    ``__other__`` column that catches rare and never-seen values."""
+
+    feature_names: list[str]
+    numeric_columns: list[str]
+    categories: dict[str, list[str]]
+    medians: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, max_categories: int = MAX_CATEGORIES) -> FeatureEncoder:
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
+        categorical = [c for c in frame.columns if c not in numeric]
+        categories = {}
+        for column in categorical:
+            counts = _as_category_text(frame[column]).value_counts(sort=True)
+            kept = sorted(counts.index[:max_categories].tolist(), key=str)
+            categories[column] = [str(v) for v in kept]
+        medians = {}
+        for column in numeric:
+            values = frame[column].to_numpy(dtype=np.float64)
+            finite = values[np.isfinite(values)]
+            medians[column] = float(np.median(finite)) if finite.size else 0.0
+        return cls(list(map(str, frame.columns)), numeric, categories, medians)
+
+    @property
+    def encoded_names(self) -> list[str]:
+        names = list(self.numeric_columns)
+        for column, cats in self.categories.items():
+            names.extend(f"{column}={c}" for c in cats)
+            names.append(f"{column}={OTHER}")
+        return names
+
+    def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, int]:
+        """Encode ``frame`` into a float32 matrix; also return how many values were unseen categories."""
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise InputError(f"{source}: missing feature columns {missing}")
+        blocks = []
+        if self.numeric_columns:
+            numeric = frame[self.numeric_columns]
+            try:
+                values = numeric.to_numpy(dtype=np.float64)
+            except (TypeError, ValueError):
+                column = next(c for c in self.numeric_columns if not pd.api.types.is_numeric_dtype(frame[c]))
+                raise InputError(f"{source}: column {column!r} must be numeric, as in training") from None
+            bad = ~np.isfinite(values)
+            if bad.any():
+                fill = np.array([self.medians.get(c, 0.0) for c in self.numeric_columns])
+                values = np.where(bad, fill[None, :], values)
+            blocks.append(values.astype(np.float32))
+        unseen = 0
+        for column, cats in self.categories.items():
+            text = _as_category_text(frame[column]).to_numpy()
+            codes = pd.Categorical(text, categories=cats).codes  # -1 = not a kept category
+            onehot = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
+            onehot[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 1.0
+            unseen += int((codes < 0).sum())
+            blocks.append(onehot)
+        matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
+        return matrix, unseen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature_names": self.feature_names,
+            "numeric_columns": self.numeric_columns,
+            "categories": self.categories,
+            "medians": self.medians,
+            "encoded_names": self.encoded_names,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FeatureEncoder:
+        return cls(
+            feature_names=list(data["feature_names"]),
+            numeric_columns=list(data["numeric_columns"]),
+            categories={k: list(v) for k, v in data["categories"].items()},
+            medians={k: float(v) for k, v in data.get("medians", {}).items()},
+        )
+
+
+def _as_category_text(series: pd.Series) -> pd.Series:
+    return series.astype("string").fillna(MISSING).str.strip()
+
+
+@dataclass
+class RobustScaler:
+    """Median/IQR scaling (the reference's). Where the IQR is zero (a column that is mostly one
+    value, such as a rarely non-zero count) the reference divides by 1 and lets rare large values
+    dominate the reconstruction loss; we fall back to the standard deviation, and to 1 only for
+    truly constant columns."""
+
+    center: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> RobustScaler:
+        q25, median, q75 = np.percentile(x, [25, 50, 75], axis=0)
+        iqr = q75 - q25
+        std = x.std(axis=0)
+        scale = np.where(iqr > 1e-12, iqr, np.where(std > 1e-12, std, 1.0))
+        return cls(median.astype(np.float32), scale.astype(np.float32))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.center) / self.scale).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"center": self.center.tolist(), "scale": self.scale.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RobustScaler:
+        return cls(np.asarray(data["center"], np.float32), np.asarray(data["scale"], np.float32))
+
+
+@dataclass
+class Preprocessing:
+    """Everything needed to turn a raw feature table into each model's input."""
+
+    encoder: FeatureEncoder
+    scaler: RobustScaler
+
+    def encode(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
+        matrix, unseen = self.encoder.transform(frame, source)
+        if unseen:
+            warnings.warn(
+                f"{source}: {unseen} categorical values never seen in training were encoded as {OTHER}",
+                stacklevel=2,
+            )
+        return matrix
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.encoder.to_dict(),
+            "scaler": {**self.scaler.to_dict(), "n_features": len(self.scaler.center)},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
+        return cls(FeatureEncoder.from_dict(data), RobustScaler.from_dict(data["scaler"]))

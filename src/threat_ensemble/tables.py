@@ -1,0 +1,302 @@
+"""Reading labelled feature tables from disk, with errors that name the file, column and value."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from threat_ensemble.errors import InputError
+
+SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")
+# A text column counts as numeric when at least this share of its values parse as numbers;
+# the rest are then typos or export damage, not categories.
+NUMERIC_SHARE = 0.9
+
+
+@dataclass
+class LabelledTable:
+    """Feature columns and binary labels (1 = attack) read from one file."""
+
+    features: pd.DataFrame
+    y: np.ndarray
+    source: str
+
+    @property
+    def n_attack(self) -> int:
+        return int(self.y.sum())
+
+    @property
+    def n_normal(self) -> int:
+        return int(len(self.y) - self.y.sum())
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".csv.gz"):
+        return ".csv.gz"
+    return path.suffix.lower()
+
+
+def read_raw_table(path: str | Path, *, no_header: bool = False) -> pd.DataFrame:
+    """Read a ``.csv``/``.csv.gz``/``.txt``/``.parquet``/``.npz`` file into a DataFrame of all its columns."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    if not p.is_file():
+        raise InputError(f"{p}: not a file")
+    suffix = _suffix(p)
+    if suffix not in SUPPORTED:
+        raise InputError(f"{p}: unknown extension {p.suffix!r}; expected one of {', '.join(SUPPORTED)}")
+    try:
+        if suffix == ".parquet":
+            frame = _read_parquet(p)
+        elif suffix == ".npz":
+            frame = _read_npz(p)
+        else:
+            frame = _read_csv(p, suffix, no_header)
+    except PermissionError:
+        raise InputError(f"{p}: cannot be read (permission denied)") from None
+    if frame.shape[1] == 0:
+        raise InputError(f"{p}: no columns found")
+    if len(frame) == 0:
+        raise InputError(f"{p}: has a header but no data rows")
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise InputError(f"{p}: duplicate column names {duplicated}; each column needs its own name")
+    frame.columns = [str(c) for c in frame.columns]
+    return frame
+
+
+def _read_csv(p: Path, suffix: str, no_header: bool) -> pd.DataFrame:
+    if p.stat().st_size == 0:
+        raise InputError(f"{p}: file is empty")
+    if suffix == ".csv.gz":
+        with open(p, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                raise InputError(f"{p}: not a gzip file, though its name ends in .gz")
+    try:
+        frame = pd.read_csv(
+            p,
+            header=None if no_header else "infer",
+            compression="gzip" if suffix == ".csv.gz" else None,
+            low_memory=False,
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{p}: file is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: cannot be parsed as CSV ({first})") from None
+    if not no_header:
+        _check_csv_header(p, frame)
+    return frame
+
+
+def _check_csv_header(p: Path, frame: pd.DataFrame) -> None:
+    """pandas renames repeated header names to ``name.1``; a header is really repeated when that happens."""
+    names = [str(c) for c in frame.columns]
+    mangled = [n for n in names if "." in n and n.rsplit(".", 1)[1].isdigit() and n.rsplit(".", 1)[0] in names]
+    if mangled:
+        originals = sorted({n.rsplit(".", 1)[0] for n in mangled})
+        raise InputError(f"{p}: duplicate column names {originals}; each column needs its own name")
+
+
+def _read_parquet(p: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(p)
+    except ImportError as exc:
+        raise InputError(f"{p}: reading Parquet needs pyarrow ({exc})") from None
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: not a readable Parquet file ({first})") from None
+
+
+def _read_npz(p: Path) -> pd.DataFrame:
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{p}: not a readable .npz archive ({first})") from None
+    if "X" not in arrays:
+        raise InputError(f"{p}: .npz archive has no array 'X' (found: {sorted(arrays)})")
+    X = arrays["X"]
+    if X.ndim != 2:
+        raise InputError(f"{p}: array 'X' must be 2-D (rows x features), got shape {X.shape}")
+    if "feature_names" in arrays:
+        names = [str(n) for n in arrays["feature_names"].tolist()]
+        if len(names) != X.shape[1]:
+            raise InputError(f"{p}: 'feature_names' has {len(names)} names but 'X' has {X.shape[1]} columns")
+    else:
+        names = [f"f{i}" for i in range(X.shape[1])]
+    frame = pd.DataFrame(X, columns=names)
+    if "y" in arrays:
+        y = arrays["y"]
+        if y.ndim != 1 or len(y) != len(X):
+            raise InputError(f"{p}: array 'y' must be 1-D with {len(X)} entries, got shape {y.shape}")
+        if "label" in frame.columns:
+            raise InputError(f"{p}: a feature is named 'label', which clashes with the labels array 'y'")
+        frame["label"] = y
+    return frame
+
+
+def resolve_label_column(frame: pd.DataFrame, label_column: str, source: str) -> str:
+    """Find the label column by name, or by 0-based index when no column has that name."""
+    if label_column in frame.columns:
+        return label_column
+    if label_column.lstrip("-").isdigit():
+        index = int(label_column)
+        if -frame.shape[1] <= index < frame.shape[1]:
+            return str(frame.columns[index])
+    shown = ", ".join(list(frame.columns[:8])) + (", ..." if frame.shape[1] > 8 else "")
+    raise InputError(f"{source}: label column {label_column!r} not found (columns: {shown})")
+
+
+def binary_labels(values: pd.Series, normal_label: str, source: str, column: str) -> np.ndarray:
+    """Map labels to 0 (equal to ``normal_label``) and 1 (anything else)."""
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise InputError(f"{source}: label column {column!r} is empty in data row {row + 1}")
+    if pd.api.types.is_numeric_dtype(values):
+        try:
+            normal = float(normal_label)
+        except ValueError:
+            raise InputError(
+                f"{source}: label column {column!r} is numeric but --normal-label is {normal_label!r}"
+            ) from None
+        is_normal = values.to_numpy(dtype=float) == normal
+    else:
+        is_normal = values.astype(str).str.strip().to_numpy() == str(normal_label).strip()
+    return (~is_normal).astype(np.int64)
+
+
+def infer_numeric(frame: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Convert text columns that are really numbers; refuse columns that are numbers with stray text."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if pd.api.types.is_bool_dtype(series):
+            out[column] = series.astype(np.float64)
+            continue
+        if pd.api.types.is_numeric_dtype(series):
+            continue
+        text = series.astype("string").str.strip()
+        present = text.notna() & (text != "")
+        parsed = pd.to_numeric(text.where(present), errors="coerce")
+        n_present = int(present.sum())
+        n_numeric = int(parsed.notna().sum())
+        if n_present and n_numeric == n_present:
+            out[column] = parsed.astype(np.float64)
+        elif n_present and n_numeric >= NUMERIC_SHARE * n_present:
+            bad = present & parsed.isna()
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                f"{source}: column {column!r} is numeric but data row {row + 1} holds "
+                f"{text.iloc[row]!r} ({int(bad.sum())} such rows); expected a number"
+            )
+    return out
+
+
+def non_finite_message(frame: pd.DataFrame, source: str) -> str | None:
+    """Name the first missing/infinite numeric cell and the count, or None when all are finite."""
+    numeric = frame.select_dtypes(include="number")
+    if numeric.shape[1] == 0:
+        return None
+    values = numeric.to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return None
+    rows, cols = np.nonzero(bad)
+    return (
+        f"{source}: column {numeric.columns[cols[0]]!r} holds {values[rows[0], cols[0]]} in data row "
+        f"{rows[0] + 1} ({int(bad.sum())} non-finite cells in all); pass --impute to fill them with "
+        "training medians"
+    )
+
+
+def load_labelled_table(
+    path: str | Path,
+    *,
+    label_column: str = "label",
+    normal_label: str = "0",
+    no_header: bool = False,
+    drop_columns: list[str] | tuple[str, ...] = (),
+    impute: bool = False,
+) -> LabelledTable:
+    """Read a file and split it into feature columns and binary labels, refusing unusable input."""
+    source = str(path)
+    frame = read_raw_table(path, no_header=no_header)
+    return labelled_table_from_frame(
+        frame,
+        source=source,
+        label_column=label_column,
+        normal_label=normal_label,
+        drop_columns=drop_columns,
+        impute=impute,
+    )
+
+
+def labelled_table_from_frame(
+    frame: pd.DataFrame,
+    *,
+    source: str,
+    label_column: str = "label",
+    normal_label: str = "0",
+    drop_columns: list[str] | tuple[str, ...] = (),
+    impute: bool = False,
+) -> LabelledTable:
+    frame = frame.copy()
+    frame.columns = [str(c) for c in frame.columns]
+    label = resolve_label_column(frame, str(label_column), source)
+    to_drop = []
+    for name in drop_columns:
+        resolved = resolve_drop_column(frame, str(name), source)
+        if resolved == label:
+            raise InputError(f"{source}: --drop-columns names the label column {name!r}")
+        to_drop.append(resolved)
+    y = binary_labels(frame[label], normal_label, source, label)
+    features = frame.drop(columns=[label, *to_drop])
+    if features.shape[1] == 0:
+        raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
+    features = infer_numeric(features, source)
+    problem = None if impute else non_finite_message(features, source)
+    if problem:
+        raise InputError(problem)
+    return LabelledTable(features=features.reset_index(drop=True), y=y, source=source)
+
+
+def resolve_drop_column(frame: pd.DataFrame, name: str, source: str) -> str:
+    if name in frame.columns:
+        return name
+    if name.lstrip("-").isdigit() and -frame.shape[1] <= int(name) < frame.shape[1]:
+        return str(frame.columns[int(name)])
+    raise InputError(f"{source}: --drop-columns names {name!r}, which is not a column")
+
+
+def check_same_columns(train: pd.DataFrame, test: pd.DataFrame, source: str) -> pd.DataFrame:
+    """Return ``test`` with the training column order, or name the columns that differ."""
+    missing = [c for c in train.columns if c not in test.columns]
+    extra = [c for c in test.columns if c not in train.columns]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing}")
+        if extra:
+            parts.append(f"unexpected {extra}")
+        raise InputError(f"{source}: columns differ from the training data: {'; '.join(parts)}")
+    return test[list(train.columns)]
+
+
+def fingerprint(features: pd.DataFrame, y: np.ndarray) -> str:
+    """A sha256 over the feature values, column names and labels: identifies the training data."""
+    digest = hashlib.sha256()
+    digest.update("\x1f".join(map(str, features.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(features, index=False).to_numpy().tobytes())
+    digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,249 @@
+"""End-to-end runs of scripts/train.py in a subprocess against a real SQLite MLflow store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import NSL_KDD, train_cmd
+from threat_ensemble.artifacts import BUNDLE_FILES, verify_bundle
+from threat_ensemble.ensemble import load_ensemble
+from threat_ensemble.scoring import binary_metrics
+
+GATE_KEYS = {"passed", "gates", "metrics", "per_model", "confusion_matrix", "n_test", "weights", "mlflow_run_id"}
+METRIC_KEYS = {"precision", "recall", "f1", "pr_auc", "roc_auc", "fpr"}
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(train_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from threat_ensemble.synthetic import make_default_dataset
+
+    work = tmp_path_factory.mktemp("e2e")
+    make_default_dataset(4000, seed=11).drop(columns="family").to_csv(work / "flows.csv", index=False)
+    make_default_dataset(1500, seed=12).drop(columns="family").to_csv(work / "holdout.csv", index=False)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    args = [
+        "--data",
+        "flows.csv",
+        "--test-data",
+        "holdout.csv",
+        "--label-column",
+        "label",
+        "--normal-label",
+        "0",
+        "--max-epochs",
+        "3",
+        "--tracking-uri",
+        uri,
+        "--run-name",
+        "e2e",
+        "--output-dir",
+        "bundle",
+        "--checkpoint-dir",
+        "ckpt",
+        "--quiet",
+    ]
+    proc = _run(args, work)
+    return {"work": work, "proc": proc, "uri": uri, "bundle": work / "bundle"}
+
+
+def test_cli_exit_code_follows_the_gate(trained: dict) -> None:
+    proc = trained["proc"]
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    assert proc.returncode == (0 if gate["passed"] else 3)
+    assert "Traceback" not in proc.stderr
+    assert "ensemble" in proc.stdout and "mlflow run:" in proc.stdout
+
+
+def test_bundle_is_complete_and_loadable(trained: dict) -> None:
+    bundle = trained["bundle"]
+    manifest = verify_bundle(bundle)
+    assert set(manifest["files"]) == set(BUNDLE_FILES)
+    assert len(manifest["data_fingerprint"]) == 64
+    saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
+    assert "state_dict" in saved
+    gate = json.loads((bundle / "gate.json").read_text())
+    assert GATE_KEYS <= set(gate)
+    assert set(gate["gates"]) == {"pr_auc", "f1"}
+    assert METRIC_KEYS <= set(gate["metrics"])
+    assert set(gate["per_model"]) == {"ae", "rf", "if"}
+    assert gate["n_test"] == 1500
+    assert gate["mlflow_run_id"] == manifest["mlflow_run_id"]
+    (tn, fp), (fn, tp) = gate["confusion_matrix"]
+    assert tn + fp + fn + tp == 1500
+
+
+def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:
+    from threat_ensemble.tables import load_labelled_table
+
+    ensemble = load_ensemble(trained["bundle"])
+    holdout = load_labelled_table(trained["work"] / "holdout.csv")
+    scores = ensemble.score(ensemble.preprocessing.encode(holdout.features))
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    again = binary_metrics(holdout.y, scores["ensemble"])
+    for key in METRIC_KEYS:
+        assert again[key] == pytest.approx(gate["metrics"][key], abs=1e-9), key
+    assert binary_metrics(holdout.y, scores["rf"])["f1"] == pytest.approx(gate["per_model"]["rf"]["f1"])
+
+
+def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    client = MlflowClient(tracking_uri=trained["uri"])
+    run = client.get_run(gate["mlflow_run_id"])
+    params = run.data.params
+    assert params["epochs"] == "3" and params["batch_size"] == "256"
+    assert int(params["n_samples"]) == 4000
+    assert int(params["n_attack"]) + int(params["n_normal"]) == 4000
+    assert int(params["n_features"]) == 29
+    metrics = run.data.metrics
+    assert metrics["ensemble_f1"] == pytest.approx(gate["metrics"]["f1"])
+    assert metrics["ensemble_pr_auc"] == pytest.approx(gate["metrics"]["pr_auc"])
+    assert metrics["rf_pr_auc"] == pytest.approx(gate["per_model"]["rf"]["pr_auc"])
+    assert metrics["gate_passed"] == float(gate["passed"])
+    assert "ae_threshold" in metrics and "ae_final_val_loss" in metrics
+    for key in ("train_loss", "val_loss", "lr"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 3, key
+    assert run.data.tags["status"] == "completed"
+    assert {"python_version", "platform", "git_commit"} <= set(run.data.tags)
+    assert run.info.run_name == "e2e"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
+    assert {f"bundle/{name}" for name in (*BUNDLE_FILES, "manifest.json")} <= logged
+
+
+def test_failed_gate_exits_3(trained: dict) -> None:
+    work = trained["work"]
+    proc = _run(
+        [
+            "--data",
+            "flows.csv",
+            "--max-epochs",
+            "1",
+            "--min-pr-auc",
+            "1.0",
+            "--tracking-uri",
+            trained["uri"],
+            "--output-dir",
+            "bundle-fail",
+            "--checkpoint-dir",
+            "ckpt-fail",
+            "--quiet",
+        ],
+        work,
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    gate = json.loads((work / "bundle-fail" / "gate.json").read_text())
+    assert gate["passed"] is False and gate["gates"]["pr_auc"]["passed"] is False
+    assert "gate: FAILED" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data", "missing.csv"], "missing.csv: no such file"),
+        (["--weights", "ae=0,rf=0"], "sum to zero"),
+        (["--min-pr-auc", "2"], "--min-pr-auc must be within [0, 1]"),
+        (["--gpus", "1"], "--gpus 1: this machine has 0 CUDA GPU(s)"),
+        (["--data", "flows.csv", "--label-column", "verdict"], "label column 'verdict' not found"),
+        (["--max-epochs", "ten"], "--max-epochs: expected int"),
+    ],
+)
+def test_usage_and_input_errors_exit_2_with_one_line(
+    tmp_path: Path, small_csv: Path, args: list[str], message: str
+) -> None:
+    if torch.cuda.is_available() and args[0] == "--gpus":
+        pytest.skip("this machine has a GPU")
+    assert small_csv == tmp_path / "flows.csv"
+    proc = _run([*args, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_help_is_fast_and_lists_the_contract() -> None:
+    start = time.perf_counter()
+    proc = subprocess.run(train_cmd("--help"), capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0
+    for flag in (
+        "--data",
+        "--test-data",
+        "--label-column",
+        "--normal-label",
+        "--no-header",
+        "--drop-columns",
+        "--gpus",
+        "--max-epochs",
+        "--weights",
+        "--min-pr-auc",
+        "--min-f1",
+        "--output-dir",
+        "--checkpoint-dir",
+        "--tracking-uri",
+        "--experiment",
+        "--run-name",
+        "--config",
+    ):
+        assert flag in proc.stdout
+    assert elapsed < 5  # generous for a loaded CI machine; benchmarks measure the real figure
+
+
+def test_python_api_takes_arrays(tmp_path: Path, small_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threat_ensemble
+
+    monkeypatch.chdir(tmp_path)
+    X = small_frame.drop(columns=["label", "method", "file_extension"]).to_numpy(dtype=np.float64)
+    y = small_frame["label"].to_numpy()
+    result = threat_ensemble.run(
+        X, y, max_epochs=2, tracking_uri=f"sqlite:///{tmp_path / 'api.db'}", output_dir="api-bundle", quiet=True
+    )
+    assert result.bundle_dir == (tmp_path / "api-bundle").resolve()
+    assert set(result.per_model) == {"ae", "rf", "if"}
+    assert result.metrics["pr_auc"] == pytest.approx(result.gate["metrics"]["pr_auc"])
+    assert result.mlflow_run_id and result.exit_code in (0, 3)
+    assert result.summary["n_samples"] == len(y)
+
+
+@pytest.mark.skipif(not (NSL_KDD / "KDDTrain+_20Percent.txt").exists(), reason="shared NSL-KDD data not present")
+def test_nsl_kdd_trains_and_is_gated_on_the_independent_test_file(tmp_path: Path) -> None:
+    proc = _run(
+        [
+            "--data",
+            str(NSL_KDD / "KDDTrain+_20Percent.txt"),
+            "--test-data",
+            str(NSL_KDD / "KDDTest+.txt"),
+            "--no-header",
+            "--label-column",
+            "41",
+            "--normal-label",
+            "normal",
+            "--drop-columns",
+            "42",
+            "--max-epochs",
+            "3",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'kdd.db'}",
+            "--quiet",
+        ],
+        tmp_path,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    gate = json.loads((tmp_path / "artifacts" / "gate.json").read_text())
+    assert gate["n_test"] == 22544
+    assert gate["per_model"]["rf"]["pr_auc"] > 0.9
+    assert gate["metrics"]["pr_auc"] > 0.85

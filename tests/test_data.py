@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from threat_ensemble.data import ArrayDataset, ThreatDataModule, check_class_counts, stratified_split
+from threat_ensemble.errors import InputError
+from threat_ensemble.preprocessing import RobustScaler
+from threat_ensemble.tables import LabelledTable
+
+
+def _table(small_frame: pd.DataFrame) -> LabelledTable:
+    return LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
+
+
+def test_split_is_stratified_70_15_15_and_disjoint() -> None:
+    y = np.r_[np.zeros(800, int), np.ones(200, int)]
+    train, val, test = stratified_split(y, seed=3)
+    assert (len(train), len(val), len(test)) == (700, 150, 150)
+    assert len(set(train) | set(val) | set(test)) == 1000
+    for part in (train, val, test):
+        assert y[part].mean() == pytest.approx(0.2, abs=0.01)
+
+
+def test_datamodule_fits_preprocessing_on_training_rows_only(small_frame: pd.DataFrame) -> None:
+    dm = ThreatDataModule(_table(small_frame), batch_size=64, seed=1)
+    dm.setup("fit")
+    assert (dm.y_train[:, None] == 0).sum() == len(dm.x_normal_train)
+    # scaler fitted on the autoencoder's own training rows, nothing else
+    expected = RobustScaler.fit(dm.x_normal_train[dm.ae_train_rows])
+    np.testing.assert_array_equal(dm.preprocessing.scaler.center, expected.center)
+    # autoencoder validation rows are a shuffled 15%, not the last 15%
+    n = len(dm.x_normal_train)
+    assert len(dm.ae_val_rows) == round(0.15 * n)
+    assert not np.array_equal(dm.ae_val_rows, np.arange(n - len(dm.ae_val_rows), n))
+    assert set(dm.ae_val_rows).isdisjoint(dm.ae_train_rows)
+    assert dm.x_test.shape == (len(dm.test_idx), dm.n_features)
+
+
+def test_train_loader_serves_shuffled_whole_batches(small_frame: pd.DataFrame) -> None:
+    dm = ThreatDataModule(_table(small_frame), batch_size=100, seed=1)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert all(b.shape == (100, dm.n_features) for b in batches)  # drop_last
+    assert len(batches) == len(dm.ae_train) // 100
+    x, idx = next(iter(dm.val_dataloader()))
+    assert torch.equal(x, dm.ae_val[idx])
+
+
+def test_array_dataset_batches_match_single_items() -> None:
+    data = torch.arange(20.0).reshape(10, 2)
+    ds = ArrayDataset(data, with_index=True)
+    x, idx = ds.__getitems__([3, 1])
+    assert torch.equal(x, torch.stack([ds[3][0], ds[1][0]]))
+    assert idx.tolist() == [3, 1]
+
+
+@pytest.mark.parametrize(
+    "n_normal, n_attack, message",
+    [
+        (0, 30, "no normal rows"),
+        (100, 0, "no attack rows"),
+        (20, 30, "20 normal rows; the autoencoder needs at least 50"),
+        (100, 3, "3 attack rows; at least 10"),
+    ],
+)
+def test_class_counts_are_checked(n_normal: int, n_attack: int, message: str) -> None:
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
+    table = LabelledTable(pd.DataFrame({"a": np.arange(len(y), dtype=float)}), y, "t.csv")
+    with pytest.raises(InputError, match=message):
+        check_class_counts(table)
+
+
+def test_test_table_is_encoded_with_training_categories(small_frame: pd.DataFrame) -> None:
+    test = small_frame.iloc[:50].copy()
+    test["method"] = "PATCH"  # never seen in training
+    test_table = LabelledTable(test.drop(columns="label"), test["label"].to_numpy(), "test.csv")
+    dm = ThreatDataModule(_table(small_frame), test_table, seed=1)
+    with pytest.warns(UserWarning, match="50 categorical values never seen"):
+        dm.setup("fit")
+    names = dm.preprocessing.encoder.encoded_names
+    assert dm.x_test[:, names.index("method=__other__")].tolist() == [1.0] * 50
+    assert dm.test_source == "test.csv"

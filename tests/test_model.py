@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from threat_ensemble.data import ThreatDataModule
+from threat_ensemble.model import AutoencoderModule, build_autoencoder, reconstruction_error
+from threat_ensemble.tables import LabelledTable
+
+
+def test_architecture_matches_the_reference() -> None:
+    net = build_autoencoder(10)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [
+        (10, 24),
+        (24, 12),
+        (12, 6),
+        (6, 12),
+        (12, 24),
+        (24, 10),
+    ]
+    kinds = [type(m).__name__ for m in net]
+    # BatchNorm/LeakyReLU/Dropout after the four hidden Linears, not after the bottleneck or output
+    assert kinds.count("BatchNorm1d") == 4 and kinds.count("LeakyReLU") == 4 and kinds.count("Dropout") == 4
+    assert kinds[kinds.index("Linear", 0) :][:4] == ["Linear", "BatchNorm1d", "LeakyReLU", "Dropout"]
+    bottleneck = [i for i, m in enumerate(net) if isinstance(m, nn.Linear) and m.out_features == 6][0]
+    assert isinstance(net[bottleneck + 1], nn.Linear)
+    assert isinstance(net[-1], nn.Linear)
+
+
+def _fit(
+    small_frame: pd.DataFrame, tmp_path, max_epochs: int = 4
+) -> tuple[AutoencoderModule, ThreatDataModule, L.Trainer]:
+    table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
+    L.seed_everything(0, verbose=False)
+    dm = ThreatDataModule(table, batch_size=128, seed=0)
+    dm.setup("fit")
+    model = AutoencoderModule(dm.n_features)
+    trainer = L.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)
+    return model, dm, trainer
+
+
+def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame, tmp_path) -> None:
+    model, dm, trainer = _fit(small_frame, tmp_path)
+    model.restore_best_weights()
+    errors = reconstruction_error(model.net, dm.ae_val).double().numpy()
+    assert float(model.threshold) == pytest.approx(np.percentile(errors, 99.5), rel=1e-5)
+    assert float(model.best_val_loss) == pytest.approx(errors.mean(), rel=1e-5)
+    assert float(model.best_val_loss) <= float(trainer.callback_metrics["val_loss"]) + 1e-6
+
+
+def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_path) -> None:
+    model, _, trainer = _fit(small_frame, tmp_path, max_epochs=2)
+    path = tmp_path / "ae.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)  # no pickled objects
+    assert "best_state_dict" in checkpoint
+    fresh = AutoencoderModule(model.hparams.n_inputs)
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.restore_best_weights()
+    model.restore_best_weights()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, fresh.state_dict()[key]), key
+
+
+def test_gather_unique_drops_sampler_padding(small_frame: pd.DataFrame, tmp_path) -> None:
+    model, _, _ = _fit(small_frame, tmp_path, max_epochs=1)
+    errors = torch.tensor([0.5, 0.1, 0.3, 0.5], dtype=torch.float64)
+    index = torch.tensor([2, 0, 1, 2])  # row 2 repeated, as DistributedSampler pads
+    assert model._gather_unique(errors, index).tolist() == [0.1, 0.3, 0.5]

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+from threat_ensemble.scoring import ae_score, binary_metrics, evaluate_gate, fuse, if_score
+
+
+def test_ae_score_is_half_at_threshold_and_capped() -> None:
+    errors = np.array([0.0, 1.0, 2.0, 10.0])
+    assert ae_score(errors, 2.0).tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert ae_score(errors, 0.0).tolist() == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_if_score_maps_decision_function() -> None:
+    assert if_score(np.array([0.0, 0.2, -0.2, -3.0])).tolist() == pytest.approx([0.5, 0.4, 0.6, 1.0])
+
+
+def test_fuse_is_the_weighted_mean() -> None:
+    rng = np.random.default_rng(0)
+    scores = {k: rng.random(50) for k in ("ae", "rf", "if")}
+    weights = {"ae": 0.4, "rf": 0.4, "if": 0.2}
+    expected = [0.4 * a + 0.4 * r + 0.2 * i for a, r, i in zip(scores["ae"], scores["rf"], scores["if"], strict=True)]
+    assert fuse(scores, weights) == pytest.approx(expected)
+    # a zero weight ignores that member entirely, even if its scores are missing
+    assert fuse({"ae": scores["ae"], "rf": scores["rf"]}, {"ae": 1.0, "rf": 1.0, "if": 0.0}) == pytest.approx(
+        (scores["ae"] + scores["rf"]) / 2
+    )
+
+
+def test_metrics_agree_with_scikit_learn() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    score = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
+    m = binary_metrics(y, score)
+    pred = (score >= 0.5).astype(int)
+    assert m["precision"] == pytest.approx(precision_score(y, pred))
+    assert m["recall"] == pytest.approx(recall_score(y, pred))
+    assert m["f1"] == pytest.approx(f1_score(y, pred))
+    assert m["pr_auc"] == pytest.approx(average_precision_score(y, score), abs=1e-6)
+    assert m["roc_auc"] == pytest.approx(roc_auc_score(y, score), abs=1e-6)
+    (tn, fp), (fn, tp) = m["confusion_matrix"]
+    assert m["fpr"] == pytest.approx(fp / (fp + tn))
+    assert tn + fp + fn + tp == 400
+
+
+def test_score_equal_to_cutoff_is_an_attack() -> None:
+    m = binary_metrics(np.array([0, 1]), np.array([0.49, 0.5]))
+    assert m["confusion_matrix"] == [[1, 0], [0, 1]]
+
+
+def test_gate_records_each_bound() -> None:
+    gate = evaluate_gate({"pr_auc": 0.9, "f1": 0.79}, 0.85, 0.80)
+    assert gate["passed"] is False
+    assert gate["gates"]["pr_auc"] == {"value": 0.9, "min": 0.85, "passed": True}
+    assert gate["gates"]["f1"]["passed"] is False
+    assert evaluate_gate({"pr_auc": float("nan"), "f1": 1.0}, 0.5, 0.5)["passed"] is False

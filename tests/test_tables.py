@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from threat_ensemble.errors import InputError
+from threat_ensemble.tables import (
+    check_same_columns,
+    fingerprint,
+    load_labelled_table,
+    read_raw_table,
+)
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "bytes": [10.0, 20.0, 30.0, 40.0],
+            "proto": ["tcp", "udp", "tcp", "icmp"],
+            "label": ["normal", "attack", "normal", "dos"],
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_reads_each_table_format(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"t{suffix}"
+    frame = _frame()
+    if suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    table = load_labelled_table(path, normal_label="normal")
+    assert table.y.tolist() == [0, 1, 0, 1]
+    assert list(table.features.columns) == ["bytes", "proto"]
+    assert table.features["bytes"].tolist() == [10.0, 20.0, 30.0, 40.0]
+
+
+def test_reads_npz_with_and_without_feature_names(tmp_path: Path) -> None:
+    X = np.arange(12, dtype=float).reshape(4, 3)
+    y = np.array([0, 1, 0, 1])
+    np.savez(tmp_path / "a.npz", X=X, y=y, feature_names=np.array(["a", "b", "c"]))
+    table = load_labelled_table(tmp_path / "a.npz")
+    assert list(table.features.columns) == ["a", "b", "c"]
+    assert table.y.tolist() == [0, 1, 0, 1]
+    np.savez(tmp_path / "b.npz", X=X, y=y)
+    assert list(load_labelled_table(tmp_path / "b.npz").features.columns) == ["f0", "f1", "f2"]
+
+
+def test_no_header_label_by_index_and_drop_columns(tmp_path: Path) -> None:
+    path = tmp_path / "kdd.txt"
+    path.write_text("0,tcp,5,normal,20\n1,udp,6,neptune,19\n2,tcp,7,normal,21\n")
+    table = load_labelled_table(path, no_header=True, label_column="3", normal_label="normal", drop_columns=["4"])
+    assert list(table.features.columns) == ["0", "1", "2"]
+    assert table.y.tolist() == [0, 1, 0]
+
+
+def test_numeric_labels_compare_as_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("x,label\n1,0.0\n2,1.0\n3,0\n")
+    assert load_labelled_table(path, normal_label="0").y.tolist() == [0, 1, 0]
+
+
+def test_fingerprint_changes_with_any_value() -> None:
+    frame = _frame().drop(columns="label")
+    y = np.array([0, 1, 0, 1])
+    base = fingerprint(frame, y)
+    assert base == fingerprint(frame.copy(), y.copy())
+    changed = frame.copy()
+    changed.loc[2, "bytes"] = 31.0
+    assert fingerprint(changed, y) != base
+    assert fingerprint(frame, y[::-1].copy()) != base
+
+
+def _write(tmp_path: Path, name: str, content: bytes | str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+BAD_INPUTS = [
+    ("missing file", "nope.csv", None, {}, "no such file"),
+    ("empty file", "e.csv", "", {}, "file is empty"),
+    ("header only", "h.csv", "a,b,label\n", {}, "header but no data rows"),
+    ("unknown extension", "t.xlsx", "a,b\n1,2\n", {}, "unknown extension '.xlsx'"),
+    ("not gzip", "t.csv.gz", "a,label\n1,0\n", {}, "not a gzip file"),
+    ("corrupt parquet", "t.parquet", b"PAR1 garbage", {}, "not a readable Parquet file"),
+    ("corrupt npz", "t.npz", b"PK\x03\x04 garbage", {}, "not a readable .npz archive"),
+    ("label missing", "t.csv", "a,b\n1,2\n3,4\n", {}, "label column 'label' not found"),
+    ("duplicate columns", "t.csv", "a,a,label\n1,2,0\n3,4,1\n", {}, "duplicate column names \\['a'\\]"),
+    (
+        "number column with text",
+        "t.csv",
+        "a,label\n" + "".join(f"{i},0\n" for i in range(30)) + "oops,1\n",
+        {},
+        "column 'a' is numeric but data row 31 holds 'oops'",
+    ),
+    ("nan refused", "t.csv", "a,label\n1,0\n,1\n3,0\n", {}, "column 'a' holds nan in data row 2.*--impute"),
+    ("inf refused", "t.csv", "a,label\n1,0\ninf,1\n3,0\n", {}, "column 'a' holds inf in data row 2"),
+    ("drop unknown column", "t.csv", "a,label\n1,0\n2,1\n", {"drop_columns": ["zz"]}, "--drop-columns names 'zz'"),
+    ("label is dropped", "t.csv", "a,label\n1,0\n2,1\n", {"drop_columns": ["label"]}, "names the label column"),
+    ("empty label", "t.csv", "a,label\n1,0\n2,\n", {}, "label column 'label' is empty in data row 2"),
+]
+
+
+@pytest.mark.parametrize("case, name, content, kwargs, message", BAD_INPUTS, ids=[c[0] for c in BAD_INPUTS])
+def test_bad_input_gets_one_clear_line(
+    tmp_path: Path, case: str, name: str, content: str | bytes | None, kwargs: dict, message: str
+) -> None:
+    path = tmp_path / name if content is None else _write(tmp_path, name, content)
+    with pytest.raises(InputError, match=message) as info:
+        load_labelled_table(path, **kwargs)
+    text = str(info.value)
+    assert "\n" not in text
+    assert str(path) in text
+
+
+def test_nan_is_accepted_with_impute(tmp_path: Path) -> None:
+    path = _write(tmp_path, "t.csv", "a,label\n1,0\n,1\n3,0\n")
+    table = load_labelled_table(path, impute=True)
+    assert np.isnan(table.features["a"].iloc[1])
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads any file")
+    path = _write(tmp_path, "t.csv", "a,label\n1,0\n")
+    path.chmod(0)
+    with pytest.raises(InputError, match="permission denied"):
+        read_raw_table(path)
+
+
+def test_real_gzip_reads(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write("a,label\n1,0\n2,1\n")
+    assert load_labelled_table(path).y.tolist() == [0, 1]
+
+
+def test_test_columns_must_match() -> None:
+    train = pd.DataFrame({"a": [1], "b": [2]})
+    with pytest.raises(InputError, match=r"missing \['b'\]; unexpected \['c'\]"):
+        check_same_columns(train, pd.DataFrame({"a": [1], "c": [2]}), "test.csv")
+    reordered = check_same_columns(train, pd.DataFrame({"b": [2], "a": [1]}), "test.csv")
+    assert list(reordered.columns) == ["a", "b"]
