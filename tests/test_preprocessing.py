@@ -34,7 +34,7 @@ def test_missing_numeric_values_take_training_medians() -> None:
 
 def test_robust_scaler_uses_median_and_iqr_with_fallbacks() -> None:
     x = np.column_stack([np.arange(1.0, 101.0), np.r_[np.zeros(99), 50.0], np.full(100, 3.0)])
-    scaler = RobustScaler.fit(x)
+    scaler = RobustScaler.fit(x, log_compress=False)
     assert scaler.center.tolist() == pytest.approx([50.5, 0.0, 3.0])
     assert scaler.scale[0] == pytest.approx(49.5)
     assert scaler.scale[1] == pytest.approx(x[:, 1].std(), rel=1e-5)  # IQR 0: standard deviation
@@ -50,3 +50,16 @@ def test_preprocessing_round_trips_through_json() -> None:
     again = Preprocessing.from_dict(json.loads(json.dumps(pre.to_dict())))
     assert again.encoder == pre.encoder
     np.testing.assert_array_equal(again.scaler.transform(x), pre.scaler.transform(x))
+
+
+def test_log_compression_tames_heavy_tails() -> None:
+    from threat_ensemble.preprocessing import signed_log1p
+
+    assert signed_log1p(np.array([-np.e + 1, 0.0, np.e - 1])).tolist() == pytest.approx([-1.0, 0.0, 1.0])
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.lognormal(5, 3, 5000)])
+    scaled = RobustScaler.fit(x).transform(x)
+    raw = RobustScaler.fit(x, log_compress=False).transform(x)
+    assert np.abs(scaled).max() < 10 < np.abs(raw).max()
+    again = RobustScaler.from_dict(RobustScaler.fit(x).to_dict())
+    np.testing.assert_array_equal(again.transform(x), scaled)

@@ -56,3 +56,46 @@ def test_gate_records_each_bound() -> None:
     assert gate["gates"]["pr_auc"] == {"value": 0.9, "min": 0.85, "passed": True}
     assert gate["gates"]["f1"]["passed"] is False
     assert evaluate_gate({"pr_auc": float("nan"), "f1": 1.0}, 0.5, 0.5)["passed"] is False
+
+
+def test_stacked_fusion_cut_respects_the_false_positive_budget() -> None:
+    import json
+
+    from threat_ensemble.scoring import apply_stacked_fusion, fit_stacked_fusion, stack_features
+
+    rng = np.random.default_rng(3)
+    n_normal, n_attack = 4000, 400
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
+    raw = {
+        "rf_vote": np.r_[rng.beta(1, 20, n_normal), rng.beta(8, 2, n_attack)],
+        "ae_error": np.r_[rng.lognormal(0, 1, n_normal), rng.lognormal(1.5, 1, n_attack)],
+        "if": np.r_[rng.normal(0.45, 0.03, n_normal), rng.normal(0.55, 0.05, n_attack)],
+    }
+    x = stack_features(raw, n_trees=200)
+    state = fit_stacked_fusion(x, y, target_fpr=0.02)
+    json.dumps(state)  # plain numbers only
+    score = apply_stacked_fusion(state, x)
+    assert ((score >= 0) & (score <= 1)).all()
+    flagged_normal = (score[y == 0] >= 0.5).mean()
+    assert flagged_normal == pytest.approx(0.02, abs=0.002)
+    assert (score[y == 1] >= 0.5).mean() > 0.9
+    # every member's evidence pushes towards "attack"
+    assert all(c > 0 for c in state["coef"])
+
+
+def test_stack_features_are_finite_at_the_extremes() -> None:
+    from threat_ensemble.scoring import stack_features
+
+    raw = {"rf_vote": np.array([0.0, 1.0]), "ae_error": np.array([0.0, 1e9]), "if": np.array([0.2, 0.8])}
+    x = stack_features(raw, n_trees=200)
+    assert np.isfinite(x).all()
+    assert x[0, 0] < 0 < x[1, 0]
+
+
+def test_optional_gates() -> None:
+    metrics = {"pr_auc": 0.9, "f1": 0.9, "recall": 0.7, "fpr": 0.02}
+    gate = evaluate_gate(metrics, 0.85, 0.8, min_recall=0.8, max_fpr=0.05)
+    assert gate["gates"]["recall"] == {"value": 0.7, "min": 0.8, "passed": False}
+    assert gate["gates"]["fpr"] == {"value": 0.02, "max": 0.05, "passed": True}
+    assert gate["passed"] is False
+    assert set(evaluate_gate(metrics, 0.85, 0.8)["gates"]) == {"pr_auc", "f1"}

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from threat_ensemble.checkpointing import crash_point
 from threat_ensemble.errors import InputError
 
 AE_FILE = "autoencoder.pt"
@@ -109,6 +110,7 @@ def write_bundle(
         torch.save(autoencoder, tmp / AE_FILE)
         joblib.dump(random_forest, tmp / RF_FILE)
         joblib.dump(isolation_forest, tmp / IF_FILE)
+        crash_point("bundle")
         write_json(tmp / PREPROCESSING_FILE, preprocessing)
         write_json(tmp / THRESHOLD_FILE, threshold)
         write_json(tmp / GATE_FILE, gate)

@@ -1,16 +1,25 @@
-"""End-of-training callbacks: the tree stage, then ensemble validation, the gate and the bundle."""
+"""Callbacks: run state and RNG in every checkpoint, then (at the end of training) the tree stage,
+ensemble validation, the gate and the bundle.
+
+The tree and validation stages are plain methods that the callbacks call from ``on_train_end``; a
+resumed run whose autoencoder had already finished calls the same methods without training again.
+"""
 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from threat_ensemble.artifacts import write_bundle
+from threat_ensemble.artifacts import sha256_file, write_bundle
+from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, crash_point
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.data import ThreatDataModule
 from threat_ensemble.ensemble import Ensemble, fit_isolation_forest, fit_random_forest, timed
@@ -31,32 +40,121 @@ def _say(quiet: bool) -> Any:
     return (lambda _msg: None) if quiet else rank_zero_info
 
 
-class ForestCallback(Callback):
-    """Fits the random forest (train split, calibrated on the validation split) and the isolation
-    forest (normal training rows) once the autoencoder is done. Rank 0 only: no collectives, so
-    other ranks never wait on it."""
+class RunStateCallback(Callback):
+    """Creates the MLflow run on rank 0 once ranks are known, records its id in the run state,
+    and puts into every checkpoint the torch RNG state (so a resumed epoch shuffles and drops out
+    exactly as the uninterrupted one) and whether the autoencoder is finished."""
 
-    def __init__(self, seed: int, quiet: bool = False, n_jobs: int = -1) -> None:
-        self.seed = seed
-        self.n_jobs = n_jobs
-        self.say = _say(quiet)
-        self.random_forest: Any = None
-        self.isolation_forest: Any = None
+    def __init__(self, state: RunState, checkpoint_dir: str | Path, params: dict[str, Any] | None) -> None:
+        self.state = state
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.params = params  # None when resuming: MLflow params are immutable and already logged
+        self._crash_at = os.environ.get(CRASH_ENV)
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
             return
-        dm = _datamodule(trainer)
-        self.random_forest = timed(
-            f"random forest: fitting on {len(dm.y_train)} rows, calibrating on {len(dm.y_val)}",
-            lambda: fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, self.seed, self.n_jobs),
-            self.say,
-        )
-        self.isolation_forest = timed(
-            f"isolation forest: fitting on {len(dm.x_normal_train)} normal rows",
-            lambda: fit_isolation_forest(dm.x_normal_train, self.seed, self.n_jobs),
-            self.say,
-        )
+        logger = trainer.logger
+        if isinstance(logger, MLFlowLogger):
+            if self.params is not None:
+                logger.log_hyperparams(self.params)
+            self.state.mlflow_run_id = logger.run_id
+        self.state.save(self.checkpoint_dir)
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = getattr(self, "_trainer", None)
+        finished = trainer is not None and (trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs)
+        metrics = dict(trainer.callback_metrics) if trainer is not None else {}
+        state: dict[str, Any] = {
+            "torch_rng": torch.get_rng_state(),
+            "ae_finished": bool(finished),
+            "val_loss": float(metrics["val_loss"]) if "val_loss" in metrics else None,
+        }
+        if torch.cuda.is_available():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch_rng"])
+        if "cuda_rng" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda_rng"])
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._trainer = trainer
+        if trainer.world_size > 1:
+            n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
+            how = f"{n_sync} SyncBatchNorm layers" if n_sync else "BatchNorm statistics averaged before validation"
+            rank_zero_info(f"distributed: {trainer.world_size} processes, {how}")
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self._crash_at and batch_idx == 1:  # fault injection for the resume tests only
+            crash_point(f"train_epoch{trainer.current_epoch}")
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if trainer.is_global_zero and isinstance(trainer.logger, MLFlowLogger) and trainer.logger.run_id:
+            status = "interrupted" if trainer.received_sigterm else "failed"
+            mark_run(trainer.logger, status, f"{type(exception).__name__}: {exception}")
+
+
+class ForestCallback(Callback):
+    """Fits the random forest (train split, calibrated on the validation split) and the isolation
+    forest (normal training rows) once the autoencoder is done, on rank 0 only (no collectives, so
+    no rank waits on it). Each fitted forest is saved as a side file beside the checkpoints with its
+    sha256 in the run state, so a resumed run reuses it instead of fitting again."""
+
+    def __init__(self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False) -> None:
+        self.seed = seed
+        self.state = state
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.say = _say(quiet)
+        self.models: dict[str, Any] = {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            self.fit_or_load(_datamodule(trainer))
+
+    def fit_or_load(self, dm: ThreatDataModule) -> None:
+        fitters = {
+            "random_forest": (
+                f"random forest: fitting on {len(dm.y_train)} rows, calibrating on {len(dm.y_val)}",
+                lambda: fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, self.seed),
+            ),
+            "isolation_forest": (
+                f"isolation forest: fitting on {len(dm.x_normal_train)} normal rows",
+                lambda: fit_isolation_forest(dm.x_normal_train, self.seed),
+            ),
+        }
+        for name, (label, fit) in fitters.items():
+            model = self._load_side_file(name)
+            if model is None:
+                model = timed(label, fit, self.say)
+                self._save_side_file(name, model)
+            else:
+                self.say(f"{name.replace('_', ' ')}: reusing the fitted model from {self.checkpoint_dir}")
+            self.models[name] = model
+            crash_point(f"after_{name}")
+
+    def _load_side_file(self, name: str) -> Any:
+        import joblib
+
+        path = self.checkpoint_dir / TREE_FILES[name]
+        expected = self.state.trees.get(name)
+        if expected is None or not path.is_file() or sha256_file(path) != expected:
+            return None  # never unpickle a file whose hash the run state does not vouch for
+        return joblib.load(path)
+
+    def _save_side_file(self, name: str, model: Any) -> None:
+        import joblib
+
+        path = self.checkpoint_dir / TREE_FILES[name]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        joblib.dump(model, tmp)
+        os.replace(tmp, path)
+        self.state.trees[name] = sha256_file(path)
+        self.state.save(self.checkpoint_dir)
 
 
 class EnsembleValidationCallback(Callback):
@@ -64,9 +162,18 @@ class EnsembleValidationCallback(Callback):
     computes per-model and ensemble metrics, evaluates the gate, writes the bundle and logs it all
     to MLflow (rank 0)."""
 
-    def __init__(self, cfg: TrainConfig, forests: ForestCallback, manifest_extra: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        forests: ForestCallback,
+        state: RunState,
+        checkpoint_dir: str | Path,
+        manifest_extra: dict[str, Any],
+    ) -> None:
         self.cfg = cfg
         self.forests = forests
+        self.state = state
+        self.checkpoint_dir = Path(checkpoint_dir)
         self.manifest_extra = manifest_extra
         self.say = _say(cfg.quiet)
         self.gate: dict[str, Any] | None = None
@@ -74,21 +181,36 @@ class EnsembleValidationCallback(Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
         pl_module.restore_best_weights()
-        if not trainer.is_global_zero:
-            return
-        dm = _datamodule(trainer)
+        if trainer.is_global_zero:
+            logger = trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
+            self.validate(_datamodule(trainer), pl_module, logger, dict(trainer.callback_metrics))
+
+    def validate(
+        self,
+        dm: ThreatDataModule,
+        module: AutoencoderModule,
+        logger: MLFlowLogger | None,
+        callback_metrics: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
         assert dm.preprocessing is not None
-        threshold = float(pl_module.threshold)
+        threshold = float(module.threshold)
         if not math.isfinite(threshold):
             raise RuntimeError("the autoencoder finished without a validation epoch; no threshold")
         ensemble = Ensemble(
             preprocessing=dm.preprocessing,
-            autoencoder=pl_module.net,
+            autoencoder=module.net,
             threshold=threshold,
-            random_forest=self.forests.random_forest,
-            isolation_forest=self.forests.isolation_forest,
-            weights=self.cfg.weight_map,
+            random_forest=self.forests.models["random_forest"],
+            isolation_forest=self.forests.models["isolation_forest"],
+            fusion={"kind": "fixed", "weights": self.cfg.weight_map},
         )
+        if self.cfg.fusion == "stack":
+            timed(
+                f"fusion: fitting the stacked fusion on {len(dm.y_val)} validation rows "
+                f"(false-positive budget {self.cfg.target_fpr:g})",
+                lambda: ensemble.fit_fusion(dm.x_val, dm.y_val, self.cfg.target_fpr),
+                self.say,
+            )
         scores = timed(
             f"ensemble: scoring {len(dm.y_test)} rows of the {dm.test_source}",
             lambda: ensemble.score(dm.x_test),
@@ -99,58 +221,76 @@ class EnsembleValidationCallback(Callback):
         confusion = metrics.pop("confusion_matrix")
         for member in per_model.values():
             member.pop("confusion_matrix")
-        run_id = trainer.logger.run_id if isinstance(trainer.logger, MLFlowLogger) else None
+        crash_point("validation")
+        run_id = logger.run_id if logger is not None else None
         self.gate = {
-            **evaluate_gate(metrics, self.cfg.min_pr_auc, self.cfg.min_f1),
+            **evaluate_gate(
+                metrics, self.cfg.min_pr_auc, self.cfg.min_f1, min_recall=self.cfg.min_recall, max_fpr=self.cfg.max_fpr
+            ),
             "metrics": metrics,
             "per_model": per_model,
             "confusion_matrix": confusion,
             "n_test": int(len(dm.y_test)),
             "test_source": dm.test_source,
             "weights": self.cfg.weight_map,
+            "fusion": self.cfg.fusion,
             "cutoff": 0.5,
             "mlflow_run_id": run_id,
-        }
-        threshold_doc = {
-            "threshold": threshold,
-            "percentile": self.cfg.threshold_percentile,
-            "n_val": int(len(dm.ae_val)),
-            "best_val_loss": float(pl_module.best_val_loss),
         }
         bundle = write_bundle(
             self.cfg.output_dir,
             autoencoder={
-                "state_dict": {k: v.detach().cpu() for k, v in pl_module.net.state_dict().items()},
-                "n_features": int(pl_module.hparams.n_inputs),
+                "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
+                "n_features": int(module.hparams.n_inputs),
                 "hidden": list(HIDDEN),
             },
-            random_forest=self.forests.random_forest,
-            isolation_forest=self.forests.isolation_forest,
+            random_forest=self.forests.models["random_forest"],
+            isolation_forest=self.forests.models["isolation_forest"],
             preprocessing=dm.preprocessing.to_dict(),
-            threshold=threshold_doc,
+            threshold={
+                "threshold": threshold,
+                "percentile": self.cfg.threshold_percentile,
+                "n_val": int(len(dm.ae_val)),
+                "best_val_loss": float(module.best_val_loss),
+                "fusion": ensemble.fusion,
+            },
             gate=self.gate,
             manifest_extra={**self.manifest_extra, "mlflow_run_id": run_id},
         )
         self.say(f"bundle written to {bundle}")
-        self._log_to_mlflow(trainer, threshold, per_model, metrics, bundle)
+        if logger is not None:
+            self._log_to_mlflow(logger, threshold, per_model, metrics, bundle, callback_metrics or {})
+        self.state.completed = True
+        self.state.save(self.checkpoint_dir)
+        return self.gate
 
     def _log_to_mlflow(
         self,
-        trainer: L.Trainer,
+        logger: MLFlowLogger,
         threshold: float,
         per_model: dict[str, dict[str, float]],
         metrics: dict[str, float],
-        bundle: Any,
+        bundle: Path,
+        callback_metrics: dict[str, Any],
     ) -> None:
-        logger = trainer.logger
-        if not isinstance(logger, MLFlowLogger) or self.gate is None:
-            return
+        assert self.gate is not None
         final = {"ae_threshold": threshold, "gate_passed": float(self.gate["passed"])}
         for key in ("train_loss", "val_loss"):
-            if key in trainer.callback_metrics:
-                final[f"ae_final_{key}"] = float(trainer.callback_metrics[key])
+            if key in callback_metrics:
+                final[f"ae_final_{key}"] = float(callback_metrics[key])
         for member, values in per_model.items():
             final.update({f"{member}_{k}": v for k, v in values.items()})
         final.update({f"ensemble_{k}": v for k, v in metrics.items()})
         logger.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
         logger.experiment.log_artifacts(logger.run_id, str(bundle), artifact_path="bundle")
+        mark_run(logger, "completed")
+
+
+def mark_run(logger: MLFlowLogger, status: str, error: str | None = None) -> None:
+    """Tag the run's outcome; tracking trouble must not hide the run's own result."""
+    try:
+        logger.experiment.set_tag(logger.run_id, "status", status)
+        if error:
+            logger.experiment.set_tag(logger.run_id, "error", error[:5000])
+    except Exception as exc:
+        print(f"warning: could not tag the MLflow run: {exc}")

@@ -9,10 +9,14 @@ import traceback
 import warnings
 from typing import Any
 
-from threat_ensemble.config import DEFAULT_WEIGHTS, TrainConfig, field_names, load_yaml_config
-from threat_ensemble.errors import InputError
+from threat_ensemble.config import TrainConfig, field_names, load_yaml_config
+from threat_ensemble.errors import InputError, Preempted
 
-EXIT_CODES = "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error"
+EXIT_CODES = (
+    "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
+    "143 stopped by SIGTERM (continue with --resume)"
+)
+EXIT_PREEMPTED = 143
 
 # (flag, help, metavar); defaults come from TrainConfig so --help never drifts from the code.
 OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
@@ -54,9 +58,19 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("threshold-percentile", "autoencoder threshold: this percentile of validation reconstruction error", "Q"),
     ],
     "ensemble and gate": [
-        ("weights", f"fusion weights (default {DEFAULT_WEIGHTS})", "ae=W,rf=W,if=W"),
+        (
+            "fusion",
+            "how member scores are fused: 'stack' (logistic stacking fitted on the validation split, "
+            "cut at --target-fpr of normal validation rows) or 'fixed' (the reference's weighted mean "
+            "of --weights, cut at 0.5)",
+            "stack|fixed",
+        ),
+        ("target-fpr", "stack fusion: share of normal validation rows the cut may flag", "X"),
+        ("weights", "fixed fusion weights", "ae=W,rf=W,if=W"),
         ("min-pr-auc", "gate: minimum ensemble PR-AUC", "X"),
         ("min-f1", "gate: minimum ensemble F1", "X"),
+        ("min-recall", "optional gate: minimum ensemble recall", "X"),
+        ("max-fpr", "optional gate: maximum ensemble false-positive rate on the test data", "X"),
     ],
     "outputs": [
         ("output-dir", "bundle folder (replaced atomically when the run completes)", "DIR"),
@@ -65,6 +79,15 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("experiment", "MLflow experiment name", "NAME"),
         ("run-name", "MLflow run name", "NAME"),
         ("quiet", "no progress bars or progress lines; errors and the final verdict only", None),
+    ],
+    "resume": [
+        (
+            "resume",
+            "continue an interrupted run: 'last' (the newest checkpoint in --checkpoint-dir; the "
+            "default when the flag has no value) or a checkpoint file",
+            "last|PATH",
+        ),
+        ("resume-anyway", "resume even though the data or options changed since the run started", None),
     ],
 }
 
@@ -93,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
             default = defaults[dest].default
             if metavar is None:
                 group.add_argument(f"--{flag}", dest=dest, action="store_true", default=None, help=text)
+            elif flag == "resume":
+                group.add_argument(f"--{flag}", dest=dest, metavar=metavar, nargs="?", const="last", help=text)
             else:
                 shown = ",".join(default) if isinstance(default, list) else default
                 suffix = "" if default is None or shown == "" else f" (default: {shown})"
@@ -129,7 +154,8 @@ def format_summary(result: Any) -> str:
         lines.append(f"{name:<10}" + "".join(_cell(m.get(c)) for c in cols))
     lines.append("")
     for name, g in gate["gates"].items():
-        lines.append(f"gate {name:<8} {g['value']:.4f} >= {g['min']:.4f}  {'pass' if g['passed'] else 'FAIL'}")
+        bound = f">= {g['min']:.4f}" if "min" in g else f"<= {g['max']:.4f}"
+        lines.append(f"gate {name:<8} {g['value']:.4f} {bound}  {'pass' if g['passed'] else 'FAIL'}")
     lines.append(
         f"gate: {'PASSED' if gate['passed'] else 'FAILED'} "
         f"on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}"
@@ -158,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Preempted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return EXIT_PREEMPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

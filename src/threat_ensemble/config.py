@@ -16,6 +16,7 @@ from typing import Any
 from threat_ensemble.errors import UsageError
 
 MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
+FUSIONS: tuple[str, ...] = ("stack", "fixed")
 DEFAULT_WEIGHTS = "ae=0.4,rf=0.4,if=0.2"
 
 
@@ -48,9 +49,13 @@ class TrainConfig:
     seed: int = 42
     threshold_percentile: float = 99.5
     # ensemble and gate
+    fusion: str = "stack"
+    target_fpr: float = 0.01
     weights: str = DEFAULT_WEIGHTS
     min_pr_auc: float = 0.85
     min_f1: float = 0.80
+    min_recall: float | None = None
+    max_fpr: float | None = None
     # outputs
     output_dir: str = "artifacts"
     checkpoint_dir: str = "checkpoints"
@@ -58,6 +63,9 @@ class TrainConfig:
     experiment: str = "threat-ensemble"
     run_name: str | None = None
     quiet: bool = False
+    # resume
+    resume: str | None = None
+    resume_anyway: bool = False
 
     def __post_init__(self) -> None:
         self._coerce_types()
@@ -74,9 +82,13 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse values that cannot work, before any data is read."""
         parse_weights(self.weights)
-        for name in ("min_pr_auc", "min_f1"):
+        if self.fusion not in FUSIONS:
+            raise UsageError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
+        if not 0.0 < self.target_fpr < 1.0:
+            raise UsageError(f"--target-fpr must be within (0, 1), got {self.target_fpr}")
+        for name in ("min_pr_auc", "min_f1", "min_recall", "max_fpr"):
             value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise UsageError(f"--{_flag(name)} must be within [0, 1], got {value}")
         if not 0.0 < self.threshold_percentile <= 100.0:
             raise UsageError(f"--threshold-percentile must be within (0, 100], got {self.threshold_percentile}")

@@ -97,31 +97,47 @@ class ThreatDataModule(L.LightningDataModule):
         table = self.table
         y = table.y
         self.train_idx, self.val_idx, self.test_idx = stratified_split(y, self.seed)
-        frame = table.features
-        encoder = FeatureEncoder.fit(frame.iloc[self.train_idx])
-        encoded, _ = encoder.transform(frame, table.source)
+        encoder = FeatureEncoder.fit(table.features.iloc[self.train_idx])
+        x_train, _ = encoder.transform(table.features.iloc[self.train_idx], table.source)
+        x_normal_train = x_train[y[self.train_idx] == 0]
+
+        rng = np.random.default_rng(self.seed)
+        order = rng.permutation(len(x_normal_train))
+        n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
+        self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
+        scaler = RobustScaler.fit(x_normal_train[self.ae_train_rows])
+        self._apply(Preprocessing(encoder, scaler))
+
+    def _apply(self, preprocessing: Preprocessing) -> None:
+        """Encode every split with ``preprocessing`` (fitted here, or restored from a checkpoint)."""
+        table, y = self.table, self.table.y
+        self.preprocessing = preprocessing
+        encoded, _ = preprocessing.encoder.transform(table.features, table.source)
         self.x_train, self.y_train = encoded[self.train_idx], y[self.train_idx]
         self.x_val, self.y_val = encoded[self.val_idx], y[self.val_idx]
         self.x_normal_train = self.x_train[self.y_train == 0]
-
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(len(self.x_normal_train))
-        n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
-        self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
-        scaler = RobustScaler.fit(self.x_normal_train[self.ae_train_rows])
-        self.preprocessing = Preprocessing(encoder, scaler)
-        scaled = scaler.transform(self.x_normal_train)
+        scaled = preprocessing.scaler.transform(self.x_normal_train)
         self.ae_train = torch.from_numpy(scaled[self.ae_train_rows])
         self.ae_val = torch.from_numpy(scaled[self.ae_val_rows])
-
         if self.test_table is not None:
-            test_frame = check_same_columns(frame, self.test_table.features, self.test_table.source)
-            self.x_test = self.preprocessing.encode(test_frame, self.test_table.source)
+            test_frame = check_same_columns(table.features, self.test_table.features, self.test_table.source)
+            self.x_test = preprocessing.encode(test_frame, self.test_table.source)
             self.y_test = self.test_table.y
             self.test_source = self.test_table.source
         else:
             self.x_test, self.y_test = encoded[self.test_idx], y[self.test_idx]
             self.test_source = "test split"
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""
+        return {"preprocessing": self.preprocessing.to_dict() if self.preprocessing else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning calls this after ``setup``: re-encode with the checkpoint's preprocessing so the
+        restored autoencoder sees exactly the inputs it was trained on."""
+        saved = state_dict.get("preprocessing")
+        if saved is not None:
+            self._apply(Preprocessing.from_dict(saved))
 
     def train_dataloader(self) -> DataLoader:
         n = len(self.ae_train)

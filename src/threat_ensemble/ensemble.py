@@ -17,7 +17,15 @@ from torch import nn
 
 from threat_ensemble.model import build_autoencoder, reconstruction_error
 from threat_ensemble.preprocessing import Preprocessing
-from threat_ensemble.scoring import CUTOFF, ae_score, fuse, if_score
+from threat_ensemble.scoring import (
+    CUTOFF,
+    ae_score,
+    apply_stacked_fusion,
+    fit_stacked_fusion,
+    fuse,
+    if_score,
+    stack_features,
+)
 
 N_TREES = 200
 RF_MAX_DEPTH = 20
@@ -64,31 +72,53 @@ def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
     return result
 
 
+def raw_forest_vote(random_forest: Any, x_encoded: np.ndarray) -> np.ndarray:
+    """The forest's own vote share for "attack", before isotonic calibration."""
+    calibrated = getattr(random_forest, "calibrated_classifiers_", None)
+    forest = calibrated[0].estimator if calibrated else random_forest
+    return forest.predict_proba(x_encoded)[:, 1].astype(np.float64)
+
+
 @dataclass
 class Ensemble:
-    """Fitted members plus the preprocessing and fusion weights that tie them together."""
+    """Fitted members plus the preprocessing and the fusion that tie them together. ``fusion`` is
+    ``{"kind": "fixed", "weights": {...}}`` (the reference's weighted mean) or a stacked fusion
+    fitted on validation data (``scoring.fit_stacked_fusion``)."""
 
     preprocessing: Preprocessing
     autoencoder: nn.Module
     threshold: float
     random_forest: Any
     isolation_forest: IsolationForest
-    weights: dict[str, float]
+    fusion: dict[str, Any]
 
     def member_scores(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Each member's score in [0, 1] (higher = more anomalous) for encoded rows."""
+        """Each member's score in [0, 1] (higher = more anomalous), plus the raw outputs the
+        stacked fusion uses (``ae_error``, ``rf_vote``)."""
         scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
-        errors = reconstruction_error(self.autoencoder, scaled).numpy()
+        errors = reconstruction_error(self.autoencoder, scaled).numpy().astype(np.float64)
         return {
             "ae": ae_score(errors, self.threshold),
             "rf": self.random_forest.predict_proba(x_encoded)[:, 1].astype(np.float64),
             "if": if_score(self.isolation_forest.decision_function(x_encoded)),
+            "ae_error": errors,
+            "rf_vote": raw_forest_vote(self.random_forest, x_encoded),
         }
 
+    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
+        if self.fusion["kind"] == "fixed":
+            return fuse(scores, self.fusion["weights"])
+        return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES))
+
+    def fit_fusion(self, x_val: np.ndarray, y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
+        """Fit the stacked fusion on the labelled validation split (never on test data)."""
+        self.fusion = fit_stacked_fusion(stack_features(self.member_scores(x_val), N_TREES), y_val, target_fpr)
+        return self.fusion
+
     def score(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Member scores, the fused score and the 0/1 verdict."""
+        """Member scores, the fused score and the 0/1 verdict (attack when fused >= 0.5)."""
         scores = self.member_scores(x_encoded)
-        scores["ensemble"] = fuse(scores, self.weights)
+        scores["ensemble"] = self.fuse(scores)
         scores["verdict"] = (scores["ensemble"] >= CUTOFF).astype(np.int64)
         return scores
 
@@ -115,11 +145,13 @@ def load_ensemble(bundle_dir: str | Path) -> Ensemble:
     net = build_autoencoder(int(saved["n_features"]), tuple(saved["hidden"]))
     net.load_state_dict(saved["state_dict"])
     net.eval()
+    thresholds = read_json(folder / THRESHOLD_FILE)
+    fusion = thresholds.get("fusion") or {"kind": "fixed", "weights": dict(read_json(folder / GATE_FILE)["weights"])}
     return Ensemble(
         preprocessing=Preprocessing.from_dict(read_json(folder / PREPROCESSING_FILE)),
         autoencoder=net,
-        threshold=float(read_json(folder / THRESHOLD_FILE)["threshold"]),
+        threshold=float(thresholds["threshold"]),
         random_forest=joblib.load(folder / RF_FILE),
         isolation_forest=joblib.load(folder / IF_FILE),
-        weights=dict(read_json(folder / GATE_FILE)["weights"]),
+        fusion=fusion,
     )

@@ -9,3 +9,12 @@ class InputError(ValueError):
 
 class UsageError(InputError):
     """A bad command-line option or configuration value."""
+
+
+class Preempted(Exception):
+    """SIGTERM stopped training; the checkpoint folder holds the last completed epoch."""
+
+    def __init__(self, checkpoint_dir: str) -> None:
+        super().__init__(
+            f"received SIGTERM; checkpoints are in {checkpoint_dir}; run the same command with --resume to continue"
+        )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
 HIDDEN = (24, 12, 6)
@@ -54,25 +57,59 @@ class AutoencoderModule(L.LightningModule):
         min_lr: float = 1e-6,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(logger=False)  # logged once by the run, not re-logged on resume
         self.net = build_autoencoder(n_inputs)
         self.register_buffer("threshold", torch.tensor(float("nan"), dtype=torch.float64))
         self.register_buffer("best_val_loss", torch.tensor(float("inf"), dtype=torch.float64))
         self._val_errors: list[torch.Tensor] = []
         self._val_index: list[torch.Tensor] = []
         self._best_state: dict[str, torch.Tensor] | None = None
+        self._train_loss_sum: torch.Tensor | None = None
+        self._train_rows = 0
+        self._throughput: list[float] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         loss = nn.functional.mse_loss(self.net(batch), batch)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, prog_bar=True, sync_dist=True)
+        # Per-step self.log costs more than the step itself on this tiny model: accumulate on the
+        # device (no host sync) and log the epoch mean once, in on_train_epoch_end.
+        rows = batch.shape[0]
+        if self._train_loss_sum is None or self._train_loss_sum.device != loss.device:
+            self._train_loss_sum = torch.zeros((), dtype=torch.float64, device=loss.device)
+        self._train_loss_sum += loss.detach() * rows
+        self._train_rows += rows
         return loss
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """On CPU the batch is already where it must be: skip Lightning's generic collection walk."""
+        if device.type == "cpu" and isinstance(batch, torch.Tensor) and batch.device.type == "cpu":
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+
+    def _log_train_loss(self) -> None:
+        if self._train_rows:
+            assert self._train_loss_sum is not None
+            mean = (self._train_loss_sum / self._train_rows).float()
+            self.log("train_loss", mean, prog_bar=True, sync_dist=True)
+        self._train_loss_sum, self._train_rows = None, 0
 
     def on_validation_epoch_start(self) -> None:
         self._val_errors.clear()
         self._val_index.clear()
+        self._average_batchnorm_statistics()
+
+    def _average_batchnorm_statistics(self) -> None:
+        """Without SyncBatchNorm (CPU ranks), each rank's BatchNorm running statistics drift apart;
+        average them before validation so every rank scores with the same model. Every rank runs
+        this hook, so the collective never waits on a rank that skips it."""
+        if self.trainer.world_size <= 1:
+            return
+        for module in self.net.modules():
+            if isinstance(module, nn.BatchNorm1d) and not isinstance(module, nn.SyncBatchNorm):
+                for buffer in (module.running_mean, module.running_var):
+                    buffer.copy_(self.trainer.strategy.reduce(buffer, reduce_op="mean"))
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, index = batch
@@ -102,8 +139,28 @@ class AutoencoderModule(L.LightningModule):
         out.scatter_(0, position, errors)  # padded duplicates carry the same value
         return out
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
     def on_train_epoch_end(self) -> None:
+        self._log_train_loss()
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=False)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        elapsed = time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter())
+        seen = self.trainer.num_training_batches * self._batch_size() * self.trainer.world_size
+        if elapsed > 0:
+            self._throughput.append(seen / elapsed)
+            self.log("samples_per_s", seen / elapsed, sync_dist=False)
+
+    def _batch_size(self) -> int:
+        loader = self.trainer.train_dataloader
+        return int(getattr(loader, "batch_size", None) or 1)
+
+    def on_train_end(self) -> None:
+        if self._throughput:
+            median = float(np.median(self._throughput))
+            rank_zero_info(f"autoencoder: {len(self._throughput)} epochs, median {median:,.0f} samples/s (all ranks)")
 
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(

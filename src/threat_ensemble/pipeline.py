@@ -18,7 +18,7 @@ import pandas as pd
 
 from threat_ensemble.artifacts import GATE_FILE, check_output_dir, read_json
 from threat_ensemble.config import TrainConfig
-from threat_ensemble.errors import InputError, UsageError
+from threat_ensemble.errors import InputError, Preempted, UsageError
 from threat_ensemble.tables import LabelledTable, fingerprint, labelled_table_from_frame, load_labelled_table
 
 EXIT_PASSED, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_GATE_FAILED = 0, 1, 2, 3
@@ -97,6 +97,14 @@ def resolve_hardware(cfg: TrainConfig) -> dict[str, Any]:
     return args
 
 
+def _on_gpu(hardware: dict[str, Any]) -> bool:
+    """torch's SyncBatchNorm runs on CUDA only; CPU ranks average BatchNorm statistics instead."""
+    import torch
+
+    accelerator = str(hardware["accelerator"])
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def configure_threads(cfg: TrainConfig, accelerator: str) -> None:
     """On CPU a tiny model trains fastest on one thread: a second thread collapses throughput as
     soon as the other core is busy (PLATFORM-NOTES). ``--num-threads`` overrides."""
@@ -156,13 +164,15 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
     hardware = resolve_hardware(cfg)
+    data_fingerprint = fingerprint(table.features, table.y)
+    state, ckpt_path = _prepare_run_state(cfg, data_fingerprint)
     configure_threads(cfg, hardware["accelerator"])
 
     import lightning as L
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from threat_ensemble.callbacks import EnsembleValidationCallback, ForestCallback
+    from threat_ensemble.callbacks import EnsembleValidationCallback, ForestCallback, RunStateCallback
     from threat_ensemble.data import ThreatDataModule
     from threat_ensemble.model import AutoencoderModule
 
@@ -175,26 +185,36 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     summary = datamodule.summary()
     model = AutoencoderModule(n_inputs=datamodule.n_features, lr=cfg.lr, threshold_percentile=cfg.threshold_percentile)
     uri = cfg.tracking_uri or default_tracking_uri()
-    logger = MLFlowLogger(
-        experiment_name=cfg.experiment,
-        run_name=cfg.run_name,
-        tracking_uri=uri,
-        artifact_location=artifact_location_for(uri),
-        tags={
-            "python_version": platform.python_version(),
-            "platform": platform.platform(),
-            "git_commit": git_commit(),
-            "status": "running",
-        },
+    resuming = state.mlflow_run_id is not None
+    # Only the process launched as rank 0 touches the tracking store: other ranks and nodes
+    # opening it at the same time race on creating its tables.
+    logger: MLFlowLogger | bool = (
+        MLFlowLogger(
+            experiment_name=cfg.experiment,
+            run_name=cfg.run_name,
+            tracking_uri=uri,
+            artifact_location=artifact_location_for(uri),
+            run_id=state.mlflow_run_id,
+            tags=None if resuming else run_tags(),
+        )
+        if launched_as_rank_zero()
+        else False
     )
-    data_fingerprint = fingerprint(table.features, table.y)
-    forests = ForestCallback(cfg.seed, quiet=cfg.quiet)
+    params = None if resuming else {**_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
+    forests = ForestCallback(cfg.seed, state, cfg.checkpoint_dir, quiet=cfg.quiet)
     validation = EnsembleValidationCallback(
         cfg,
         forests,
+        state,
+        cfg.checkpoint_dir,
         manifest_extra={"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary},
     )
+    if ckpt_path is not None and _autoencoder_finished(ckpt_path):
+        if not launched_as_rank_zero():  # the remaining stages run on rank 0 alone
+            return TrainResult(passed=True, gate=None, bundle_dir=None, mlflow_run_id=None, summary=summary)
+        return _finish_without_training(cfg, ckpt_path, model, datamodule, logger, forests, validation, summary)
     callbacks = [
+        RunStateCallback(state, cfg.checkpoint_dir, params),
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
         ModelCheckpoint(
             dirpath=cfg.checkpoint_dir,
@@ -213,7 +233,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         gradient_clip_val=1.0,
         gradient_clip_algorithm="norm",
         num_sanity_val_steps=0,
-        sync_batchnorm=True,
+        sync_batchnorm=_on_gpu(hardware),
         logger=logger,
         callbacks=callbacks,
         default_root_dir=cfg.checkpoint_dir,
@@ -221,35 +241,114 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         enable_model_summary=not cfg.quiet,
         log_every_n_steps=1,
     )
-    if trainer.is_global_zero:
-        logger.log_hyperparams({**_params(cfg, summary), "data_fingerprint": data_fingerprint})
     try:
-        trainer.fit(model, datamodule=datamodule)
-    except BaseException as exc:
-        if trainer.is_global_zero:
-            _mark_run(logger, "failed", f"{type(exc).__name__}: {exc}")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SystemExit as exc:
+        if trainer.received_sigterm:
+            raise Preempted(str(Path(cfg.checkpoint_dir).resolve())) from exc
         raise
     if not trainer.is_global_zero:
         return TrainResult(passed=True, gate=None, bundle_dir=None, mlflow_run_id=None, summary=summary)
+    return _result_from_bundle(cfg, summary)
+
+
+def run_tags() -> dict[str, str]:
+    return {
+        "python_version": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "status": "running",
+    }
+
+
+def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str) -> tuple[Any, Path | None]:
+    """A fresh run clears our files in the checkpoint folder; a resumed one checks that data and
+    options are unchanged and returns the checkpoint to continue from."""
+    from threat_ensemble.checkpointing import (
+        RunState,
+        clear_previous_run,
+        differences,
+        resolve_resume,
+        result_options,
+    )
+
+    options = result_options(cfg.to_dict())
+    if not cfg.resume:
+        if launched_as_rank_zero():  # other ranks/nodes must not delete what rank 0 writes
+            clear_previous_run(cfg.checkpoint_dir)
+            Path(cfg.checkpoint_dir).mkdir(parents=True, exist_ok=True)
+        return RunState(data_fingerprint=data_fingerprint, options=options), None
+    ckpt_path, folder = resolve_resume(cfg.resume, cfg.checkpoint_dir)
+    state = RunState.load(folder)
+    assert state is not None
+    diffs = differences(state, data_fingerprint, options)
+    if diffs and not cfg.resume_anyway:
+        raise InputError(f"--resume refused: {'; '.join(diffs)} (pass --resume-anyway to continue regardless)")
+    if diffs:
+        print(f"warning: resuming anyway although {'; '.join(diffs)}", file=sys.stderr)
+    state.data_fingerprint, state.options = data_fingerprint, options
+    cfg.checkpoint_dir = str(folder)
+    return state, ckpt_path
+
+
+def launched_as_rank_zero() -> bool:
+    """Before the Trainer knows the ranks: is this the process a launcher (torchrun, SLURM,
+    Lightning's own DDP launcher, a second node) started as global rank 0?"""
+    return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
+
+
+def _autoencoder_finished(ckpt_path: Path) -> bool:
+    import torch
+
+    checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    return bool(_run_state_entry(checkpoint).get("ae_finished"))
+
+
+def _run_state_entry(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """RunStateCallback's entry in a Lightning checkpoint."""
+    entries = checkpoint.get("callbacks", {}).values()
+    return next((v for v in entries if isinstance(v, dict) and "ae_finished" in v), {})
+
+
+def _finish_without_training(
+    cfg: TrainConfig,
+    ckpt_path: Path,
+    model: Any,
+    datamodule: Any,
+    logger: Any,
+    forests: Any,
+    validation: Any,
+    summary: dict[str, Any],
+) -> TrainResult:
+    """The autoencoder had finished before the interruption: restore it from the checkpoint and
+    complete the tree stage and the gate without training it again."""
+    import torch
+
+    from threat_ensemble.data import ThreatDataModule
+
+    checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    model.load_state_dict(checkpoint["state_dict"])
+    model.on_load_checkpoint(checkpoint)
+    model.restore_best_weights()
+    datamodule.load_state_dict(checkpoint.get(ThreatDataModule.__qualname__, {}))
+    if not cfg.quiet:
+        print(f"autoencoder already trained ({ckpt_path}); completing the tree stage and the gate")
+    forests.fit_or_load(datamodule)
+    val_loss = _run_state_entry(checkpoint).get("val_loss")
+    validation.validate(datamodule, model, logger, {} if val_loss is None else {"val_loss": val_loss})
+    logger.finalize("success")
+    return _result_from_bundle(cfg, summary)
+
+
+def _result_from_bundle(cfg: TrainConfig, summary: dict[str, Any]) -> TrainResult:
     gate = read_json(Path(cfg.output_dir) / GATE_FILE)
-    _mark_run(logger, "completed")
     return TrainResult(
         passed=bool(gate["passed"]),
         gate=gate,
         bundle_dir=Path(cfg.output_dir).resolve(),
-        mlflow_run_id=logger.run_id,
+        mlflow_run_id=gate.get("mlflow_run_id"),
         summary=summary,
     )
-
-
-def _mark_run(logger: Any, status: str, error: str | None = None) -> None:
-    try:
-        logger.experiment.set_tag(logger.run_id, "status", status)
-        if error:
-            logger.experiment.set_tag(logger.run_id, "error", error[:5000])
-            logger.experiment.set_terminated(logger.run_id, status="FAILED")
-    except Exception as exc:  # tracking trouble must not hide the run's own outcome
-        print(f"warning: could not tag the MLflow run: {exc}", file=sys.stderr)
 
 
 def run(

@@ -1,0 +1,135 @@
+"""Exact resumes: the run's own state beside Lightning's checkpoints, RNG state in every checkpoint,
+and the fitted trees as hashed side files (never pickled into a checkpoint, so loading stays
+``weights_only``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from threat_ensemble.errors import InputError
+
+RUN_STATE_FILE = "run_state.json"
+LAST_CHECKPOINT = "last.ckpt"
+TREE_FILES = {"random_forest": "random_forest.joblib", "isolation_forest": "isolation_forest.joblib"}
+# Options that change what a run computes: a resume with any of them changed is refused.
+RESULT_OPTIONS = (
+    "data",
+    "test_data",
+    "label_column",
+    "normal_label",
+    "no_header",
+    "drop_columns",
+    "impute",
+    "default_rows",
+    "max_epochs",
+    "batch_size",
+    "lr",
+    "patience",
+    "seed",
+    "threshold_percentile",
+    "fusion",
+    "target_fpr",
+    "weights",
+    "min_pr_auc",
+    "min_f1",
+    "min_recall",
+    "max_fpr",
+)
+CRASH_ENV = "THREAT_ENSEMBLE_CRASH_AT"
+
+
+@dataclass
+class RunState:
+    """What a resumed run needs besides Lightning's checkpoint: which data and options it was
+    started with, its MLflow run, whether the autoencoder finished, and the tree side files."""
+
+    data_fingerprint: str
+    options: dict[str, Any]
+    mlflow_run_id: str | None = None
+    trees: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the side file
+    completed: bool = False
+
+    @classmethod
+    def load(cls, folder: str | Path) -> RunState | None:
+        path = Path(folder) / RUN_STATE_FILE
+        if not path.is_file():
+            return None
+        try:
+            return cls(**json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"{path}: unreadable run state ({exc}); start afresh without --resume") from None
+
+    def save(self, folder: str | Path) -> None:
+        atomic_write_text(Path(folder) / RUN_STATE_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def result_options(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: config[k] for k in RESULT_OPTIONS}
+
+
+def differences(saved: RunState, fingerprint: str, options: dict[str, Any]) -> list[str]:
+    """Human-readable list of what differs between a saved run and the one being resumed."""
+    diffs = []
+    if saved.data_fingerprint != fingerprint:
+        diffs.append("the training data differs (fingerprint mismatch)")
+    for key in RESULT_OPTIONS:
+        old, new = saved.options.get(key), options.get(key)
+        if old != new:
+            diffs.append(f"--{key.replace('_', '-')} was {old!r}, now {new!r}")
+    return diffs
+
+
+def resolve_resume(resume: str, checkpoint_dir: str | Path) -> tuple[Path | None, Path]:
+    """The checkpoint to resume from (None when the run was stopped before its first epoch
+    ended) and the folder holding the run state."""
+    if resume == "last":
+        folder = Path(checkpoint_dir)
+        if not (folder / RUN_STATE_FILE).is_file():
+            raise InputError(f"--resume: nothing to resume in {folder} (no {RUN_STATE_FILE}); run without --resume")
+        last = folder / LAST_CHECKPOINT
+        return (last if last.is_file() else None), folder
+    path = Path(resume)
+    if not path.is_file():
+        raise InputError(f"--resume {path}: no such checkpoint file")
+    if not (path.parent / RUN_STATE_FILE).is_file():
+        raise InputError(f"--resume {path}: no {RUN_STATE_FILE} beside it; it is not a threat-ensemble checkpoint")
+    return path, path.parent
+
+
+def clear_previous_run(checkpoint_dir: str | Path) -> None:
+    """A fresh run starts from an empty state: remove our own files from the checkpoint folder so
+    Lightning does not version names (``last-v1.ckpt``) and no stale tree is reused."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return
+    ours = {RUN_STATE_FILE, LAST_CHECKPOINT, *TREE_FILES.values()}
+    for path in folder.iterdir():
+        if path.name in ours or (path.name.startswith("autoencoder-") and path.suffix == ".ckpt"):
+            path.unlink()
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for the resume tests: ``THREAT_ENSEMBLE_CRASH_AT=name`` kills this process
+    with SIGKILL at that point, as a pre-empted machine would."""
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)

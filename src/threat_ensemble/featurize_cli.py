@@ -1,0 +1,151 @@
+"""``scripts/featurize.py``: raw HTTP traffic files in, one feature table out (``.parquet`` or
+``.csv``), labelled from which option named each file. pandas and pyarrow load only after the
+options are known to be good, and torch never, so ``--help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
+
+from threat_ensemble.errors import InputError, UsageError
+
+FORMAT_CHOICES = ("auto", "raw", "common", "combined")
+OUTPUT_SUFFIXES = (".parquet", ".csv", ".csv.gz")
+EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no traceback), 1 unexpected error"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="featurize.py",
+        description="Turn raw HTTP request dumps (CSIC 2010 style) and access logs (common or combined "
+        "format) into one feature row per request, in a table that `train.py --data` reads as is. "
+        "Rows from --normal files get label 0, rows from --attack files label 1; --input files give "
+        "unlabelled rows for scoring. See README-featurize.md for every column.",
+        epilog=EXIT_CODES,
+    )
+    parser.add_argument("--normal", nargs="+", default=[], metavar="FILE", help="files of normal traffic (label 0)")
+    parser.add_argument("--attack", nargs="+", default=[], metavar="FILE", help="files of attack traffic (label 1)")
+    parser.add_argument(
+        "--input", nargs="+", default=[], metavar="FILE", help="unlabelled files: features only, no label column"
+    )
+    parser.add_argument(
+        "--output", required=True, metavar="PATH", help="output table: .parquet, .csv or .csv.gz (written atomically)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMAT_CHOICES,
+        default="auto",
+        help="input format of every file (default: auto, detected per file from its first lines)",
+    )
+    parser.add_argument(
+        "--label-column", default="label", metavar="NAME", help="name of the label column (default: label)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no summary line; warnings and errors only")
+    return parser
+
+
+def _output_suffix(path: Path) -> str:
+    name = path.name.lower()
+    for suffix in sorted(OUTPUT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise UsageError(f"{path}: unknown output extension; expected one of {', '.join(OUTPUT_SUFFIXES)}")
+
+
+def check_args(args: argparse.Namespace) -> Path:
+    """Refuse contradictory options before any file is read."""
+    labelled = args.normal or args.attack
+    if not labelled and not args.input:
+        raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
+    if labelled and args.input:
+        raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
+    out = Path(args.output)
+    _output_suffix(out)
+    if out.is_dir():
+        raise UsageError(f"{out}: is a directory; --output needs a file name")
+    if not out.parent.exists():
+        raise UsageError(f"{out.parent}: output folder does not exist")
+    for path in [*args.normal, *args.attack, *args.input]:
+        if Path(path).resolve() == out.resolve():
+            raise UsageError(f"{out}: --output is also an input file")
+    return out
+
+
+def write_table_atomically(frame: object, out: Path) -> None:
+    """Write to a temporary file in the output folder, then rename: readers never see half a table."""
+    suffix = _output_suffix(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        if suffix == ".parquet":
+            frame.to_parquet(tmp, index=False)  # type: ignore[attr-defined]
+        else:
+            frame.to_csv(tmp, index=False, compression="gzip" if suffix == ".csv.gz" else None)  # type: ignore[attr-defined]
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> str:
+    """Featurize every file, label, write; return the summary line."""
+    import pandas as pd
+
+    from threat_ensemble.featurize import FEATURE_COLUMNS, featurize_file
+
+    out = check_args(args)
+    label = args.label_column
+    if label in FEATURE_COLUMNS:
+        raise UsageError(f"--label-column {label!r} is the name of a feature column")
+    frames = []
+    for paths, value in ((args.normal, 0), (args.attack, 1), (args.input, None)):
+        for path in paths:
+            frame = featurize_file(path, args.format)
+            if value is not None:
+                frame[label] = value
+            frames.append(frame)
+    table = pd.concat(frames, ignore_index=True)
+    write_table_atomically(table, out)
+    if args.input:
+        return f"wrote {len(table)} unlabelled rows x {len(FEATURE_COLUMNS)} features to {out}"
+    n_attack = int(table[label].sum())
+    return (
+        f"wrote {len(table)} rows ({len(table) - n_attack} normal, {n_attack} attack) "
+        f"x {len(FEATURE_COLUMNS)} features to {out}"
+    )
+
+
+def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        if issubclass(w.category, UserWarning):
+            print(f"warning: {str(w.message).splitlines()[0]}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                summary = run(args)
+            finally:  # the files read before an error still report what they skipped
+                _print_warnings(caught)
+    except InputError as exc:
+        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(summary)
+    return 0

@@ -1,0 +1,107 @@
+"""Two processes on CPU (gloo): the autoencoder trained with DDP gives one bundle, one MLflow run,
+forests fitted once, and a threshold equal to the single-process percentile on the same model.
+DDP never runs inside the pytest process (PLATFORM-NOTES): every run is a CLI subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import train_cmd
+
+ARGS = ["--default-rows", "3000", "--max-epochs", "3", "--accelerator", "cpu"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _single_process_threshold(bundle: Path) -> tuple[float, float]:
+    """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
+    from threat_ensemble.data import ThreatDataModule
+    from threat_ensemble.model import build_autoencoder, reconstruction_error
+    from threat_ensemble.synthetic import default_table
+
+    dm = ThreatDataModule(default_table(3000, 42), seed=42)
+    dm.setup()
+    saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
+    net = build_autoencoder(saved["n_features"])
+    net.load_state_dict(saved["state_dict"])
+    errors = reconstruction_error(net, dm.ae_val).double().numpy()
+    return float(np.percentile(errors, 99.5)), len(errors)
+
+
+def _check_one_run(work: Path, gate: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("threat-ensemble").experiment_id])
+    assert [r.info.run_id for r in runs] == [gate["mlflow_run_id"]]
+    assert runs[0].data.tags["status"] == "completed"
+
+
+def test_ddp_spawn_two_processes(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        train_cmd(
+            *ARGS, "--devices", "2", "--strategy", "ddp_spawn", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"
+        ),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-4000:]
+    out = proc.stdout + proc.stderr
+    # CPU ranks: torch's SyncBatchNorm is CUDA-only, so running statistics are averaged instead
+    assert "distributed: 2 processes, BatchNorm statistics averaged before validation" in out
+    assert out.count("random forest: fitting") == 2  # start and done lines, from one process only
+    assert out.count("isolation forest: fitting") == 2
+    bundle = tmp_path / "artifacts"
+    threshold = json.loads((bundle / "threshold.json").read_text())
+    expected, n_val = _single_process_threshold(bundle)
+    assert threshold["n_val"] == n_val  # padding removed: each validation row counted once
+    # same model, other batch composition: equal up to float summation order
+    assert threshold["threshold"] == pytest.approx(expected, rel=1e-6)
+    gate = json.loads((bundle / "gate.json").read_text())
+    _check_one_run(tmp_path, gate)
+
+
+def test_two_nodes_simulated_on_one_machine(tmp_path: Path) -> None:
+    port = _free_port()
+    args = train_cmd(
+        *ARGS,
+        "--num-nodes",
+        "2",
+        "--devices",
+        "1",
+        "--strategy",
+        "ddp",
+        "--quiet",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    procs = []
+    for node in (0, 1):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), WORLD_SIZE="2")
+        procs.append(
+            subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, results, strict=True):
+        assert p.returncode in (0, 3), err[-4000:]
+    gate = json.loads((tmp_path / "artifacts" / "gate.json").read_text())
+    assert gate["mlflow_run_id"]
+    assert "gate:" in results[0][0] and "gate:" not in results[1][0]  # node 1 prints no summary
+    _check_one_run(tmp_path, gate)
+    threshold = json.loads((tmp_path / "artifacts" / "threshold.json").read_text())
+    expected, _ = _single_process_threshold(tmp_path / "artifacts")
+    assert threshold["threshold"] == pytest.approx(expected, rel=1e-6)

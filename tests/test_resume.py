@@ -1,0 +1,169 @@
+"""Kill a training subprocess with SIGKILL at controlled points, resume it, and compare the bundle
+with an uninterrupted run of the same seed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import train_cmd
+
+ARGS = ["--default-rows", "3000", "--max-epochs", "4", "--quiet"]
+
+
+def _run(work: Path, *extra: str, crash_at: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("THREAT_ENSEMBLE_CRASH_AT", None)
+    if crash_at:
+        env["THREAT_ENSEMBLE_CRASH_AT"] = crash_at
+    args = [
+        *ARGS,
+        "--tracking-uri",
+        f"sqlite:///{work / 'mlflow.db'}",
+        "--output-dir",
+        str(work / "bundle"),
+        "--checkpoint-dir",
+        str(work / "ckpt"),
+        *extra,
+    ]
+    return subprocess.run(train_cmd(*args), cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _bundle(work: Path) -> dict:
+    folder = work / "bundle"
+    gate = json.loads((folder / "gate.json").read_text())
+    run_id = gate.pop("mlflow_run_id")
+    return {
+        "gate": gate,
+        "run_id": run_id,
+        "threshold": json.loads((folder / "threshold.json").read_text()),
+        "preprocessing": json.loads((folder / "preprocessing.json").read_text()),
+        "ae": torch.load(folder / "autoencoder.pt", weights_only=True)["state_dict"],
+        "trees": _tree_outputs(folder, len(json.loads((folder / "preprocessing.json").read_text())["encoded_names"])),
+    }
+
+
+def _tree_outputs(folder: Path, width: int) -> dict:
+    """What the fitted forests compute on fixed inputs (pickled bytes differ after a load/dump)."""
+    import joblib
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(256, width)) * 5
+    return {
+        "rf": joblib.load(folder / "random_forest.joblib").predict_proba(x).tolist(),
+        "if": joblib.load(folder / "isolation_forest.joblib").decision_function(x).tolist(),
+    }
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("uninterrupted")
+    proc = _run(work)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    return _bundle(work)
+
+
+def _runs_in_store(work: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("threat-ensemble")
+    return client.search_runs([experiment.experiment_id])
+
+
+@pytest.mark.parametrize("crash_at", ["train_epoch2", "after_random_forest", "validation", "bundle"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, reference: dict, crash_at: str) -> None:
+    killed = _run(tmp_path, crash_at=crash_at)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert not (tmp_path / "bundle").exists()  # never a partial bundle
+    resumed = _run(tmp_path, "--resume")
+    assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
+    got = _bundle(tmp_path)
+    assert got["threshold"] == reference["threshold"]  # identical, not approximately
+    assert got["gate"] == reference["gate"]
+    assert got["preprocessing"] == reference["preprocessing"]
+    for key, value in reference["ae"].items():
+        assert torch.equal(got["ae"][key], value), key
+    assert got["trees"] == reference["trees"]
+    runs = _runs_in_store(tmp_path)
+    assert [r.info.run_id for r in runs] == [got["run_id"]]  # one run, continued
+    assert runs[0].data.tags["status"] == "completed"
+    if crash_at != "train_epoch2":
+        assert "autoencoder already trained" not in resumed.stdout  # quiet, but never retrained:
+        history = [m.step for m in _client(tmp_path).get_metric_history(got["run_id"], "val_loss")]
+        assert len(history) == 4
+
+
+def _client(work: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{work / 'mlflow.db'}")
+
+
+def test_resume_refuses_changed_data_or_options(tmp_path: Path) -> None:
+    killed = _run(tmp_path, crash_at="train_epoch1")
+    assert killed.returncode == -signal.SIGKILL
+    changed = _run(tmp_path, "--resume", "--lr", "0.01")
+    assert changed.returncode == 2
+    assert "--resume refused: --lr was 0.001, now 0.01" in changed.stderr.strip().splitlines()[-1]
+    other_data = _run(tmp_path, "--resume", "--seed", "42", "--default-rows", "3001")
+    assert other_data.returncode == 2
+    assert "training data differs (fingerprint mismatch)" in other_data.stderr
+    anyway = _run(tmp_path, "--resume", "--lr", "0.01", "--resume-anyway")
+    assert anyway.returncode in (0, 3), anyway.stderr[-3000:]
+    assert "resuming anyway" in anyway.stderr
+
+
+def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--resume")
+    assert proc.returncode == 2
+    assert "nothing to resume" in proc.stderr
+
+
+def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
+    killed = _run(tmp_path, crash_at="after_random_forest")
+    assert killed.returncode == -signal.SIGKILL
+    checkpoint = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
+    assert "best_state_dict" in checkpoint
+    state = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())
+    assert set(state["trees"]) == {"random_forest"}  # the forest is a hashed side file, not in the checkpoint
+
+
+def test_sigterm_stops_with_a_message_and_resume_completes(tmp_path: Path, reference: dict) -> None:
+    env = dict(os.environ, THREAT_ENSEMBLE_CRASH_AT="none")
+    args = [
+        *ARGS,
+        "--max-epochs",
+        "60",
+        "--patience",
+        "60",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--output-dir",
+        str(tmp_path / "bundle"),
+        "--checkpoint-dir",
+        str(tmp_path / "ckpt"),
+    ]
+    proc = subprocess.Popen(
+        train_cmd(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    ckpt = tmp_path / "ckpt" / "last.ckpt"
+    import time
+
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err[-3000:]
+    assert "received SIGTERM" in err and "--resume" in err
+    assert not (tmp_path / "bundle").exists()
+    resumed = subprocess.run(train_cmd(*args, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
+    assert (tmp_path / "bundle" / "gate.json").exists()
