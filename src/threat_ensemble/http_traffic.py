@@ -27,6 +27,8 @@ from urllib.parse import quote, quote_plus
 import numpy as np
 import pandas as pd
 
+from threat_ensemble.tables import LabelledTable
+
 HOST = "shop.harborpine.test"
 START = pd.Timestamp("2026-03-02 00:00:00", tz="UTC")  # a Monday
 DAYS = 3
@@ -809,6 +811,16 @@ def generate_default_traffic(
             features["family"] = requests["family"].to_numpy()
         frames.append(features)
     return pd.concat(frames, ignore_index=True)
+
+
+def default_table(n_rows: int = 20000, seed: int = 42) -> LabelledTable:
+    """The trainer's built-in default data: ``n_rows`` generated requests, featurized."""
+    frame = generate_default_traffic(n_rows, seed)
+    return LabelledTable(
+        features=frame.drop(columns=["label"]),
+        y=frame["label"].to_numpy(np.int64),
+        source="default data (generated HTTP traffic)",
+    )
 
 
 def write_traffic_files(folder: str | Path, n_requests: int = 20000, seed: int = 42) -> dict[str, Path]:

@@ -57,7 +57,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         "impute": cfg.impute,
     }
     if cfg.data is None:
-        from threat_ensemble.synthetic import default_table
+        from threat_ensemble.http_traffic import default_table
 
         table = default_table(cfg.default_rows, cfg.seed)
     else:

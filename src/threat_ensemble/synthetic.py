@@ -1,5 +1,7 @@
-"""The built-in default dataset: seeded, offline, per-request HTTP features of normal traffic and
-seven attack families.
+"""A fast synthetic table of per-request HTTP features (normal traffic and seven attack
+families), drawn directly as numbers: the tests' and benchmarks' data, at any size in a blink.
+The trainer's built-in default data is generated raw traffic run through the featurizer
+(``threat_ensemble.http_traffic``).
 
 Attack rows start as normal rows and change only their family's signature features, so classes
 overlap: scanners and brute force are loud in the per-client rates, injections in the query
