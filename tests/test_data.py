@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from threat_ensemble.data import ArrayDataset, ThreatDataModule, check_class_counts, stratified_split
+from threat_ensemble.data import ArrayDataset, ThreatDataModule, stratified_split
 from threat_ensemble.errors import InputError
 from threat_ensemble.preprocessing import RobustScaler
-from threat_ensemble.tables import LabelledTable
+from threat_ensemble.tables import LabelledTable, check_class_counts
 
 
 def _table(small_frame: pd.DataFrame) -> LabelledTable:

@@ -28,8 +28,8 @@ def _free_port() -> int:
 def _single_process_threshold(bundle: Path) -> tuple[float, float]:
     """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
     from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.model import build_autoencoder, reconstruction_error
     from threat_ensemble.http_traffic import default_table
+    from threat_ensemble.model import build_autoencoder, reconstruction_error
 
     dm = ThreatDataModule(default_table(3000, 42), seed=42)
     dm.setup()

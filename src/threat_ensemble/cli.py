@@ -176,10 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(config_yaml(cfg))
             return 0
         from threat_ensemble.pipeline import train
+        from threat_ensemble.tables import ImputeWarning
 
         with warnings.catch_warnings():
-            if cfg.quiet:
+            if cfg.quiet:  # library chatter off; our own counts (imputed cells) stay
                 warnings.simplefilter("ignore")
+                warnings.simplefilter("always", ImputeWarning)
             result = train(cfg)
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)

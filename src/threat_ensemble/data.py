@@ -10,34 +10,11 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from threat_ensemble.errors import InputError
 from threat_ensemble.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
 from threat_ensemble.tables import LabelledTable, check_same_columns
 
-# Each stratified split must see both classes, and the autoencoder needs enough normal rows to
-# hold out a validation set for its threshold.
-MIN_NORMAL_ROWS = 50
-MIN_ATTACK_ROWS = 10
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192
-
-
-def check_class_counts(table: LabelledTable) -> None:
-    """Refuse label sets the split and the models cannot use, saying how many rows are needed."""
-    if table.n_normal == 0:
-        raise InputError(f"{table.source}: no normal rows (check --label-column and --normal-label)")
-    if table.n_attack == 0:
-        raise InputError(f"{table.source}: no attack rows; every label equals --normal-label")
-    if table.n_normal < MIN_NORMAL_ROWS:
-        raise InputError(
-            f"{table.source}: {table.n_normal} normal rows; the autoencoder needs at least "
-            f"{MIN_NORMAL_ROWS} to train and hold out a validation set"
-        )
-    if table.n_attack < MIN_ATTACK_ROWS:
-        raise InputError(
-            f"{table.source}: {table.n_attack} attack rows; at least {MIN_ATTACK_ROWS} are needed "
-            "to stratify train/validation/test splits"
-        )
 
 
 def stratified_split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -19,7 +19,14 @@ import pandas as pd
 from threat_ensemble.artifacts import GATE_FILE, check_output_dir, read_json
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.errors import InputError, Preempted, UsageError
-from threat_ensemble.tables import LabelledTable, fingerprint, labelled_table_from_frame, load_labelled_table
+from threat_ensemble.tables import (
+    LabelledTable,
+    check_class_counts,
+    check_same_columns,
+    fingerprint,
+    labelled_table_from_frame,
+    load_labelled_table,
+)
 
 EXIT_PASSED, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_GATE_FAILED = 0, 1, 2, 3
 
@@ -67,6 +74,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         test = load_labelled_table(cfg.test_data, no_header=cfg.no_header, **options)
         if test.n_attack == 0 or test.n_normal == 0:
             raise InputError(f"{test.source}: the test data needs both normal and attack rows")
+        check_same_columns(table.features, test.features, test.source)  # before Lightning is imported
     return table, test
 
 
@@ -159,10 +167,12 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None = None) -> TrainResult:
-    from threat_ensemble.data import check_class_counts
+    from threat_ensemble.tracking import check_tracking_uri
 
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
+    if launched_as_rank_zero():  # fail in seconds, before any training, when the store is unusable
+        check_tracking_uri(cfg.tracking_uri or default_tracking_uri())
     hardware = resolve_hardware(cfg)
     data_fingerprint = fingerprint(table.features, table.y)
     state, ckpt_path = _prepare_run_state(cfg, data_fingerprint)

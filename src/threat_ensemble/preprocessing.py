@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.errors import InputError
+from threat_ensemble.tables import unusable_cells
 
 OTHER = "__other__"
 MISSING = "__missing__"
@@ -39,7 +40,7 @@ class FeatureEncoder:
         medians = {}
         for column in numeric:
             values = frame[column].to_numpy(dtype=np.float64)
-            finite = values[np.isfinite(values)]
+            finite = values[~unusable_cells(values)]
             medians[column] = float(np.median(finite)) if finite.size else 0.0
         return cls(list(map(str, frame.columns)), numeric, categories, medians)
 
@@ -64,7 +65,7 @@ class FeatureEncoder:
             except (TypeError, ValueError):
                 column = next(c for c in self.numeric_columns if not pd.api.types.is_numeric_dtype(frame[c]))
                 raise InputError(f"{source}: column {column!r} must be numeric, as in training") from None
-            bad = ~np.isfinite(values)
+            bad = unusable_cells(values)  # NaN, ±inf, or a value float32 would turn into inf
             if bad.any():
                 fill = np.array([self.medians.get(c, 0.0) for c in self.numeric_columns])
                 values = np.where(bad, fill[None, :], values)

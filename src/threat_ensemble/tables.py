@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,16 @@ SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")
 # A text column counts as numeric when at least this share of its values parse as numbers;
 # the rest are then typos or export damage, not categories.
 NUMERIC_SHARE = 0.9
+# Each stratified split must see both classes, and the autoencoder needs enough normal rows to
+# hold out a validation set for its threshold. (Here rather than in data.py, which imports
+# Lightning, so that these refusals come in under a second.)
+MIN_NORMAL_ROWS = 50
+MIN_ATTACK_ROWS = 10
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+class ImputeWarning(UserWarning):
+    """``--impute`` filled missing or infinite numeric cells; the message says how many."""
 
 
 @dataclass
@@ -80,11 +91,12 @@ def _read_csv(p: Path, suffix: str, no_header: bool) -> pd.DataFrame:
         with open(p, "rb") as fh:
             if fh.read(2) != b"\x1f\x8b":
                 raise InputError(f"{p}: not a gzip file, though its name ends in .gz")
+    compression = "gzip" if suffix == ".csv.gz" else None
     try:
         frame = pd.read_csv(
             p,
             header=None if no_header else "infer",
-            compression="gzip" if suffix == ".csv.gz" else None,
+            compression=compression,
             low_memory=False,
             skipinitialspace=True,
         )
@@ -93,18 +105,34 @@ def _read_csv(p: Path, suffix: str, no_header: bool) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: cannot be parsed as CSV ({first})") from None
+    if not frame.index.equals(pd.RangeIndex(len(frame))):
+        # pandas silently turns the first field(s) into an index when the first data row has more
+        # fields than the header, shifting every value one column left: refuse instead.
+        n_fields = frame.shape[1] + frame.index.nlevels
+        raise InputError(
+            f"{p}: data row 1 has {n_fields} fields but the header names {frame.shape[1]} columns; "
+            "expected one field per column"
+        )
     if not no_header:
-        _check_csv_header(p, frame)
+        _check_csv_header(p, frame, compression)
     return frame
 
 
-def _check_csv_header(p: Path, frame: pd.DataFrame) -> None:
-    """pandas renames repeated header names to ``name.1``; a header is really repeated when that happens."""
+def _check_csv_header(p: Path, frame: pd.DataFrame, compression: str | None) -> None:
+    """pandas renames a repeated header name to ``name.1``: compare with the raw header row, so a
+    real repeat is refused and a genuine ``name.1`` column is not."""
     names = [str(c) for c in frame.columns]
     mangled = [n for n in names if "." in n and n.rsplit(".", 1)[1].isdigit() and n.rsplit(".", 1)[0] in names]
-    if mangled:
-        originals = sorted({n.rsplit(".", 1)[0] for n in mangled})
-        raise InputError(f"{p}: duplicate column names {originals}; each column needs its own name")
+    if not mangled:
+        return
+    try:
+        raw = pd.read_csv(p, header=None, nrows=1, dtype=str, compression=compression, skipinitialspace=True)
+        cells = [str(c) for c in raw.iloc[0].tolist() if isinstance(c, str)]
+        repeated = sorted({c for c in cells if cells.count(c) > 1})
+    except (ValueError, OSError, IndexError):  # cannot re-read the header: trust pandas' renaming
+        repeated = sorted({n.rsplit(".", 1)[0] for n in mangled})
+    if repeated:
+        raise InputError(f"{p}: duplicate column names {repeated}; each column needs its own name")
 
 
 def _read_parquet(p: Path) -> pd.DataFrame:
@@ -203,21 +231,56 @@ def infer_numeric(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out
 
 
+def unusable_cells(values: np.ndarray) -> np.ndarray:
+    """Cells the models cannot take: NaN, ±inf, or beyond float32 (the encoded matrix's type),
+    where a value such as 1e39 would become inf."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isfinite(values) | (np.abs(values) > FLOAT32_MAX)
+
+
 def non_finite_message(frame: pd.DataFrame, source: str) -> str | None:
-    """Name the first missing/infinite numeric cell and the count, or None when all are finite."""
+    """Name the first missing/infinite/out-of-range numeric cell and the count, or None when all are usable."""
     numeric = frame.select_dtypes(include="number")
     if numeric.shape[1] == 0:
         return None
     values = numeric.to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
+    bad = unusable_cells(values)
     if not bad.any():
         return None
     rows, cols = np.nonzero(bad)
+    value = values[rows[0], cols[0]]
+    shown = f"{value:g} (beyond the float32 range of the models)" if np.isfinite(value) else f"{value}"
     return (
-        f"{source}: column {numeric.columns[cols[0]]!r} holds {values[rows[0], cols[0]]} in data row "
-        f"{rows[0] + 1} ({int(bad.sum())} non-finite cells in all); pass --impute to fill them with "
-        "training medians"
+        f"{source}: column {numeric.columns[cols[0]]!r} holds {shown} in data row "
+        f"{rows[0] + 1} ({int(bad.sum())} missing, infinite or out-of-range cells in all); pass --impute to "
+        "fill them with training medians"
     )
+
+
+def count_non_finite(frame: pd.DataFrame) -> int:
+    """How many numeric cells are missing, infinite or out of range (what ``--impute`` will fill)."""
+    numeric = frame.select_dtypes(include="number")
+    if numeric.shape[1] == 0:
+        return 0
+    return int(unusable_cells(numeric.to_numpy(dtype=np.float64)).sum())
+
+
+def check_class_counts(table: LabelledTable) -> None:
+    """Refuse label sets the split and the models cannot use, saying how many rows are needed."""
+    if table.n_normal == 0:
+        raise InputError(f"{table.source}: no normal rows (check --label-column and --normal-label)")
+    if table.n_attack == 0:
+        raise InputError(f"{table.source}: no attack rows; every label equals --normal-label")
+    if table.n_normal < MIN_NORMAL_ROWS:
+        raise InputError(
+            f"{table.source}: {table.n_normal} normal rows; the autoencoder needs at least "
+            f"{MIN_NORMAL_ROWS} to train and hold out a validation set"
+        )
+    if table.n_attack < MIN_ATTACK_ROWS:
+        raise InputError(
+            f"{table.source}: {table.n_attack} attack rows; at least {MIN_ATTACK_ROWS} are needed "
+            "to stratify train/validation/test splits"
+        )
 
 
 def load_labelled_table(
@@ -265,9 +328,19 @@ def labelled_table_from_frame(
     if features.shape[1] == 0:
         raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
     features = infer_numeric(features, source)
-    problem = None if impute else non_finite_message(features, source)
-    if problem:
-        raise InputError(problem)
+    if impute:
+        n_bad = count_non_finite(features)
+        if n_bad:
+            warnings.warn(
+                f"{source}: --impute: {n_bad} missing, infinite or out-of-range numeric cells will be filled "
+                "with training medians",
+                ImputeWarning,
+                stacklevel=2,
+            )
+    else:
+        problem = non_finite_message(features, source)
+        if problem:
+            raise InputError(problem)
     return LabelledTable(features=features.reset_index(drop=True), y=y, source=source)
 
 

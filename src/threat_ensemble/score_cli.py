@@ -1,0 +1,223 @@
+"""``scripts/score.py``: score a table with a trained bundle.
+
+The bundle is verified against its manifest before anything is unpickled, the table is read by the
+training reader and encoded with the bundle's own preprocessing, and the output CSV appears whole
+or not at all (written beside its destination, then renamed)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pandas as pd
+
+from threat_ensemble.errors import InputError, UsageError
+from threat_ensemble.preprocessing import Preprocessing
+
+DEFAULT_LABEL = "label"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="score.py",
+        description="Score every row of a feature table with a trained model bundle: each model's "
+        "normalised score, the fused ensemble score and the 0/1 verdict (1 = attack).",
+        epilog="exit status: 0 scored, 2 usage or input error (or a bundle that fails its manifest), "
+        "1 unexpected error",
+    )
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder written by train.py")
+    parser.add_argument(
+        "--data", required=True, metavar="PATH", help="table to score: .csv, .csv.gz, .txt, .parquet or .npz"
+    )
+    parser.add_argument("--output", required=True, metavar="FILE.csv", help="where to write the scores")
+    parser.add_argument(
+        "--label-column",
+        metavar="NAME|INDEX",
+        help=f"label column, kept out of the features and copied to the output; optional (default: "
+        f"{DEFAULT_LABEL!r} when present)",
+    )
+    parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
+    parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
+    parser.add_argument(
+        "--impute",
+        action="store_true",
+        help="fill missing or infinite numeric cells with the training medians instead of refusing",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the scoring CLI; returns the exit status."""
+    try:
+        args = _parse(argv)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            n_rows = score_file(
+                bundle=args.bundle,
+                data=args.data,
+                output=args.output,
+                label_column=args.label_column,
+                no_header=args.no_header,
+                drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
+                impute=args.impute,
+            )
+        for item in caught:
+            if issubclass(item.category, UserWarning):
+                print(f"warning: {str(item.message).strip().splitlines()[0]}", file=sys.stderr)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        traceback.print_exc()
+        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
+        return 1
+    print(f"scored {n_rows} rows -> {args.output}")
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse prints usage plus an error; the contract is one ``error:`` line and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def score_file(
+    *,
+    bundle: str | Path,
+    data: str | Path,
+    output: str | Path,
+    label_column: str | None = None,
+    no_header: bool = False,
+    drop_columns: list[str] | tuple[str, ...] = (),
+    impute: bool = False,
+) -> int:
+    """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written.
+
+    Everything that can be refused (output path, manifest, table, columns) is checked before the
+    slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
+    from threat_ensemble.artifacts import PREPROCESSING_FILE, read_json, verify_bundle
+
+    out = _check_output(output)
+    verify_bundle(bundle)  # JSON only so far; load_ensemble verifies again before any joblib.load
+    preprocessing = Preprocessing.from_dict(read_json(Path(bundle) / PREPROCESSING_FILE))
+    labels, features, source = read_features(data, label_column, no_header, drop_columns)
+    x = encode_features(preprocessing, features, source, impute)
+
+    from threat_ensemble.ensemble import load_ensemble
+
+    scores = load_ensemble(bundle).score(x)
+    result = pd.DataFrame(index=range(len(features)))
+    if labels is not None:
+        result[str(labels.name)] = labels.to_numpy()
+    for key, values in scores.items():
+        column = np.asarray(values)
+        result[key] = column.astype(np.int64) if key == "verdict" else column
+    write_csv_atomic(result, out)
+    return len(result)
+
+
+def read_features(
+    data: str | Path,
+    label_column: str | None,
+    no_header: bool,
+    drop_columns: list[str] | tuple[str, ...],
+) -> tuple[pd.Series | None, pd.DataFrame, str]:
+    """The table's feature columns (numeric text converted as in training) and its labels, if any."""
+    from threat_ensemble.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
+
+    source = str(data)
+    frame = read_raw_table(data, no_header=no_header)
+    label = None
+    if label_column is not None:  # named explicitly: must exist
+        label = resolve_label_column(frame, str(label_column), source)
+    elif DEFAULT_LABEL in frame.columns:
+        label = DEFAULT_LABEL
+    dropped = []
+    for name in drop_columns:
+        resolved = resolve_drop_column(frame, str(name), source)
+        if resolved != label:
+            dropped.append(resolved)
+    labels = frame[label].reset_index(drop=True) if label is not None else None
+    features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
+    return labels, infer_numeric(features, source), source
+
+
+def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> np.ndarray:
+    """Encode with the bundle's preprocessing: missing columns are an error naming them, extra
+    columns are ignored with a warning, non-finite numbers are refused unless ``impute``."""
+    from threat_ensemble.tables import count_non_finite, non_finite_message
+
+    expected = list(preprocessing.encoder.feature_names)
+    missing = [c for c in expected if c not in features.columns]
+    if missing:
+        raise InputError(f"{source}: missing feature columns {missing} (the bundle was trained on {len(expected)})")
+    extra = [c for c in features.columns if c not in expected]
+    if extra:
+        warnings.warn(f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {extra}", stacklevel=2)
+    features = features[expected]
+    numeric = list(preprocessing.encoder.numeric_columns)
+    not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]
+    if not_numeric:
+        raise InputError(f"{source}: column {not_numeric[0]!r} holds text; it was numeric in training")
+    if impute:
+        n_bad = count_non_finite(features[numeric])
+        if n_bad:
+            warnings.warn(
+                f"{source}: --impute: filled {n_bad} missing, infinite or out-of-range numeric cells with "
+                "training medians",
+                stacklevel=2,
+            )
+    else:
+        problem = non_finite_message(features[numeric], source)
+        if problem:
+            raise InputError(problem.replace("training medians", "the bundle's training medians"))
+    return preprocessing.encode(features, source)
+
+
+def _check_output(output: str | Path) -> Path:
+    """Refuse an output path that cannot be written before the (slow) bundle load."""
+    out = Path(output)
+    if out.is_dir():
+        raise InputError(f"--output {out}: is a folder; expected a file name such as scores.csv")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--output {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"--output {out}: folder {parent} is not writable")
+    return out
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
+    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``:
+    a crash leaves the previous file or none, never a truncated one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            frame.to_csv(fh, index=False, lineterminator="\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -1,0 +1,163 @@
+"""scripts/score.py end to end: one small bundle trained in a subprocess, then scored, tampered with
+and fed bad tables. Refusals are checked before torch is imported, so they answer in about a second."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, train_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def score_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "scripts" / "score.py"), *args]
+
+
+def _score(cwd: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(score_cmd(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from threat_ensemble.synthetic import make_default_dataset
+
+    work = tmp_path_factory.mktemp("score")
+    make_default_dataset(3000, seed=21).drop(columns="family").to_csv(work / "flows.csv", index=False)
+    new = make_default_dataset(400, seed=22).drop(columns="family")
+    new.to_csv(work / "new.csv", index=False)
+    proc = subprocess.run(
+        train_cmd(
+            "--data",
+            "flows.csv",
+            "--max-epochs",
+            "2",
+            "--quiet",
+            "--tracking-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--output-dir",
+            "bundle",
+            "--checkpoint-dir",
+            "ckpt",
+        ),
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    scored = _score(work, "--bundle", "bundle", "--data", "new.csv", "--output", "scores.csv")
+    return {"work": work, "bundle": work / "bundle", "new": new, "scored": scored}
+
+
+def test_scores_every_row_with_every_model(trained: dict) -> None:
+    proc = trained["scored"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    out = pd.read_csv(trained["work"] / "scores.csv")
+    assert len(out) == len(trained["new"]) == 400
+    assert {"label", "ae", "rf", "if", "ensemble", "verdict"} <= set(out.columns)
+    assert out["label"].tolist() == trained["new"]["label"].tolist()
+    assert set(out["verdict"].unique()) <= {0, 1} and out["verdict"].dtype.kind == "i"
+    for key in ("ae", "rf", "if", "ensemble"):
+        assert out[key].between(0, 1).all(), key
+    assert not list(trained["work"].glob(".scores.csv.*")), "temporary file left behind"
+
+
+def test_scores_match_the_loaded_ensemble(trained: dict) -> None:
+    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.tables import load_labelled_table
+
+    ensemble = load_ensemble(trained["bundle"])
+    table = load_labelled_table(trained["work"] / "new.csv")
+    expected = ensemble.score(ensemble.preprocessing.encode(table.features))
+    out = pd.read_csv(trained["work"] / "scores.csv")
+    assert set(expected) <= set(out.columns)
+    for key, values in expected.items():
+        np.testing.assert_allclose(out[key].to_numpy(dtype=np.float64), np.asarray(values, np.float64), rtol=1e-12)
+    assert (out["verdict"].to_numpy() == (out["ensemble"].to_numpy() >= 0.5)).all()
+
+
+def test_label_is_optional_and_extra_columns_warn(trained: dict) -> None:
+    work = trained["work"]
+    frame = trained["new"].drop(columns="label").head(50).copy()
+    frame["note"] = "x"
+    frame.to_csv(work / "unlabelled.csv", index=False)
+    proc = _score(work, "--bundle", "bundle", "--data", "unlabelled.csv", "--output", "u.csv")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning:" in proc.stderr and "'note'" in proc.stderr
+    out = pd.read_csv(work / "u.csv")
+    assert len(out) == 50 and "label" not in out.columns and "note" not in out.columns
+
+
+def test_missing_columns_are_named(trained: dict) -> None:
+    work = trained["work"]
+    trained["new"].drop(columns=["method", "hour"]).to_csv(work / "short.csv", index=False)
+    line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "short.csv", "--output", "m.csv"))
+    assert "short.csv" in line and "missing feature columns" in line
+    assert "'method'" in line and "'hour'" in line
+    assert not (work / "m.csv").exists()
+
+
+def _copy_bundle(trained: dict, name: str) -> Path:
+    copy = trained["work"] / name
+    shutil.copytree(trained["bundle"], copy)
+    return copy
+
+
+@pytest.mark.parametrize(
+    "target, change, message",
+    [
+        ("random_forest.joblib", "append", "random_forest.joblib: sha256"),
+        ("threshold.json", "append", "threshold.json: sha256"),
+        ("isolation_forest.joblib", "delete", "files listed in the manifest are missing: ['isolation_forest.joblib']"),
+        ("evil.joblib", "create", "files not in the manifest: ['evil.joblib']"),
+        ("manifest.json", "garble", "not a valid manifest"),
+    ],
+)
+def test_altered_bundle_is_refused(trained: dict, target: str, change: str, message: str) -> None:
+    work = trained["work"]
+    bundle = _copy_bundle(trained, f"bundle-{change}-{target}")
+    path = bundle / target
+    if change == "append":
+        path.write_bytes(path.read_bytes() + b" ")
+    elif change == "delete":
+        path.unlink()
+    elif change == "create":
+        path.write_bytes(b"cos\nsystem\n(S'echo pwned'\ntR.")
+    else:
+        path.write_text("{not json")
+    (work / "keep.csv").write_text("previous,scores\n1,2\n")
+    before = (work / "keep.csv").read_bytes()
+    proc = _score(work, "--bundle", str(bundle), "--data", "new.csv", "--output", "keep.csv")
+    line = _one_error_line(proc)
+    assert message in line
+    assert (work / "keep.csv").read_bytes() == before, "a refused run must not touch the output"
+
+
+def test_not_a_bundle_and_bad_output(trained: dict) -> None:
+    work = trained["work"]
+    line = _one_error_line(_score(work, "--bundle", "nowhere", "--data", "new.csv", "--output", "x.csv"))
+    assert "nowhere: not a bundle" in line
+    line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "new.csv", "--output", "no/such/x.csv"))
+    assert "no/such" in line and "does not exist" in line
+    line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "nope.csv", "--output", "x.csv"))
+    assert "nope.csv: no such file" in line
+    line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "new.csv"))
+    assert "--output" in line

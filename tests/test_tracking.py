@@ -1,0 +1,109 @@
+"""check_tracking_uri: a dead server or an unusable store is refused in seconds, with the URI named."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from threat_ensemble.errors import InputError
+from threat_ensemble.tracking import check_tracking_uri
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_closed_port_is_refused_fast() -> None:
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    start = time.monotonic()
+    with pytest.raises(InputError, match="cannot use the MLflow tracking server") as info:
+        check_tracking_uri(uri, timeout=5)
+    assert time.monotonic() - start < 5
+    assert uri in str(info.value) and "\n" not in str(info.value)
+
+
+def test_silent_server_hits_the_deadline() -> None:
+    """A port that accepts connections but never answers: refused at the timeout, not later."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(InputError, match=r"did not answer within 1s|timed out"):
+            check_tracking_uri(uri, timeout=1)
+        assert time.monotonic() - start < 3
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    routes: dict[str, int] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        code = next((c for prefix, c in self.routes.items() if self.path.startswith(prefix)), 404)
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"OK" if code == 200 else b"no")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def fake_server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("Handler", (_Handler,), {"routes": {}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_live_server_passes(fake_server: tuple[str, type[_Handler]]) -> None:
+    uri, handler = fake_server
+    handler.routes = {"/health": 200}
+    check_tracking_uri(uri)
+    check_tracking_uri(uri + "/")
+    handler.routes = {"/api/2.0/mlflow/": 200}  # no /health, but the API answers
+    check_tracking_uri(uri)
+    handler.routes = {"/health": 401}  # up, behind authentication that MLflow will handle
+    check_tracking_uri(uri)
+
+
+@pytest.mark.parametrize("code, message", [(404, "is this an MLflow tracking server"), (503, "HTTP 503")])
+def test_server_that_cannot_serve_is_refused(fake_server: tuple[str, type[_Handler]], code: int, message: str) -> None:
+    uri, handler = fake_server
+    handler.routes = {"/": code}
+    with pytest.raises(InputError, match=message):
+        check_tracking_uri(uri)
+
+
+def test_sqlite_and_file_stores(tmp_path: Path) -> None:
+    check_tracking_uri(f"sqlite:///{tmp_path / 'new' / 'deeper' / 'mlflow.db'}")  # creatable
+    check_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    check_tracking_uri("sqlite://")  # in memory
+    check_tracking_uri(tmp_path.as_uri())
+    check_tracking_uri("databricks")  # left to MLflow
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(InputError, match=r"sqlite:///.*a-file is not a folder"):
+        check_tracking_uri(f"sqlite:///{blocker / 'mlflow.db'}")
+    with pytest.raises(InputError, match="exists and is not a database file"):
+        check_tracking_uri(f"sqlite:///{tmp_path}")
+    with pytest.raises(InputError, match="cannot be created"):
+        check_tracking_uri((blocker / "mlruns").as_uri())
+
+
+@pytest.mark.parametrize("uri, message", [("http://", "no host name"), ("http://host:port", "port is not a number")])
+def test_malformed_http_uri(uri: str, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_tracking_uri(uri)

@@ -1,0 +1,184 @@
+"""Training against a real MLflow tracking server over HTTP, and refusing one that is not there.
+
+The server runs in its own process group and is stopped with SIGTERM to the whole group
+(PLATFORM-NOTES.md). Its job-execution runner (huey consumers that keep spinning after SIGTERM and
+compete with training for the two cores) is switched off: the tests need tracking only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import train_cmd
+from threat_ensemble.artifacts import BUNDLE_FILES, MANIFEST_FILE
+
+SERVER_START_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group; SIGKILL whatever is left after 15 s."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                proc.wait(timeout=5)
+                return
+            proc.poll()  # reap the leader so the group can disappear
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = open(root / "server.log", "wb")  # noqa: SIM115 - closed in the finally below
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{root / 'server.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--workers",
+        "1",
+    ]
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + SERVER_START_S
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = (root / "server.log").read_text(errors="replace")[-800:]
+                pytest.skip(f"MLflow server did not answer {url}/health within {SERVER_START_S}s; log tail: {tail}")
+            time.sleep(0.5)
+        yield {"url": url, "root": root}
+    finally:
+        _stop_group(proc)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def trained(server: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    work = tmp_path_factory.mktemp("train-over-http")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    args = [
+        "--default-rows",
+        "3000",
+        "--max-epochs",
+        "2",
+        "--quiet",
+        "--tracking-uri",
+        server["url"],
+        "--experiment",
+        "over-http",
+        "--run-name",
+        "http-run",
+        "--output-dir",
+        "bundle",
+        "--checkpoint-dir",
+        "ckpt",
+    ]
+    proc = subprocess.run(train_cmd(*args), cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    return {"proc": proc, "bundle": work / "bundle", "work": work, **server}
+
+
+@pytest.mark.slow
+def test_run_is_logged_to_the_server(trained: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    proc = trained["proc"]
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    client = MlflowClient(tracking_uri=trained["url"])
+    run = client.get_run(gate["mlflow_run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == "over-http"
+    assert run.info.run_name == "http-run" and run.info.status == "FINISHED"
+
+    params = run.data.params
+    assert params["epochs"] == "2" and params["seed"] == "42"
+    assert int(params["n_samples"]) == 3000
+    assert params["tracking_uri"] == trained["url"]
+    assert len(params["data_fingerprint"]) == 64
+
+    metrics = run.data.metrics
+    assert metrics["ensemble_pr_auc"] == pytest.approx(gate["metrics"]["pr_auc"])
+    assert metrics["ensemble_f1"] == pytest.approx(gate["metrics"]["f1"])
+    assert metrics["rf_pr_auc"] == pytest.approx(gate["per_model"]["rf"]["pr_auc"])
+    assert metrics["gate_passed"] == float(gate["passed"])
+    for key in ("train_loss", "val_loss"):
+        assert len(client.get_metric_history(run.info.run_id, key)) == 2, key
+    assert run.data.tags["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_bundle_artifacts_are_stored_by_the_server(trained: dict, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    client = MlflowClient(tracking_uri=trained["url"])
+    run_id = gate["mlflow_run_id"]
+    logged = {a.path for a in client.list_artifacts(run_id, "bundle")}
+    assert {f"bundle/{name}" for name in (*BUNDLE_FILES, MANIFEST_FILE)} <= logged
+    # Proxied through the server into --artifacts-destination, and downloadable byte for byte.
+    local = client.download_artifacts(run_id, "bundle/manifest.json", str(tmp_path))
+    assert Path(local).read_bytes() == (trained["bundle"] / MANIFEST_FILE).read_bytes()
+    stored = list((trained["root"] / "artifacts").rglob("random_forest.joblib"))
+    assert len(stored) == 1 and stored[0].read_bytes() == (trained["bundle"] / "random_forest.joblib").read_bytes()
+
+
+def test_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
+    """A closed local port: exit 2 with one line naming the URI, well within 15 s, nothing written."""
+    url = f"http://127.0.0.1:{free_port()}"
+    start = time.monotonic()
+    proc = subprocess.run(
+        train_cmd("--default-rows", "3000", "--max-epochs", "1", "--quiet", "--tracking-uri", url),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=15,
+    )
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and url in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert elapsed < 15
+    assert not (tmp_path / "artifacts").exists()
