@@ -52,6 +52,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "bundle",
         "--checkpoint-dir",
         "ckpt",
+        "--register-model",
+        "threat-e2e",
+        "--register-anyway",
         "--quiet",
     ]
     proc = _run(args, work)
@@ -70,7 +73,8 @@ def test_cli_exit_code_follows_the_gate(trained: dict) -> None:
 def test_bundle_is_complete_and_loadable(trained: dict) -> None:
     bundle = trained["bundle"]
     manifest = verify_bundle(bundle)
-    assert set(manifest["files"]) == set(BUNDLE_FILES)
+    plots = {"pr_curves.png", "roc_curves.png", "ae_error_hist.png", "confusion_matrix.png", "loss_curves.png"}
+    assert set(manifest["files"]) == {*BUNDLE_FILES, "config.yaml", *plots}
     assert len(manifest["data_fingerprint"]) == 64
     saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
     assert "state_dict" in saved
@@ -247,3 +251,25 @@ def test_nsl_kdd_trains_and_is_gated_on_the_independent_test_file(tmp_path: Path
     assert gate["n_test"] == 22544
     assert gate["per_model"]["rf"]["pr_auc"] > 0.9
     assert gate["metrics"]["pr_auc"] > 0.85
+
+
+def test_run_logs_plots_and_a_registered_pyfunc_model(trained: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    gate = json.loads((trained["bundle"] / "gate.json").read_text())
+    manifest = verify_bundle(trained["bundle"])
+    assert {"pr_curves.png", "roc_curves.png", "ae_error_hist.png", "confusion_matrix.png"} <= set(manifest["files"])
+    client = MlflowClient(tracking_uri=trained["uri"])
+    plots = {a.path for a in client.list_artifacts(gate["mlflow_run_id"], "plots")}
+    assert "plots/pr_curves.png" in plots
+    versions = client.search_model_versions("name='threat-e2e'")
+    assert len(versions) == 1 and versions[0].run_id == gate["mlflow_run_id"]
+    assert versions[0].tags["gate_passed"] == str(gate["passed"]).lower()
+    assert float(versions[0].tags["gate.f1.value"]) == pytest.approx(gate["gates"]["f1"]["value"], rel=1e-5)
+
+
+def test_bundle_config_round_trips_into_config(trained: dict) -> None:
+    from threat_ensemble.cli import parse_config
+
+    cfg, _ = parse_config(["--config", str(trained["bundle"] / "config.yaml")])
+    assert cfg.max_epochs == 3 and cfg.test_data == "holdout.csv" and cfg.register_model == "threat-e2e"

@@ -6,7 +6,11 @@ Importing the package is cheap; ``run`` and ``train`` load torch and Lightning w
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# No network at run time: MLflow 3 otherwise sends usage telemetry when it is imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 __version__ = "0.1.0"
 __all__ = ["TrainConfig", "run", "train", "__version__"]

@@ -9,6 +9,7 @@ import platform
 import shutil
 import tempfile
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -98,6 +99,7 @@ def write_bundle(
     threshold: dict[str, Any],
     gate: dict[str, Any],
     manifest_extra: dict[str, Any],
+    extra_files: Callable[[Path], list[Path]] | None = None,
 ) -> Path:
     """Write every file into a temporary folder beside ``output_dir``, then swap it into place, so
     a crash leaves the previous bundle or none, never a partial one."""
@@ -114,10 +116,11 @@ def write_bundle(
         write_json(tmp / PREPROCESSING_FILE, preprocessing)
         write_json(tmp / THRESHOLD_FILE, threshold)
         write_json(tmp / GATE_FILE, gate)
+        extra = [p.name for p in extra_files(tmp)] if extra_files is not None else []
         manifest = {
             "format": 1,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {name: sha256_file(tmp / name) for name in BUNDLE_FILES},
+            "files": {name: sha256_file(tmp / name) for name in (*BUNDLE_FILES, *extra)},
             "versions": package_versions(),
             **manifest_extra,
         }

@@ -24,9 +24,11 @@ from threat_ensemble.config import TrainConfig
 from threat_ensemble.data import ThreatDataModule
 from threat_ensemble.ensemble import Ensemble, fit_isolation_forest, fit_random_forest, timed
 from threat_ensemble.model import HIDDEN, AutoencoderModule
+from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.scoring import binary_metrics, evaluate_gate
 
 MEMBERS = ("ae", "rf", "if")
+CONFIG_FILE = "config.yaml"
 
 
 def _datamodule(trainer: L.Trainer) -> ThreatDataModule:
@@ -237,6 +239,7 @@ class EnsembleValidationCallback(Callback):
             "cutoff": 0.5,
             "mlflow_run_id": run_id,
         }
+        history = _loss_history(logger)
         bundle = write_bundle(
             self.cfg.output_dir,
             autoencoder={
@@ -256,6 +259,10 @@ class EnsembleValidationCallback(Callback):
             },
             gate=self.gate,
             manifest_extra={**self.manifest_extra, "mlflow_run_id": run_id},
+            extra_files=lambda folder: [
+                self._write_config(folder),
+                *write_plots_or_warn(folder, dm.y_test, scores, scores["ae_error"], threshold, history, warn=print),
+            ],
         )
         self.say(f"bundle written to {bundle}")
         if logger is not None:
@@ -283,7 +290,53 @@ class EnsembleValidationCallback(Callback):
         final.update({f"ensemble_{k}": v for k, v in metrics.items()})
         logger.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
         logger.experiment.log_artifacts(logger.run_id, str(bundle), artifact_path="bundle")
+        for name in PLOT_FILES:
+            if (bundle / name).is_file():
+                logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
+        self._log_and_register_model(logger, bundle)
         mark_run(logger, "completed")
+
+    def _write_config(self, folder: Path) -> Path:
+        """The effective configuration, as YAML that ``--config`` accepts back."""
+        import yaml
+
+        path = folder / CONFIG_FILE
+        path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        return path
+
+    def _log_and_register_model(self, logger: MLFlowLogger, bundle: Path) -> None:
+        """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
+        the gate passed (or --register-anyway)."""
+        from threat_ensemble.mlflow_model import log_pyfunc_model, register_model
+        from threat_ensemble.pipeline import default_tracking_uri
+
+        assert self.gate is not None
+        uri = self.cfg.tracking_uri or default_tracking_uri()
+        try:
+            self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri)
+        except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience
+            print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {exc}")
+            return
+        self.say(f"mlflow model: {self.model_uri}")
+        name = self.cfg.register_model
+        if not name:
+            return
+        if not (self.gate["passed"] or self.cfg.register_anyway):
+            print(f"model not registered: the gate failed (add --register-anyway to register {name!r} anyway)")
+            return
+        self.model_version = register_model(self.model_uri, name, self.gate, uri)
+        print(f"registered model {name!r} version {self.model_version} ({self.model_uri})")
+
+
+def _loss_history(logger: MLFlowLogger | None) -> dict[str, list[float]] | None:
+    """Per-epoch losses from the MLflow run (complete across a resume); None without a logger."""
+    if logger is None:
+        return None
+    try:
+        return loss_history(logger.experiment, logger.run_id)
+    except Exception as exc:
+        print(f"warning: could not read the loss history from MLflow: {exc}")
+        return None
 
 
 def mark_run(logger: MLFlowLogger, status: str, error: str | None = None) -> None:

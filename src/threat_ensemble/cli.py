@@ -78,6 +78,13 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("tracking-uri", "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)", "URI"),
         ("experiment", "MLflow experiment name", "NAME"),
         ("run-name", "MLflow run name", "NAME"),
+        (
+            "register-model",
+            "log the ensemble as an MLflow pyfunc model and register it under NAME in the model registry "
+            "(only when the gate passed, unless --register-anyway)",
+            "NAME",
+        ),
+        ("register-anyway", "register the model even when the gate failed", None),
         ("quiet", "no progress bars or progress lines; errors and the final verdict only", None),
     ],
     "resume": [

@@ -63,6 +63,8 @@ class TrainConfig:
     experiment: str = "threat-ensemble"
     run_name: str | None = None
     quiet: bool = False
+    register_model: str | None = None
+    register_anyway: bool = False
     # resume
     resume: str | None = None
     resume_anyway: bool = False
@@ -100,6 +102,10 @@ class TrainConfig:
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if self.gpus is not None and self.gpus < 0:
             raise UsageError(f"--gpus must be 0 (CPU) or a positive count, got {self.gpus}")
+        if self.register_anyway and not self.register_model:
+            raise UsageError("--register-anyway needs --register-model NAME")
+        if self.register_model is not None and not self.register_model.strip():
+            raise UsageError("--register-model needs a non-empty model name")
         if self.num_threads < 0:
             raise UsageError(f"--num-threads must be 0 (auto) or positive, got {self.num_threads}")
 

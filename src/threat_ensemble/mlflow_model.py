@@ -1,0 +1,230 @@
+"""The ensemble as an MLflow ``pyfunc`` model, so it can be deployed from the MLflow model registry
+(``mlflow.pyfunc.load_model(uri).predict(df)``, ``mlflow models serve``) with the same scores and
+verdicts as ``scripts/score.py``.
+
+The logged model holds the whole bundle folder as its ``bundle`` artifact (the three models, the
+preprocessing, the threshold and the fusion) and a copy of the ``threat_ensemble`` package as its
+code, so a loaded model needs only the package's dependencies installed, not the package itself.
+The bundle is verified against its manifest (sha256 of every file) before anything is unpickled,
+exactly as ``scripts/score.py`` does.
+
+Importing this module imports ``mlflow.pyfunc`` (seconds, PLATFORM-NOTES.md): import it where a
+model is logged or registered, not at the top of the CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from threat_ensemble.errors import InputError
+
+OUTPUT_COLUMNS = ("ae", "rf", "if", "ensemble", "verdict")
+PACKAGE_DIR = Path(__file__).resolve().parent
+# What a loaded model imports: threat_ensemble's own dependencies (pyproject.toml), pinned to the
+# versions that trained it. An explicit list also stops mlflow from inferring requirements by
+# loading the model in a subprocess.
+RUNTIME_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "pandas", "scikit-learn", "joblib", "mlflow")
+EXAMPLE_ROWS = 5
+# The model is logged as code ("models from code"), not as a cloudpickle of an instance: nothing
+# of ours is unpickled at load time and the model does not depend on the Python version.
+MODEL_CODE = """\
+from mlflow.models import set_model
+
+from threat_ensemble.mlflow_model import EnsembleModel
+
+set_model(EnsembleModel())
+"""
+
+
+class EnsembleModel(PythonModel):
+    """Per-row member scores, fused score and verdict of a threat-ensemble bundle.
+
+    Input: a DataFrame with the training feature columns (other columns, such as a label, are
+    dropped). Output: one row per input row, columns ``ae``, ``rf``, ``if``, ``ensemble`` (floats in
+    [0, 1]) and ``verdict`` (1 = attack). ``params={"impute": True}`` fills missing or infinite
+    numeric cells with the training medians instead of refusing them, like ``score.py --impute``."""
+
+    def load_context(self, context: Any) -> None:
+        from threat_ensemble.ensemble import load_ensemble
+
+        self.ensemble = load_ensemble(context.artifacts["bundle"])
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return predict_frame(self.ensemble, model_input, impute=bool((params or {}).get("impute", False)))
+
+
+def predict_frame(ensemble: Any, frame: pd.DataFrame, impute: bool = False) -> pd.DataFrame:
+    """Score ``frame`` as ``scripts/score.py`` does: only the bundle's feature columns, text that is
+    really numbers converted, non-finite cells refused unless ``impute``, then
+    ``Ensemble.score(preprocessing.encode(...))``."""
+    from threat_ensemble.score_cli import encode_features
+    from threat_ensemble.tables import infer_numeric
+
+    if not isinstance(frame, pd.DataFrame):
+        frame = pd.DataFrame(frame)
+    source = "model input"
+    expected = [str(c) for c in ensemble.preprocessing.encoder.feature_names]
+    frame = frame.rename(columns=str)
+    missing = [c for c in expected if c not in frame.columns]
+    if missing:
+        raise InputError(f"{source}: missing feature columns {missing} (the model was trained on {len(expected)})")
+    features = infer_numeric(frame[expected].reset_index(drop=True), source)
+    scores = ensemble.score(encode_features(ensemble.preprocessing, features, source, impute))
+    out = pd.DataFrame({key: np.asarray(scores[key], dtype=np.float64) for key in OUTPUT_COLUMNS[:-1]})
+    out["verdict"] = np.asarray(scores["verdict"]).astype(np.int64)
+    return out
+
+
+def pip_requirements() -> list[str]:
+    """``name==version`` of each runtime dependency installed here (``torch`` without a local build
+    tag such as ``+cpu``, which pip cannot find on PyPI)."""
+    pins = []
+    for name in RUNTIME_PACKAGES:
+        try:
+            pins.append(f"{name}=={metadata.version(name).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+@contextmanager
+def tracking_uri_set(uri: str) -> Iterator[None]:
+    """Point mlflow's fluent API (``log_model``, ``register_model``) at ``uri`` for the block, then
+    restore the previous URI and ``MLFLOW_TRACKING_URI``: a caller's own tracking setup, such as a
+    Lightning logger's, is left as it was."""
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous = getattr(tracking_utils, "_tracking_uri", None)
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
+def log_pyfunc_model(bundle_dir: Path, run_id: str, tracking_uri: str, artifact_path: str = "model") -> str:
+    """Log the bundle as a pyfunc model into the existing run ``run_id``; returns the model's URI.
+
+    With MLflow 3 that is ``models:/<model_id>``: it names this one logged model, whereas
+    ``runs:/<run_id>/<artifact_path>`` (which also loads it) is ambiguous once a run logs the model
+    twice, and makes ``register_model`` warn that the run has no such artifact. The bundle is
+    verified first, so a damaged bundle is never published. The signature gives outputs and params;
+    the input example (the bundle's training medians and categories) documents the columns. Nothing
+    is fetched from the network: requirements are given, not inferred."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    from threat_ensemble.artifacts import verify_bundle
+    from threat_ensemble.ensemble import load_ensemble
+
+    bundle = Path(bundle_dir).resolve()
+    verify_bundle(bundle)
+    ensemble = load_ensemble(bundle)
+    example = example_input(ensemble)
+    predict_frame(ensemble, example)  # fail here, not inside mlflow, if the bundle cannot score
+    # Outputs and params only: an input schema would make mlflow refuse inputs that score.py takes
+    # (it will not convert an int64 column to the double it saw in the example); the input example
+    # and the ``feature_names`` metadata document the expected columns instead.
+    outputs = Schema([*(ColSpec("double", k) for k in OUTPUT_COLUMNS[:-1]), ColSpec("long", "verdict")])
+    signature = ModelSignature(
+        inputs=None, outputs=outputs, params=ParamSchema([ParamSpec("impute", "boolean", False)])
+    )
+    with tempfile.TemporaryDirectory(prefix="threat-ensemble-code-") as tmp:
+        code = Path(tmp) / PACKAGE_DIR.name
+        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        model_code = Path(tmp) / "threat_ensemble_model.py"
+        model_code.write_text(MODEL_CODE, encoding="utf-8")
+        with tracking_uri_set(tracking_uri), _run(run_id):
+            info = mlflow.pyfunc.log_model(
+                name=artifact_path,
+                python_model=str(model_code),
+                artifacts={"bundle": str(bundle)},
+                code_paths=[str(code)],
+                signature=signature,
+                input_example=example,
+                pip_requirements=pip_requirements(),
+                metadata={"feature_names": list(ensemble.preprocessing.encoder.feature_names)},
+            )
+    return str(info.model_uri)
+
+
+@contextmanager
+def _run(run_id: str) -> Iterator[None]:
+    """Make ``run_id`` the active run for the fluent API and leave its status as it was: a run that
+    Lightning is still writing to stays RUNNING (``start_run`` would end it as FINISHED)."""
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    client = mlflow.MlflowClient()
+    status = client.get_run(run_id).info.status
+    with mlflow.start_run(run_id=run_id):
+        yield
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+
+
+def example_input(ensemble: Any, n_rows: int = EXAMPLE_ROWS) -> pd.DataFrame:
+    """A few valid input rows built from the bundle alone (numeric columns at their training
+    medians, text columns cycling through training categories), for the model's signature."""
+    encoder = ensemble.preprocessing.encoder
+    columns: dict[str, Any] = {}
+    for name in encoder.feature_names:
+        if name in encoder.numeric_columns:
+            columns[name] = np.full(n_rows, float(encoder.medians.get(name, 0.0)))
+        else:
+            cats = encoder.categories.get(name) or [""]
+            columns[name] = [str(cats[i % len(cats)]) for i in range(n_rows)]
+    return pd.DataFrame(columns)
+
+
+def gate_tags(gate: dict[str, Any]) -> dict[str, str]:
+    """The gate result as model-version tags (strings): passed, each gate's value, bound and
+    verdict, and the ensemble's F1 and PR-AUC, so the registry shows why a version was accepted."""
+    tags = {"gate_passed": str(bool(gate.get("passed"))).lower()}
+    for name, g in (gate.get("gates") or {}).items():
+        tags[f"gate.{name}.value"] = f"{float(g['value']):.6g}"
+        for bound in ("min", "max"):
+            if bound in g:
+                tags[f"gate.{name}.{bound}"] = f"{float(g[bound]):.6g}"
+        tags[f"gate.{name}.passed"] = str(bool(g.get("passed"))).lower()
+    metrics = gate.get("metrics") or {}
+    for key in ("f1", "pr_auc"):
+        if key in metrics and metrics[key] is not None:
+            tags[f"ensemble_{key}"] = f"{float(metrics[key]):.6g}"
+    for key in ("test_source", "n_test", "mlflow_run_id"):
+        if gate.get(key) is not None:
+            tags[key] = str(gate[key])
+    return tags
+
+
+def register_model(model_uri: str, name: str, gate: dict[str, Any], tracking_uri: str) -> str:
+    """Register ``model_uri`` as a new version of ``name`` in the model registry, tagged with the
+    gate result; returns the version. Whether a failed gate may be registered is the caller's
+    decision (``--register-anyway``)."""
+    import mlflow
+
+    if not name or not name.strip():
+        raise InputError("--register-model: the model name is empty")
+    with tracking_uri_set(tracking_uri):
+        version = mlflow.register_model(model_uri, name.strip(), tags=gate_tags(gate))
+    return str(version.version)

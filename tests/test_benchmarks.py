@@ -1,0 +1,53 @@
+"""The training benchmark runs at tiny sizes and prints well-formed JSON (it times nothing here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_train_quick_prints_a_json_summary(tmp_path: Path) -> None:
+    out_file = tmp_path / "summary.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "bench_train.py"),
+            "--quick",
+            "--sizes",
+            "1500",
+            "--json-out",
+            str(out_file),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=170,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)  # stdout is the JSON summary and nothing else
+    assert json.loads(out_file.read_text()) == summary
+    assert summary["machine"]["cpu_count"] >= 1
+    assert summary["ae_throughput"]["plain_samples_per_s"] > 0
+    assert summary["ae_throughput"]["ours_samples_per_s"] > 0
+    assert summary["time_to_quality"]["plain"]["best_val_loss"] > 0
+    entry = summary["end_to_end"]["1500"]
+    for kind in ("ours", "reference"):
+        result = entry[kind]
+        assert "error" not in result, result
+        assert result["total_s"] > 0 and result["peak_rss_mb"] > 0
+        assert {
+            "split",
+            "preprocessing",
+            "autoencoder",
+            "random_forest",
+            "isolation_forest",
+            "validation",
+            "bundle",
+        } <= set(result["stages_s"])
+        assert 0.0 <= result["metrics"]["pr_auc"] <= 1.0 and 0.0 <= result["metrics"]["f1"] <= 1.0
+    assert entry["speedup"] > 0
+    assert [row["rows"] for row in summary["scaling"]] == [1500]
+    assert {"ae_throughput_ratio", "time_to_quality_ratio", "help_seconds"} <= set(summary["targets"])
