@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-import traceback
 import warnings
 from typing import Any
 
 from threat_ensemble.config import TrainConfig, field_names, load_yaml_config
-from threat_ensemble.errors import InputError, Preempted
+from threat_ensemble.errors import run_cli
 
 EXIT_CODES = (
     "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
     "143 stopped by SIGTERM (continue with --resume)"
 )
-EXIT_PREEMPTED = 143
 
 # (flag, help, metavar); defaults come from TrainConfig so --help never drifts from the code.
 OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
@@ -177,32 +175,22 @@ def _cell(value: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        cfg, args = parse_config(argv)
-        if args.print_config:
-            sys.stdout.write(config_yaml(cfg))
-            return 0
-        from threat_ensemble.pipeline import train
-        from threat_ensemble.tables import ImputeWarning
+    return run_cli(lambda: _main(argv))
 
-        with warnings.catch_warnings():
-            if cfg.quiet:  # library chatter off; our own counts (imputed cells) stay
-                warnings.simplefilter("ignore")
-                warnings.simplefilter("always", ImputeWarning)
-            result = train(cfg)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except Preempted as exc:
-        print(f"stopped: {exc}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
-        return 1
+
+def _main(argv: list[str] | None) -> int:
+    cfg, args = parse_config(argv)
+    if args.print_config:
+        sys.stdout.write(config_yaml(cfg))
+        return 0
+    from threat_ensemble.pipeline import train
+    from threat_ensemble.tables import ImputeWarning
+
+    with warnings.catch_warnings():
+        if cfg.quiet:  # library chatter off; our own counts (imputed cells) stay
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("always", ImputeWarning)
+        result = train(cfg)
     if result.gate is None:  # not rank 0 of a multi-process run
         return 0
     print(format_summary(result))

@@ -1,6 +1,12 @@
-"""Error types that map to the CLI's exit codes."""
+"""Error types that map to the CLI's exit codes, and the one wrapper every CLI runs its body in."""
 
 from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Callable
+
+EXIT_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_PREEMPTED = 2, 1, 130, 143
 
 
 class InputError(ValueError):
@@ -18,3 +24,25 @@ class Preempted(Exception):
         super().__init__(
             f"received SIGTERM; checkpoints are in {checkpoint_dir}; run the same command with --resume to continue"
         )
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """Run a CLI's body and turn our errors into the contract's exit codes: one ``error:`` line
+    (exit 2) for bad input, a message and 143 for SIGTERM, a traceback (exit 1) only for the
+    unexpected."""
+    try:
+        return body()
+    except InputError as exc:
+        text = str(exc).strip()
+        print(f"error: {text.splitlines()[0] if text else type(exc).__name__}", file=sys.stderr)
+        return EXIT_INPUT
+    except Preempted as exc:
+        print(f"stopped: {exc}", file=sys.stderr)
+        return EXIT_PREEMPTED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception:
+        traceback.print_exc()
+        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
+        return EXIT_UNEXPECTED

@@ -8,11 +8,10 @@ import argparse
 import os
 import sys
 import tempfile
-import traceback
 import warnings
 from pathlib import Path
 
-from threat_ensemble.errors import InputError, UsageError
+from threat_ensemble.errors import UsageError, run_cli
 
 FORMAT_CHOICES = ("auto", "raw", "common", "combined")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -128,24 +127,16 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    caught: list[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                summary = run(args)
-            finally:  # the files read before an error still report what they skipped
-                _print_warnings(caught)
-    except InputError as exc:
-        print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
-        return 1
+    return run_cli(lambda: _main(args))
+
+
+def _main(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            summary = run(args)
+        finally:  # the files read before an error still report what they skipped
+            _print_warnings(caught)
     if not args.quiet:
         print(summary)
     return 0

@@ -10,7 +10,6 @@ import argparse
 import os
 import sys
 import tempfile
-import traceback
 import warnings
 from pathlib import Path
 from typing import NoReturn
@@ -18,7 +17,7 @@ from typing import NoReturn
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, UsageError
+from threat_ensemble.errors import InputError, UsageError, run_cli
 from threat_ensemble.preprocessing import Preprocessing
 
 DEFAULT_LABEL = "label"
@@ -55,32 +54,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the scoring CLI; returns the exit status."""
-    try:
-        args = _parse(argv)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            n_rows = score_file(
-                bundle=args.bundle,
-                data=args.data,
-                output=args.output,
-                label_column=args.label_column,
-                no_header=args.no_header,
-                drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
-                impute=args.impute,
-            )
-        for item in caught:
-            if issubclass(item.category, UserWarning):
-                print(f"warning: {str(item.message).strip().splitlines()[0]}", file=sys.stderr)
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception:
-        traceback.print_exc()
-        print("error: unexpected failure (see the traceback above)", file=sys.stderr)
-        return 1
+    return run_cli(lambda: _main(argv))
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parse(argv)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        n_rows = score_file(
+            bundle=args.bundle,
+            data=args.data,
+            output=args.output,
+            label_column=args.label_column,
+            no_header=args.no_header,
+            drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
+            impute=args.impute,
+        )
+    for item in caught:
+        if issubclass(item.category, UserWarning):
+            print(f"warning: {str(item.message).strip().splitlines()[0]}", file=sys.stderr)
     print(f"scored {n_rows} rows -> {args.output}")
     return 0
 
