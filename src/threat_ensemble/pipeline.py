@@ -28,7 +28,7 @@ from threat_ensemble.tables import (
     load_labelled_table,
 )
 
-EXIT_PASSED, EXIT_UNEXPECTED, EXIT_INPUT, EXIT_GATE_FAILED = 0, 1, 2, 3
+EXIT_PASSED, EXIT_GATE_FAILED = 0, 3  # the other exit codes live in errors.py
 
 
 @dataclass
