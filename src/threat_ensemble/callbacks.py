@@ -171,8 +171,10 @@ class EnsembleValidationCallback(Callback):
         state: RunState,
         checkpoint_dir: str | Path,
         manifest_extra: dict[str, Any],
+        tracking_uri: str | None = None,
     ) -> None:
         self.cfg = cfg
+        self.tracking_uri = tracking_uri
         self.forests = forests
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
@@ -308,10 +310,9 @@ class EnsembleValidationCallback(Callback):
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
         the gate passed (or --register-anyway)."""
         from threat_ensemble.mlflow_model import log_pyfunc_model, register_model
-        from threat_ensemble.pipeline import default_tracking_uri
 
         assert self.gate is not None
-        uri = self.cfg.tracking_uri or default_tracking_uri()
+        uri = self.tracking_uri or logger.experiment.tracking_uri
         try:
             self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri)
         except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience

@@ -75,21 +75,23 @@ class ThreatDataModule(L.LightningDataModule):
         y = table.y
         self.train_idx, self.val_idx, self.test_idx = stratified_split(y, self.seed)
         encoder = FeatureEncoder.fit(table.features.iloc[self.train_idx])
-        x_train, _ = encoder.transform(table.features.iloc[self.train_idx], table.source)
-        x_normal_train = x_train[y[self.train_idx] == 0]
+        encoded, _ = encoder.transform(table.features, table.source)
+        x_normal_train = encoded[self.train_idx][y[self.train_idx] == 0]
 
         rng = np.random.default_rng(self.seed)
         order = rng.permutation(len(x_normal_train))
         n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
         self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
         scaler = RobustScaler.fit(x_normal_train[self.ae_train_rows])
-        self._apply(Preprocessing(encoder, scaler))
+        self._apply(Preprocessing(encoder, scaler), encoded)
 
-    def _apply(self, preprocessing: Preprocessing) -> None:
-        """Encode every split with ``preprocessing`` (fitted here, or restored from a checkpoint)."""
+    def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
+        """Split and scale with ``preprocessing`` (fitted here, or restored from a checkpoint);
+        ``encoded`` is the whole table already encoded with it, when the caller has it."""
         table, y = self.table, self.table.y
         self.preprocessing = preprocessing
-        encoded, _ = preprocessing.encoder.transform(table.features, table.source)
+        if encoded is None:
+            encoded, _ = preprocessing.encoder.transform(table.features, table.source)
         self.x_train, self.y_train = encoded[self.train_idx], y[self.train_idx]
         self.x_val, self.y_val = encoded[self.val_idx], y[self.val_idx]
         self.x_normal_train = self.x_train[self.y_train == 0]

@@ -143,19 +143,15 @@ class AutoencoderModule(L.LightningModule):
         self._epoch_start = time.perf_counter()
 
     def on_train_epoch_end(self) -> None:
+        seen = self._train_rows * self.trainer.world_size  # read before _log_train_loss resets it
         self._log_train_loss()
         self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], sync_dist=False)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         elapsed = time.perf_counter() - getattr(self, "_epoch_start", time.perf_counter())
-        seen = self.trainer.num_training_batches * self._batch_size() * self.trainer.world_size
         if elapsed > 0:
             self._throughput.append(seen / elapsed)
             self.log("samples_per_s", seen / elapsed, sync_dist=False)
-
-    def _batch_size(self) -> int:
-        loader = self.trainer.train_dataloader
-        return int(getattr(loader, "batch_size", None) or 1)
 
     def on_train_end(self) -> None:
         if self._throughput:

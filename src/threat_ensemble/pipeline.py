@@ -49,6 +49,11 @@ class TrainResult:
     def per_model(self) -> dict[str, dict[str, float]]:
         return dict(self.gate["per_model"]) if self.gate else {}
 
+    @classmethod
+    def other_rank(cls, summary: dict[str, Any]) -> TrainResult:
+        """What a rank other than 0 returns: rank 0 alone gates and writes the bundle."""
+        return cls(passed=True, gate=None, bundle_dir=None, mlflow_run_id=None, summary=summary)
+
     @property
     def exit_code(self) -> int:
         return EXIT_PASSED if self.passed else EXIT_GATE_FAILED
@@ -171,11 +176,13 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
 
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
-    if launched_as_rank_zero():  # fail in seconds, before any training, when the store is unusable
-        check_tracking_uri(cfg.tracking_uri or default_tracking_uri())
+    rank_zero = launched_as_rank_zero()
+    uri = cfg.tracking_uri or default_tracking_uri()
+    if rank_zero:  # fail in seconds, before any training, when the store is unusable
+        check_tracking_uri(uri)
     hardware = resolve_hardware(cfg)
     data_fingerprint = fingerprint(table.features, table.y)
-    state, ckpt_path = _prepare_run_state(cfg, data_fingerprint)
+    state, ckpt_path = _prepare_run_state(cfg, data_fingerprint, rank_zero)
     configure_threads(cfg, hardware["accelerator"])
 
     import lightning as L
@@ -194,7 +201,6 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     datamodule.setup("fit")
     summary = datamodule.summary()
     model = AutoencoderModule(n_inputs=datamodule.n_features, lr=cfg.lr, threshold_percentile=cfg.threshold_percentile)
-    uri = cfg.tracking_uri or default_tracking_uri()
     resuming = state.mlflow_run_id is not None
     # Only the process launched as rank 0 touches the tracking store: other ranks and nodes
     # opening it at the same time race on creating its tables.
@@ -207,7 +213,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
             run_id=state.mlflow_run_id,
             tags=None if resuming else run_tags(),
         )
-        if launched_as_rank_zero()
+        if rank_zero
         else False
     )
     params = None if resuming else {**_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
@@ -218,11 +224,15 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         state,
         cfg.checkpoint_dir,
         manifest_extra={"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary},
+        tracking_uri=uri,
     )
-    if ckpt_path is not None and _autoencoder_finished(ckpt_path):
-        if not launched_as_rank_zero():  # the remaining stages run on rank 0 alone
-            return TrainResult(passed=True, gate=None, bundle_dir=None, mlflow_run_id=None, summary=summary)
-        return _finish_without_training(cfg, ckpt_path, model, datamodule, logger, forests, validation, summary)
+    checkpoint = _load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    if checkpoint is not None and _run_state_entry(checkpoint).get("ae_finished"):
+        if not rank_zero:  # the remaining stages run on rank 0 alone
+            return TrainResult.other_rank(summary)
+        return _finish_without_training(
+            cfg, ckpt_path, checkpoint, model, datamodule, logger, forests, validation, summary
+        )
     callbacks = [
         RunStateCallback(state, cfg.checkpoint_dir, params),
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
@@ -258,7 +268,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
             raise Preempted(str(Path(cfg.checkpoint_dir).resolve())) from exc
         raise
     if not trainer.is_global_zero:
-        return TrainResult(passed=True, gate=None, bundle_dir=None, mlflow_run_id=None, summary=summary)
+        return TrainResult.other_rank(summary)
     return _result_from_bundle(cfg, summary)
 
 
@@ -271,7 +281,7 @@ def run_tags() -> dict[str, str]:
     }
 
 
-def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str) -> tuple[Any, Path | None]:
+def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool) -> tuple[Any, Path | None]:
     """A fresh run clears our files in the checkpoint folder; a resumed one checks that data and
     options are unchanged and returns the checkpoint to continue from."""
     from threat_ensemble.checkpointing import (
@@ -284,7 +294,7 @@ def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str) -> tuple[Any, Pa
 
     options = result_options(cfg.to_dict())
     if not cfg.resume:
-        if launched_as_rank_zero():  # other ranks/nodes must not delete what rank 0 writes
+        if rank_zero:  # other ranks/nodes must not delete what rank 0 writes
             clear_previous_run(cfg.checkpoint_dir)
             Path(cfg.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         return RunState(data_fingerprint=data_fingerprint, options=options), None
@@ -307,11 +317,10 @@ def launched_as_rank_zero() -> bool:
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
-def _autoencoder_finished(ckpt_path: Path) -> bool:
+def _load_checkpoint(ckpt_path: Path) -> dict[str, Any]:
     import torch
 
-    checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-    return bool(_run_state_entry(checkpoint).get("ae_finished"))
+    return torch.load(ckpt_path, weights_only=True, map_location="cpu")
 
 
 def _run_state_entry(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +332,7 @@ def _run_state_entry(checkpoint: dict[str, Any]) -> dict[str, Any]:
 def _finish_without_training(
     cfg: TrainConfig,
     ckpt_path: Path,
+    checkpoint: dict[str, Any],
     model: Any,
     datamodule: Any,
     logger: Any,
@@ -332,11 +342,8 @@ def _finish_without_training(
 ) -> TrainResult:
     """The autoencoder had finished before the interruption: restore it from the checkpoint and
     complete the tree stage and the gate without training it again."""
-    import torch
-
     from threat_ensemble.data import ThreatDataModule
 
-    checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
     model.restore_best_weights()
