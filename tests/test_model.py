@@ -33,7 +33,7 @@ def test_architecture_matches_the_reference() -> None:
 
 
 def _fit(
-    small_frame: pd.DataFrame, tmp_path, max_epochs: int = 4
+    small_frame: pd.DataFrame, tmp_path, max_epochs: int = 4, **trainer_args: object
 ) -> tuple[AutoencoderModule, ThreatDataModule, L.Trainer]:
     table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
     L.seed_everything(0, verbose=False)
@@ -49,6 +49,7 @@ def _fit(
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
+        **trainer_args,
     )
     trainer.fit(model, datamodule=dm)
     return model, dm, trainer
@@ -61,6 +62,17 @@ def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame
     assert float(model.threshold) == pytest.approx(np.percentile(errors, 99.5), rel=1e-5)
     assert float(model.best_val_loss) == pytest.approx(errors.mean(), rel=1e-5)
     assert float(model.best_val_loss) <= float(trainer.callback_metrics["val_loss"]) + 1e-6
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_trains_with_gradient_clipping_at_each_precision(small_frame: pd.DataFrame, tmp_path, precision: str) -> None:
+    # found on an H100: a fused AdamW under mixed precision makes Lightning refuse clipping
+    model, _, trainer = _fit(
+        small_frame, tmp_path, max_epochs=1, precision=precision, gradient_clip_val=1.0, gradient_clip_algorithm="norm"
+    )
+    fused = trainer.optimizers[0].defaults["fused"]
+    assert fused == (precision == "32-true")
+    assert np.isfinite(float(model.threshold))
 
 
 def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_path) -> None:

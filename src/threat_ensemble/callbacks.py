@@ -83,8 +83,8 @@ class RunStateCallback(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._trainer = trainer
-        if trainer.world_size > 1:
-            n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
+        n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
+        if trainer.world_size > 1 or n_sync:
             how = f"{n_sync} SyncBatchNorm layers" if n_sync else "BatchNorm statistics averaged before validation"
             rank_zero_info(f"distributed: {trainer.world_size} processes, {how}")
 
