@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -135,7 +136,7 @@ def test_failed_gate_exits_3(trained: dict) -> None:
             "--data",
             "flows.csv",
             "--max-epochs",
-            "1",
+            "2",
             "--min-pr-auc",
             "1.0",
             "--tracking-uri",
@@ -144,13 +145,19 @@ def test_failed_gate_exits_3(trained: dict) -> None:
             "bundle-fail",
             "--checkpoint-dir",
             "ckpt-fail",
-            "--quiet",
         ],
         work,
     )
     assert proc.returncode == 3, proc.stderr[-3000:]
     gate = json.loads((work / "bundle-fail" / "gate.json").read_text())
     assert gate["passed"] is False and gate["gates"]["pr_auc"]["passed"] is False
+    out = proc.stdout + proc.stderr
+    # not a terminal: one plain progress line per epoch, each with its own train loss, then the stages
+    assert re.search(r"^epoch 1/2  train_loss [\d.]+  val_loss [\d.]+  lr ", out, re.M), out[-3000:]
+    assert re.search(r"^epoch 2/2  train_loss [\d.]+  val_loss [\d.]+  lr ", out, re.M), out[-3000:]
+    assert out.index("epoch 2/2") < out.index("random forest: done in") < out.index("ensemble: done in")
+    assert "\r" not in out and "Tip:" not in out and "Downloading artifacts" not in out
+    assert re.search(r"pr_auc .* >= 1\.0000 .* FAIL", proc.stdout), proc.stdout
     assert "gate: FAILED" in proc.stdout
 
 

@@ -79,3 +79,31 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     again, _ = parse_config(["--config", str(path)])
     assert again == cfg
     assert yaml.safe_load(path.read_text())["drop_columns"] == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--max-epochs", "2.5"], "--max-epochs: expected int, got '2.5'"),
+        (["--lr", "abc"], "--lr: expected float, got 'abc'"),
+        (["--gpus", "x"], "--gpus: expected int, got 'x'"),
+        (["--min-recall", "high"], "--min-recall: expected float, got 'high'"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus 1 (see --help)"),
+    ],
+)
+def test_bad_flags_get_one_line_naming_the_option(argv: list[str], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_config(argv)
+    assert str(info.value) == message
+
+
+def test_config_file_values_are_typed_by_the_parser(tmp_path: Path) -> None:
+    # YAML numbers for text options (labels, devices) and YAML lists for list options are accepted
+    path = tmp_path / "run.yaml"
+    path.write_text("normal_label: 0\ndevices: 2\ndrop_columns: [a, b]\nmin-recall: 0.5\nno_header: true\n")
+    cfg, _ = parse_config(["--config", str(path)])
+    assert (cfg.normal_label, cfg.devices, cfg.drop_columns) == ("0", "2", ["a", "b"])
+    assert cfg.min_recall == 0.5 and cfg.no_header is True
+    path.write_text("max_epochs: many\n")
+    with pytest.raises(UsageError, match="--max-epochs: expected int, got 'many'"):
+        parse_config(["--config", str(path)])

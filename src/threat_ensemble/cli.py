@@ -3,13 +3,19 @@ after the options are known to be good, so ``--help`` and option errors answer a
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
+import re
 import sys
+import types
+import typing
 import warnings
-from typing import Any
+from argparse import ArgumentError
+from typing import Any, Union
+
+from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from threat_ensemble.config import TrainConfig, field_names, load_yaml_config
-from threat_ensemble.errors import run_cli
+from threat_ensemble.errors import UsageError, run_cli
 
 EXIT_CODES = (
     "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
@@ -28,7 +34,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         (
             "test-data",
             "independent labelled table with the same columns; the gate is measured on it "
-            "instead of the 15%% test split",
+            "instead of the 15% test split",
             "PATH",
         ),
         ("label-column", "label column: a name, or a 0-based index", "NAME|INDEX"),
@@ -97,81 +103,130 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    """The train.py options as a jsonargparse parser: flags, ``--config FILE.yaml`` (any option, flags
+    override it) and typed values, with defaults and types read from :class:`TrainConfig`."""
+    parser = ArgumentParser(
         prog="train.py",
         description="Train the threat-detection ensemble (autoencoder + random forest + isolation "
         "forest), evaluate the fused score and write a gated model bundle.",
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
+        exit_on_error=False,
+        print_config=None,  # ours below prints the validated TrainConfig, the one the bundle keeps
+        env_prefix=False,
+        default_env=False,
     )
     parser.add_argument(
-        "--config", metavar="FILE.yaml", help="YAML file of options (keys as the flags); flags override it"
+        "--config",
+        action=ActionConfigFile,
+        metavar="FILE.yaml",
+        help="YAML file of options (keys as the flags, with - or _); flags given after it override it",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the effective configuration as YAML and exit"
     )
-    defaults = TrainConfig.__dataclass_fields__
+    fields = TrainConfig.__dataclass_fields__
+    hints = typing.get_type_hints(TrainConfig)
     documented = set()
     for title, options in OPTIONS.items():
         group = parser.add_argument_group(title)
         for flag, text, metavar in options:
             dest = flag.replace("-", "_")
             documented.add(dest)
-            default = defaults[dest].default
+            default = fields[dest].default
+            if default is dataclasses.MISSING:
+                default = fields[dest].default_factory()  # type: ignore[misc]
             if metavar is None:
-                group.add_argument(f"--{flag}", dest=dest, action="store_true", default=None, help=text)
+                group.add_argument(f"--{flag}", action="store_true", default=default, help=text)
             elif flag == "resume":
-                group.add_argument(f"--{flag}", dest=dest, metavar=metavar, nargs="?", const="last", help=text)
+                group.add_argument(f"--{flag}", type=str | None, metavar=metavar, nargs="?", const="last", help=text)
             else:
                 shown = ",".join(default) if isinstance(default, list) else default
                 suffix = "" if default is None or shown == "" else f" (default: {shown})"
-                group.add_argument(f"--{flag}", dest=dest, metavar=metavar, default=None, help=text + suffix)
+                group.add_argument(
+                    f"--{flag}", type=_cli_type(hints[dest]), metavar=metavar, default=default, help=text + suffix
+                )
     missing = set(field_names()) - documented
     assert not missing, f"options without a flag: {missing}"
     return parser
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
-    """Config file values, then command-line flags on top; validated."""
-    args = build_parser().parse_args(argv)
-    values: dict[str, Any] = load_yaml_config(args.config) if args.config else {}
-    for name in field_names():
-        given = getattr(args, name)
-        if given is not None:
-            values[name] = given
+def _cli_type(hint: Any) -> Any:
+    """The jsonargparse type of a TrainConfig field. Text options also take YAML numbers
+    (``normal_label: 0``, ``devices: 2``); lists take ``a,b`` on the command line as well as YAML."""
+    is_union = typing.get_origin(hint) in (Union, types.UnionType)
+    members = typing.get_args(hint) if is_union else (hint,)
+    optional = type(None) in members
+    base = next(a for a in members if a is not type(None))
+    if base is str:
+        base = str | int | float
+    elif typing.get_origin(base) is list:
+        base = list[str] | str
+    return base | None if optional else base
+
+
+class _HelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help with our own ``(default: ...)`` texts and no Python type names."""
+
+    def _get_help_string(self, action: Any) -> str:
+        return action.help or ""
+
+
+def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, Any]:
+    """Config file values, then command-line flags on top; validated by TrainConfig."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parser.parse_args(_dashes_to_underscores_in_configs(argv))
+    except ArgumentError as exc:
+        raise UsageError(_one_line_error(str(exc))) from None
+    values = {name: args[name] for name in field_names()}
     return TrainConfig(**values), args
+
+
+def _dashes_to_underscores_in_configs(argv: list[str]) -> list[str]:
+    """Config files may spell keys as the flags (``max-epochs``); jsonargparse wants ``max_epochs``.
+    Each ``--config FILE`` is read, checked and passed on as YAML text with the keys normalised."""
+    out = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--config" and i + 1 < len(argv):
+            out[i + 1] = _normalised_config_text(argv[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + _normalised_config_text(arg.split("=", 1)[1])
+    return out
+
+
+def _normalised_config_text(path: str) -> str:
+    import yaml
+
+    values = load_yaml_config(path)  # one-line errors for a missing file, bad YAML, unknown keys
+    return yaml.safe_dump(values, sort_keys=False) if values else "{}"
+
+
+def _one_line_error(message: str) -> str:
+    """jsonargparse's messages, as one line that names the option and the value."""
+    text = " ".join(message.split())
+    typed = re.match(r'Parser key "(\w+)": Expected a <class \'(\w+)\'>\. Got value: (.*)$', text)
+    if typed:
+        name, expected, got = typed.groups()
+        return f"--{name.replace('_', '-')}: expected {expected}, got {got!r}"
+    union = re.match(r'Parser key "(\w+)": Does not validate .*?Subtypes: \[(.*?)\].*Given value: (.*)$', text)
+    if union:
+        name, subtypes, got = union.groups()
+        names = [n for n in re.findall(r"<class '(\w+)'>", subtypes) if n != "NoneType"]
+        return f"--{name.replace('_', '-')}: expected {' or '.join(names)}, got {got!r}"
+    keyed = re.match(r'Parser key "(\w+)": (.*)$', text)
+    if keyed:
+        name, rest = keyed.groups()
+        return f"--{name.replace('_', '-')}: {rest}"
+    return text + " (see --help)"
 
 
 def config_yaml(cfg: TrainConfig) -> str:
     import yaml
 
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
-def format_summary(result: Any) -> str:
-    """A plain table: each member and the ensemble, then each gate and the outcome."""
-    gate = result.gate
-    cols = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")
-    lines = [f"{'model':<10}" + "".join(f"{c:>10}" for c in cols)]
-    rows = [*gate["per_model"].items(), ("ensemble", gate["metrics"])]
-    for name, m in rows:
-        lines.append(f"{name:<10}" + "".join(_cell(m.get(c)) for c in cols))
-    lines.append("")
-    for name, g in gate["gates"].items():
-        bound = f">= {g['min']:.4f}" if "min" in g else f"<= {g['max']:.4f}"
-        lines.append(f"gate {name:<8} {g['value']:.4f} {bound}  {'pass' if g['passed'] else 'FAIL'}")
-    lines.append(
-        f"gate: {'PASSED' if gate['passed'] else 'FAILED'} "
-        f"on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}"
-    )
-    lines.append(f"bundle: {result.bundle_dir}")
-    lines.append(f"mlflow run: {result.mlflow_run_id}")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    return f"{value:>10.4f}" if isinstance(value, (int, float)) and value == value else f"{'n/a':>10}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,5 +248,7 @@ def _main(argv: list[str] | None) -> int:
         result = train(cfg)
     if result.gate is None:  # not rank 0 of a multi-process run
         return 0
-    print(format_summary(result))
+    from threat_ensemble.console import summary_table
+
+    print(summary_table(result))
     return result.exit_code

@@ -73,7 +73,7 @@ def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
     say(f"{label} ...")
     start = time.perf_counter()
     result = fn()
-    say(f"{label} done in {time.perf_counter() - start:.1f}s")
+    say(f"{label.split(':')[0]}: done in {time.perf_counter() - start:.1f}s")
     return result
 
 

@@ -190,9 +190,11 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     from lightning.pytorch.loggers import MLFlowLogger
 
     from threat_ensemble.callbacks import EnsembleValidationCallback, ForestCallback, RunStateCallback
+    from threat_ensemble.console import progress_callback, silence_library_chatter
     from threat_ensemble.data import ThreatDataModule
     from threat_ensemble.model import AutoencoderModule
 
+    silence_library_chatter()
     if cfg.quiet:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
         logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -247,6 +249,9 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         forests,
         validation,
     ]
+    progress = progress_callback(cfg.quiet)
+    if progress is not None:  # first, so the last epoch's line comes before the tree stage's
+        callbacks.insert(0, progress)
     trainer = L.Trainer(
         **hardware,
         max_epochs=cfg.max_epochs,

@@ -1,0 +1,135 @@
+"""What a run shows on the console: the epoch progress (a Rich bar on a terminal, one plain line
+per epoch otherwise), the closing summary table, and less library chatter."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+import warnings
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import RichProgressBar
+from lightning.pytorch.callbacks.progress import ProgressBar
+from lightning.pytorch.utilities import rank_zero_only
+
+
+class EpochLines(ProgressBar):
+    """Plain progress for logs and pipes: one line per epoch with the losses, the learning rate and
+    the time, instead of a bar redrawn with carriage returns."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__()
+        self._enabled = True
+        self.stream = stream
+        self._started = 0.0
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+        self._started = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # callbacks run before the module's own hook, which logs this epoch's train_loss; so the line
+        # is written once that hook has run: at the next epoch's start, or when training ends
+        self._pending = (trainer.current_epoch + 1, time.perf_counter() - self._started)
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None:
+            self._write(trainer, *pending)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._flush(trainer)
+
+    @rank_zero_only
+    def _write(self, trainer: L.Trainer, epoch: int, seconds: float) -> None:
+        if not self._enabled:
+            return
+        metrics = trainer.callback_metrics
+        parts = [f"epoch {epoch}/{trainer.max_epochs}"]
+        for key in ("train_loss", "val_loss", "lr"):
+            if key in metrics:
+                parts.append(f"{key} {float(metrics[key]):.4g}")
+        parts.append(f"{seconds:.1f}s")
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+
+def progress_callback(quiet: bool, stream: Any = None) -> ProgressBar | None:
+    """Rich's bar when the output is a terminal, plain epoch lines when it is not, none if quiet."""
+    if quiet:
+        return None
+    out = stream or sys.stdout
+    return RichProgressBar(leave=True) if out.isatty() else EpochLines(stream)
+
+
+_CHATTER = (
+    "Tip: For seamless",  # Lightning's advert for its cloud logger
+    "transfer_batch_to_device",  # our module moves batches itself, on purpose
+    "exists and is not empty",  # the checkpoint folder holds our run_state.json by design
+    "isinstance(treespec, LeafSpec)",  # a torch deprecation inside Lightning
+)
+
+
+class _DropChatter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(text in str(record.msg) for text in _CHATTER)
+
+
+def silence_library_chatter() -> None:
+    """Drop messages that tell a user nothing about their run; keep every real warning."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropChatter) for f in logger.filters):
+            logger.addFilter(_DropChatter())
+    for text in _CHATTER:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
+    warnings.filterwarnings("ignore", category=DeprecationWarning, module="lightning")
+
+
+METRIC_COLUMNS = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")
+
+
+def summary_table(result: Any, width: int | None = None) -> str:
+    """The closing summary as Rich tables: each member and the ensemble side by side, each gate
+    with its value and bound, then the verdict, the bundle path and the MLflow run id."""
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    gate = result.gate
+    metrics = Table(title="detection on the " + str(gate.get("test_source", "test split")), title_justify="left")
+    metrics.add_column("model")
+    for column in METRIC_COLUMNS:
+        metrics.add_column(column, justify="right")
+    for name, values in [*gate["per_model"].items(), ("ensemble", gate["metrics"])]:
+        metrics.add_row(
+            name, *(_cell(values.get(c)) for c in METRIC_COLUMNS), style="bold" if name == "ensemble" else None
+        )
+    gates = Table(title="gate", title_justify="left")
+    for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("result", "left")):
+        gates.add_column(column, justify=justify)
+    for name, g in gate["gates"].items():
+        bound = f">= {g['min']:.4f}" if "min" in g else f"<= {g['max']:.4f}"
+        gates.add_row(name, f"{g['value']:.4f}", bound, "pass" if g["passed"] else "FAIL")
+    buffer = StringIO()
+    console = Console(file=buffer, width=width or 100, no_color=True, highlight=False)
+    console.print(metrics)
+    console.print(gates)
+    verdict = "PASSED" if gate["passed"] else "FAILED"
+    console.print(f"gate: {verdict} on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}")
+    console.print(f"bundle: {result.bundle_dir}", soft_wrap=True)
+    console.print(f"mlflow run: {result.mlflow_run_id}", soft_wrap=True)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) and value == value else "n/a"

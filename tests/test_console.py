@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import pandas as pd
+import pytest
+from lightning.pytorch.callbacks import RichProgressBar
+
+from threat_ensemble.console import EpochLines, progress_callback, silence_library_chatter, summary_table
+from threat_ensemble.data import ThreatDataModule
+from threat_ensemble.model import AutoencoderModule
+from threat_ensemble.tables import LabelledTable
+
+
+def _metrics(f1: float) -> dict[str, float]:
+    return {"precision": 0.9, "recall": 0.8, "f1": f1, "pr_auc": 0.95, "roc_auc": 0.97, "fpr": 0.02}
+
+
+def _result(passed: bool) -> SimpleNamespace:
+    gate = {
+        "passed": passed,
+        "gates": {
+            "pr_auc": {"value": 0.95, "min": 0.85, "passed": True},
+            "f1": {"value": 0.8123, "min": 0.9, "passed": False},
+            "fpr": {"value": 0.02, "max": 0.05, "passed": True},
+        },
+        "metrics": _metrics(0.8123),
+        "per_model": {"ae": _metrics(0.5111), "rf": _metrics(0.7777), "if": _metrics(0.6666)},
+        "n_test": 1234,
+        "test_source": "test file holdout.csv",
+    }
+    return SimpleNamespace(gate=gate, bundle_dir=Path("/tmp/bundle"), mlflow_run_id="abc123")
+
+
+def test_summary_table_holds_members_gates_bundle_and_run() -> None:
+    text = summary_table(_result(passed=False))
+    lines = text.splitlines()
+    for name, f1 in (("ae", "0.5111"), ("rf", "0.7777"), ("if", "0.6666"), ("ensemble", "0.8123")):
+        row = next(line for line in lines if line.strip("│┃ ").startswith(name + " "))
+        assert f1 in row, row
+    f1_gate = next(line for line in lines if "f1" in line and ">= 0.9000" in line)
+    assert "0.8123" in f1_gate and "FAIL" in f1_gate
+    assert any("fpr" in line and "<= 0.0500" in line and "pass" in line for line in lines)
+    assert "gate: FAILED on 1234 rows of the test file holdout.csv" in text
+    assert "bundle: /tmp/bundle" in text and "mlflow run: abc123" in text
+    assert "gate: PASSED" in summary_table(_result(passed=True))
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_progress_is_a_rich_bar_on_a_terminal_and_lines_otherwise() -> None:
+    assert isinstance(progress_callback(quiet=False, stream=_Stream(tty=True)), RichProgressBar)
+    assert isinstance(progress_callback(quiet=False, stream=_Stream(tty=False)), EpochLines)
+    assert progress_callback(quiet=True, stream=_Stream(tty=True)) is None
+
+
+def test_epoch_lines_give_every_epoch_its_own_losses(small_frame: pd.DataFrame, tmp_path: Path) -> None:
+    table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
+    dm = ThreatDataModule(table, batch_size=128, seed=0)
+    dm.setup("fit")
+    stream = _Stream(tty=False)
+    L.seed_everything(0, verbose=False)
+    trainer = L.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+        callbacks=[EpochLines(stream)],
+    )
+    trainer.fit(AutoencoderModule(dm.n_features), datamodule=dm)
+    lines = stream.getvalue().splitlines()
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    losses = [float(line.split("train_loss ")[1].split()[0]) for line in lines]
+    assert len(set(losses)) == 3  # each line carries its own epoch's loss, not the one before
+    last_val = float(lines[-1].split("val_loss ")[1].split()[0])
+    assert last_val == pytest.approx(float(trainer.callback_metrics["val_loss"]), rel=1e-3)
+
+
+def test_chatter_is_dropped_and_real_warnings_stay() -> None:
+    silence_library_chatter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        silence_library_chatter()  # re-installs its filters inside this context
+        warnings.warn("You have overridden `transfer_batch_to_device` in `LightningModule`", UserWarning, stacklevel=1)
+        warnings.warn("column 'x' was imputed", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["column 'x' was imputed"]
