@@ -171,8 +171,6 @@ def _ours_trainer(max_epochs: int, callbacks: list[Any]) -> Any:
         accelerator="cpu",
         devices=1,
         max_epochs=max_epochs,
-        gradient_clip_val=1.0,
-        gradient_clip_algorithm="norm",
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,

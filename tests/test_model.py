@@ -67,12 +67,53 @@ def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_trains_with_gradient_clipping_at_each_precision(small_frame: pd.DataFrame, tmp_path, precision: str) -> None:
     # found on an H100: a fused AdamW under mixed precision makes Lightning refuse clipping
-    model, _, trainer = _fit(
-        small_frame, tmp_path, max_epochs=1, precision=precision, gradient_clip_val=1.0, gradient_clip_algorithm="norm"
-    )
+    model, _, trainer = _fit(small_frame, tmp_path, max_epochs=1, precision=precision)
     fused = trainer.optimizers[0].defaults["fused"]
     assert fused == (precision == "32-true")
     assert np.isfinite(float(model.threshold))
+
+
+class _SeedBeforeEachBatch(L.Callback):
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_batch_start(self, *args: object) -> None:
+        torch.manual_seed(self.seed)
+
+
+def test_a_step_is_the_reference_step_with_norm_clipping(tmp_path) -> None:
+    # zero grad, backward, clip the norm to 1, AdamW: the same update as a hand-written step
+    torch.manual_seed(0)
+    batch = torch.randn(64, 10) * 50  # large errors, so the gradient norm is clipped
+    model = AutoencoderModule(10)
+    reference = build_autoencoder(10)
+    reference.load_state_dict(model.net.state_dict())
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3, weight_decay=1e-5)
+    torch.manual_seed(1)  # the same dropout masks on both sides
+    loss = nn.functional.mse_loss(reference(batch), batch)
+    loss.backward()
+    assert float(nn.utils.clip_grad_norm_(reference.parameters(), 1.0)) > 1.0
+    optimizer.step()
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        callbacks=[_SeedBeforeEachBatch(1)],
+    )
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader(batch, batch_size=64))
+    for key, value in reference.state_dict().items():
+        assert torch.allclose(model.net.state_dict()[key], value, atol=1e-6), key
+
+
+def test_the_plateau_schedule_steps_once_per_validation(small_frame: pd.DataFrame, tmp_path) -> None:
+    _, _, trainer = _fit(small_frame, tmp_path, max_epochs=3)
+    scheduler = trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.last_epoch == 3
+    assert scheduler.best == pytest.approx(float(trainer.lightning_module.best_val_loss), rel=1e-6)
 
 
 def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_path) -> None:

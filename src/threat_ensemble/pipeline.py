@@ -255,8 +255,6 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     trainer = L.Trainer(
         **hardware,
         max_epochs=cfg.max_epochs,
-        gradient_clip_val=1.0,
-        gradient_clip_algorithm="norm",
         num_sanity_val_steps=0,
         sync_batchnorm=_on_gpu(hardware),
         logger=logger,
