@@ -268,7 +268,7 @@ class EnsembleValidationCallback(Callback):
         )
         self.say(f"bundle written to {bundle}")
         if logger is not None:
-            self._log_to_mlflow(logger, threshold, per_model, metrics, bundle, callback_metrics or {})
+            self._log_to_mlflow(logger, threshold, per_model, metrics, bundle, callback_metrics or {}, ensemble)
         self.state.completed = True
         self.state.save(self.checkpoint_dir)
         return self.gate
@@ -281,6 +281,7 @@ class EnsembleValidationCallback(Callback):
         metrics: dict[str, float],
         bundle: Path,
         callback_metrics: dict[str, Any],
+        ensemble: Ensemble | None = None,
     ) -> None:
         assert self.gate is not None
         final = {"ae_threshold": threshold, "gate_passed": float(self.gate["passed"])}
@@ -295,7 +296,7 @@ class EnsembleValidationCallback(Callback):
         for name in PLOT_FILES:
             if (bundle / name).is_file():
                 logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
-        self._log_and_register_model(logger, bundle)
+        self._log_and_register_model(logger, bundle, ensemble)
         mark_run(logger, "completed")
 
     def _write_config(self, folder: Path) -> Path:
@@ -306,7 +307,7 @@ class EnsembleValidationCallback(Callback):
         path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), encoding="utf-8")
         return path
 
-    def _log_and_register_model(self, logger: MLFlowLogger, bundle: Path) -> None:
+    def _log_and_register_model(self, logger: MLFlowLogger, bundle: Path, ensemble: Ensemble | None = None) -> None:
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
         the gate passed (or --register-anyway)."""
         from threat_ensemble.mlflow_model import log_pyfunc_model, register_model
@@ -314,7 +315,7 @@ class EnsembleValidationCallback(Callback):
         assert self.gate is not None
         uri = self.tracking_uri or logger.experiment.tracking_uri
         try:
-            self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri)
+            self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
         except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience
             print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {exc}")
             return

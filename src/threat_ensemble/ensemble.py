@@ -77,11 +77,18 @@ def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
     return result
 
 
-def raw_forest_vote(random_forest: Any, x_encoded: np.ndarray) -> np.ndarray:
-    """The forest's own vote share for "attack", before isotonic calibration."""
+def forest_scores(random_forest: Any, x_encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(calibrated attack probability, raw vote share) from one pass over the trees: the isotonic
+    calibrator is applied to the vote the pass already gave, instead of asking the forest again
+    (prediction is most of the validation stage's cost)."""
     calibrated = getattr(random_forest, "calibrated_classifiers_", None)
     forest = calibrated[0].estimator if calibrated else random_forest
-    return forest.predict_proba(x_encoded)[:, 1].astype(np.float64)
+    vote = forest.predict_proba(x_encoded)[:, 1].astype(np.float64)
+    if not calibrated:
+        return vote, vote
+    if len(calibrated) != 1 or len(calibrated[0].calibrators) != 1:  # not the binary, single-fit case
+        return random_forest.predict_proba(x_encoded)[:, 1].astype(np.float64), vote
+    return np.clip(calibrated[0].calibrators[0].predict(vote), 0.0, 1.0), vote
 
 
 @dataclass
@@ -102,12 +109,13 @@ class Ensemble:
         stacked fusion uses (``ae_error``, ``rf_vote``)."""
         scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
         errors = reconstruction_error(self.autoencoder, scaled).numpy().astype(np.float64)
+        rf_probability, rf_vote = forest_scores(self.random_forest, x_encoded)
         return {
             "ae": ae_score(errors, self.threshold),
-            "rf": self.random_forest.predict_proba(x_encoded)[:, 1].astype(np.float64),
+            "rf": rf_probability,
             "if": if_score(self.isolation_forest.decision_function(x_encoded)),
             "ae_error": errors,
-            "rf_vote": raw_forest_vote(self.random_forest, x_encoded),
+            "rf_vote": rf_vote,
         }
 
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:

@@ -118,7 +118,9 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = env
 
 
-def log_pyfunc_model(bundle_dir: Path, run_id: str, tracking_uri: str, artifact_path: str = "model") -> str:
+def log_pyfunc_model(
+    bundle_dir: Path, run_id: str, tracking_uri: str, artifact_path: str = "model", ensemble: Any = None
+) -> str:
     """Log the bundle as a pyfunc model into the existing run ``run_id``; returns the model's URI.
 
     With MLflow 3 that is ``models:/<model_id>``: it names this one logged model, whereas
@@ -126,7 +128,8 @@ def log_pyfunc_model(bundle_dir: Path, run_id: str, tracking_uri: str, artifact_
     twice, and makes ``register_model`` warn that the run has no such artifact. The bundle is
     verified first, so a damaged bundle is never published. The signature gives outputs and params;
     the input example (the bundle's training medians and categories) documents the columns. Nothing
-    is fetched from the network: requirements are given, not inferred."""
+    is fetched from the network: requirements are given, not inferred. ``ensemble``: the bundle's
+    models already in memory (the trainer has them), saving a second load of the forests."""
     import mlflow
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -136,7 +139,8 @@ def log_pyfunc_model(bundle_dir: Path, run_id: str, tracking_uri: str, artifact_
 
     bundle = Path(bundle_dir).resolve()
     verify_bundle(bundle)
-    ensemble = load_ensemble(bundle)
+    if ensemble is None:
+        ensemble = load_ensemble(bundle)
     example = example_input(ensemble)
     predict_frame(ensemble, example)  # fail here, not inside mlflow, if the bundle cannot score
     # Outputs and params only: an input schema would make mlflow refuse inputs that score.py takes

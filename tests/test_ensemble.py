@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from threat_ensemble.ensemble import fit_random_forest, forest_scores
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3000, 8))
+    y = (x[:, 0] + 0.8 * x[:, 1] + rng.normal(scale=0.8, size=3000) > 1.2).astype(np.int64)
+    return x, y
+
+
+def test_one_pass_gives_the_calibrated_probability_and_the_raw_vote(data: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = data
+    forest = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=1)
+    probability, vote = forest_scores(forest, x[2500:])
+    assert probability == pytest.approx(forest.predict_proba(x[2500:])[:, 1], abs=1e-12)
+    inner = forest.calibrated_classifiers_[0].estimator
+    assert vote == pytest.approx(inner.predict_proba(x[2500:])[:, 1], abs=1e-12)
+    assert not np.allclose(probability, vote)  # calibration did move the scores
+
+
+def test_an_uncalibrated_forest_gives_its_vote_twice(data: tuple[np.ndarray, np.ndarray]) -> None:
+    x, y = data
+    normal_only = np.zeros(500, dtype=np.int64)  # one class: no calibration is possible
+    forest = fit_random_forest(x[:2000], y[:2000], x[2000:2500], normal_only, seed=0, n_jobs=1)
+    probability, vote = forest_scores(forest, x[2500:])
+    assert probability == pytest.approx(forest.predict_proba(x[2500:])[:, 1])
+    assert np.array_equal(probability, vote)
