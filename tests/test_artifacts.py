@@ -85,3 +85,42 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(InputError, match="cannot write there|not a folder"):
         check_output_dir(blocker / "sub" / "out")
+
+
+@pytest.mark.parametrize("links", [True, False])
+def test_a_forest_already_on_disk_is_linked_or_copied_not_pickled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
+) -> None:
+    import joblib
+
+    saved = tmp_path / "ckpt" / "random_forest.joblib"
+    saved.parent.mkdir()
+    joblib.dump({"rf": "fitted"}, saved)
+    if not links:  # e.g. the checkpoint folder on another file system
+        monkeypatch.setattr(artifacts.os, "link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
+    monkeypatch.setattr(joblib, "dump", _refuse_rf_pickling(joblib.dump))
+    bundle = write_bundle(
+        tmp_path / "out",
+        autoencoder={"marker": "a"},
+        random_forest=saved,
+        isolation_forest=IsolationForest(n_estimators=2),
+        preprocessing={"feature_names": ["x"]},
+        threshold={"threshold": 1.0},
+        gate={"passed": True},
+        manifest_extra={},
+    )
+    verify_bundle(bundle)
+    copy = bundle / artifacts.RF_FILE
+    assert copy.read_bytes() == saved.read_bytes()
+    assert joblib.load(copy) == {"rf": "fitted"}
+    assert (copy.stat().st_ino == saved.stat().st_ino) is links
+    saved.unlink()  # a later run clearing its checkpoint folder leaves the bundle whole
+    verify_bundle(bundle)
+
+
+def _refuse_rf_pickling(dump):  # type: ignore[no-untyped-def]
+    def guarded(value, filename, *args, **kwargs):  # type: ignore[no-untyped-def]
+        assert not str(filename).endswith(artifacts.RF_FILE), "the forest was pickled again"
+        return dump(value, filename, *args, **kwargs)
+
+    return guarded

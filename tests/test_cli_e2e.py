@@ -88,6 +88,8 @@ def test_bundle_is_complete_and_loadable(trained: dict) -> None:
     assert gate["mlflow_run_id"] == manifest["mlflow_run_id"]
     (tn, fp), (fn, tp) = gate["confusion_matrix"]
     assert tn + fp + fn + tp == 1500
+    for name in ("random_forest.joblib", "isolation_forest.joblib"):  # linked from the checkpoint copy
+        assert (bundle / name).stat().st_ino == (trained["work"] / "ckpt" / name).stat().st_ino
 
 
 def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:

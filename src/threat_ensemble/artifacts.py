@@ -93,8 +93,8 @@ def write_bundle(
     output_dir: str | Path,
     *,
     autoencoder: dict[str, Any],
-    random_forest: Any,
-    isolation_forest: Any,
+    random_forest: Any | Path,
+    isolation_forest: Any | Path,
     preprocessing: dict[str, Any],
     threshold: dict[str, Any],
     gate: dict[str, Any],
@@ -102,16 +102,17 @@ def write_bundle(
     extra_files: Callable[[Path], list[Path]] | None = None,
 ) -> Path:
     """Write every file into a temporary folder beside ``output_dir``, then swap it into place, so
-    a crash leaves the previous bundle or none, never a partial one."""
-    import joblib
+    a crash leaves the previous bundle or none, never a partial one. A forest given as a ``Path``
+    is a joblib file already written (the run's checkpoint copy): it is linked or copied, not
+    pickled a second time."""
     import torch
 
     dest = check_output_dir(output_dir)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         torch.save(autoencoder, tmp / AE_FILE)
-        joblib.dump(random_forest, tmp / RF_FILE)
-        joblib.dump(isolation_forest, tmp / IF_FILE)
+        _write_joblib(random_forest, tmp / RF_FILE)
+        _write_joblib(isolation_forest, tmp / IF_FILE)
         crash_point("bundle")
         write_json(tmp / PREPROCESSING_FILE, preprocessing)
         write_json(tmp / THRESHOLD_FILE, threshold)
@@ -131,6 +132,18 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _write_joblib(model: Any | Path, path: Path) -> None:
+    import joblib
+
+    if not isinstance(model, Path):
+        joblib.dump(model, path)
+        return
+    try:
+        os.link(model, path)  # files are never rewritten in place, so sharing the inode is safe
+    except OSError:  # another file system, or links not allowed
+        shutil.copyfile(model, path)
 
 
 def _fsync_dir(folder: Path) -> None:

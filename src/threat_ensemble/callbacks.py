@@ -147,6 +147,16 @@ class ForestCallback(Callback):
             return None  # never unpickle a file whose hash the run state does not vouch for
         return joblib.load(path)
 
+    def saved_copy(self, name: str) -> Any:
+        """The fitted model's checkpoint file when it still holds exactly what was fitted (its hash
+        is the run state's), else the model itself: the bundle then links the file instead of
+        pickling the forest again."""
+        path = self.checkpoint_dir / TREE_FILES[name]
+        expected = self.state.trees.get(name)
+        if expected is not None and path.is_file() and sha256_file(path) == expected:
+            return path
+        return self.models[name]
+
     def _save_side_file(self, name: str, model: Any) -> None:
         import joblib
 
@@ -249,8 +259,8 @@ class EnsembleValidationCallback(Callback):
                 "n_features": int(module.hparams.n_inputs),
                 "hidden": list(HIDDEN),
             },
-            random_forest=self.forests.models["random_forest"],
-            isolation_forest=self.forests.models["isolation_forest"],
+            random_forest=self.forests.saved_copy("random_forest"),
+            isolation_forest=self.forests.saved_copy("isolation_forest"),
             preprocessing=dm.preprocessing.to_dict(),
             threshold={
                 "threshold": threshold,
