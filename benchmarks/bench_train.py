@@ -12,7 +12,8 @@ Measures, in one run:
      logger, no checkpoints, no progress bar). Their epochs are interleaved (plain, ours, plain,
      ours ...) so both see the same machine load; the ratio is the median of per-epoch pairs;
   2. time to quality: wall seconds until the validation loss is within 2% of the plain loop's best
-     (plain loop at batch 256, lr 1e-3, early stopping 10) against ours at --ours-batch/--ours-lr,
+     (plain loop at batch 256, lr 1e-3, early stopping 10) against ours at --ours-batch/--ours-lr
+     (the trainer's defaults unless given),
      again interleaved, each on its own clock;
   3. end to end at each size: per-stage wall seconds, peak RSS, PR-AUC and F1 of our pipeline
      (threat_ensemble.pipeline.train_tables, MLflow to a temporary SQLite store, checkpoints on)
@@ -503,6 +504,8 @@ def evaluate_targets(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from threat_ensemble.config import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default=None, help="rows for the end-to-end runs (default 10000,100000,1000000)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few epochs: checks the benchmark runs")
@@ -511,8 +514,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ae-epochs", type=int, default=6, help="epochs per throughput round (first is warm-up)")
     parser.add_argument("--ae-rounds", type=int, default=2, help="throughput rounds")
     parser.add_argument("--ttq-max-epochs", type=int, default=100, help="epoch cap for ours in time-to-quality")
-    parser.add_argument("--ours-batch", type=int, default=1024, help="our batch size (time to quality, end to end)")
-    parser.add_argument("--ours-lr", type=float, default=3e-3, help="our learning rate (time to quality, end to end)")
+    parser.add_argument(
+        "--ours-batch", type=int, default=TrainConfig.batch_size, help="our batch size (default: the trainer's)"
+    )
+    parser.add_argument(
+        "--ours-lr", type=float, default=TrainConfig.lr, help="our learning rate (default: the trainer's)"
+    )
     parser.add_argument("--reference-max-rows", type=int, default=1_000_000, help="skip the reference above this")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: throughput,ttq,e2e")
     parser.add_argument("--worker-timeout", type=float, default=3600.0)

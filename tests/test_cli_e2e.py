@@ -112,7 +112,7 @@ def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
     client = MlflowClient(tracking_uri=trained["uri"])
     run = client.get_run(gate["mlflow_run_id"])
     params = run.data.params
-    assert params["epochs"] == "3" and params["batch_size"] == "256"
+    assert params["epochs"] == "3" and params["batch_size"] == "1024"
     assert int(params["n_samples"]) == 4000
     assert int(params["n_attack"]) + int(params["n_normal"]) == 4000
     assert int(params["n_features"]) == 29

@@ -83,3 +83,16 @@ def test_test_table_is_encoded_with_training_categories(small_frame: pd.DataFram
     names = dm.preprocessing.encoder.encoded_names
     assert dm.x_test[:, names.index("method=__other__")].tolist() == [1.0] * 50
     assert dm.test_source == "test.csv"
+
+
+def test_each_rank_keeps_a_batch_when_rows_per_rank_are_fewer_than_a_batch(small_frame: pd.DataFrame) -> None:
+    # found with batch 1024 on two processes: dropping each rank's only (ragged) batch trained nothing
+    from types import SimpleNamespace
+
+    dm = ThreatDataModule(_table(small_frame), batch_size=1024, seed=1)
+    dm.setup("fit")
+    n = len(dm.ae_train)
+    assert 1024 < n < 2048
+    assert dm.train_dataloader().drop_last  # one process: a full batch, the ragged rest dropped
+    dm.trainer = SimpleNamespace(world_size=2)  # type: ignore[assignment]
+    assert not dm.train_dataloader().drop_last  # two: each rank's n/2 rows are its only batch

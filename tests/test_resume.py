@@ -14,7 +14,8 @@ import torch
 
 from conftest import train_cmd
 
-ARGS = ["--default-rows", "3000", "--max-epochs", "4", "--quiet"]
+# batch 256: several batches an epoch, so a kill lands mid-epoch
+ARGS = ["--default-rows", "3000", "--max-epochs", "4", "--batch-size", "256", "--quiet"]
 
 
 def _run(work: Path, *extra: str, crash_at: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -111,7 +112,7 @@ def test_resume_refuses_changed_data_or_options(tmp_path: Path) -> None:
     assert killed.returncode == -signal.SIGKILL
     changed = _run(tmp_path, "--resume", "--lr", "0.01")
     assert changed.returncode == 2
-    assert "--resume refused: --lr was 0.001, now 0.01" in changed.stderr.strip().splitlines()[-1]
+    assert "--resume refused: --lr was 0.003, now 0.01" in changed.stderr.strip().splitlines()[-1]
     other_data = _run(tmp_path, "--resume", "--seed", "42", "--default-rows", "3001")
     assert other_data.returncode == 2
     assert "training data differs (fingerprint mismatch)" in other_data.stderr

@@ -43,8 +43,11 @@ class TrainConfig:
     num_threads: int = 0
     # autoencoder
     max_epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-3
+    # Chosen for time to quality (benchmarks/bench_train.py): batch 1024 at lr 3e-3 reaches the
+    # reference's best validation loss about 4x sooner than its batch 256 at lr 1e-3, with detection
+    # no worse; --batch-size 256 --lr 1e-3 gives the reference's settings.
+    batch_size: int = 1024
+    lr: float = 3e-3
     patience: int = 10
     seed: int = 42
     threshold_percentile: float = 99.5

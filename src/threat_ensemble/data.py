@@ -119,12 +119,15 @@ class ThreatDataModule(L.LightningDataModule):
             self._apply(Preprocessing.from_dict(saved))
 
     def train_dataloader(self) -> DataLoader:
-        n = len(self.ae_train)
+        # drop the ragged last batch only when each rank still has a full one: with several
+        # processes each rank sees 1/world of the rows, and dropping its only batch trains nothing
+        world = max(int(getattr(self.trainer, "world_size", 1) or 1), 1)
+        rows_per_rank = -(-len(self.ae_train) // world)
         return DataLoader(
             ArrayDataset(self.ae_train),
             batch_size=self.batch_size,
             shuffle=True,
-            drop_last=n > self.batch_size,
+            drop_last=rows_per_rank > self.batch_size,
             collate_fn=_passthrough,
         )
 

@@ -194,7 +194,7 @@ class AutoencoderModule(L.LightningModule):
             patience=self.hparams.lr_patience,
             min_lr=self.hparams.min_lr,
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}  # stepped after validation
 
     # ------------------------------------------------------------- best weights
     def restore_best_weights(self) -> None:
