@@ -31,3 +31,21 @@ def test_an_uncalibrated_forest_gives_its_vote_twice(data: tuple[np.ndarray, np.
     probability, vote = forest_scores(forest, x[2500:])
     assert probability == pytest.approx(forest.predict_proba(x[2500:])[:, 1])
     assert np.array_equal(probability, vote)
+
+
+def test_forest_votes_are_the_same_bits_every_time(data: tuple[np.ndarray, np.ndarray]) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from threat_ensemble.ensemble import DeterministicForest
+
+    x, y = data
+    x_big = np.repeat(x, 3, axis=0)  # enough rows for several threads
+    ours = DeterministicForest(n_estimators=60, max_depth=8, random_state=0, n_jobs=2).fit(x[:2000], y[:2000])
+    first = ours.predict_proba(x_big)
+    for _ in range(5):
+        assert np.array_equal(ours.predict_proba(x_big), first)  # scikit-learn's own varies in the last bits
+    sklearn_forest = RandomForestClassifier(n_estimators=60, max_depth=8, random_state=0, n_jobs=2)
+    sklearn_forest.fit(x[:2000], y[:2000])
+    assert np.allclose(first, sklearn_forest.predict_proba(x_big), rtol=0, atol=1e-12)  # same trees, same votes
+    calibrated = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=2)
+    assert isinstance(calibrated.calibrated_classifiers_[0].estimator.estimator, DeterministicForest)
