@@ -38,3 +38,32 @@ def tracking_uri(tmp_path: Path) -> str:
 
 def train_cmd(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
+
+
+def fit_autoencoder(frame: pd.DataFrame, tmp_path: Path, max_epochs: int = 4, **trainer_args: object) -> tuple:
+    """Fit the autoencoder on ``frame`` (label column ``label``) with a quiet CPU Trainer; any
+    ``trainer_args`` override the defaults. Returns (model, datamodule, trainer)."""
+    import lightning as L
+
+    from threat_ensemble.data import ThreatDataModule
+    from threat_ensemble.model import AutoencoderModule
+    from threat_ensemble.tables import LabelledTable
+
+    table = LabelledTable(frame.drop(columns="label"), frame["label"].to_numpy(), "small")
+    L.seed_everything(0, verbose=False)
+    dm = ThreatDataModule(table, batch_size=128, seed=0)
+    dm.setup("fit")
+    model = AutoencoderModule(dm.n_features)
+    options = {
+        "max_epochs": max_epochs,
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+        "default_root_dir": tmp_path,
+    }
+    trainer = L.Trainer(**{**options, **trainer_args})
+    trainer.fit(model, datamodule=dm)
+    return model, dm, trainer

@@ -5,15 +5,12 @@ import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
-import lightning as L
 import pandas as pd
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
+from conftest import fit_autoencoder
 from threat_ensemble.console import EpochLines, progress_callback, silence_library_chatter, summary_table
-from threat_ensemble.data import ThreatDataModule
-from threat_ensemble.model import AutoencoderModule
-from threat_ensemble.tables import LabelledTable
 
 
 def _metrics(f1: float) -> dict[str, float]:
@@ -66,22 +63,10 @@ def test_progress_is_a_rich_bar_on_a_terminal_and_lines_otherwise() -> None:
 
 
 def test_epoch_lines_give_every_epoch_its_own_losses(small_frame: pd.DataFrame, tmp_path: Path) -> None:
-    table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
-    dm = ThreatDataModule(table, batch_size=128, seed=0)
-    dm.setup("fit")
     stream = _Stream(tty=False)
-    L.seed_everything(0, verbose=False)
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-        callbacks=[EpochLines(stream)],
+    _, _, trainer = fit_autoencoder(
+        small_frame, tmp_path, max_epochs=3, enable_progress_bar=True, callbacks=[EpochLines(stream)]
     )
-    trainer.fit(AutoencoderModule(dm.n_features), datamodule=dm)
     lines = stream.getvalue().splitlines()
     assert [line.split("  ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     losses = [float(line.split("train_loss ")[1].split()[0]) for line in lines]

@@ -7,9 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from threat_ensemble.data import ThreatDataModule
+from conftest import fit_autoencoder
 from threat_ensemble.model import AutoencoderModule, build_autoencoder, reconstruction_error
-from threat_ensemble.tables import LabelledTable
 
 
 def test_architecture_matches_the_reference() -> None:
@@ -32,31 +31,8 @@ def test_architecture_matches_the_reference() -> None:
     assert isinstance(net[-1], nn.Linear)
 
 
-def _fit(
-    small_frame: pd.DataFrame, tmp_path, max_epochs: int = 4, **trainer_args: object
-) -> tuple[AutoencoderModule, ThreatDataModule, L.Trainer]:
-    table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
-    L.seed_everything(0, verbose=False)
-    dm = ThreatDataModule(table, batch_size=128, seed=0)
-    dm.setup("fit")
-    model = AutoencoderModule(dm.n_features)
-    trainer = L.Trainer(
-        max_epochs=max_epochs,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-        **trainer_args,
-    )
-    trainer.fit(model, datamodule=dm)
-    return model, dm, trainer
-
-
 def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame, tmp_path) -> None:
-    model, dm, trainer = _fit(small_frame, tmp_path)
+    model, dm, trainer = fit_autoencoder(small_frame, tmp_path)
     model.restore_best_weights()
     errors = reconstruction_error(model.net, dm.ae_val).double().numpy()
     assert float(model.threshold) == pytest.approx(np.percentile(errors, 99.5), rel=1e-5)
@@ -67,7 +43,7 @@ def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_trains_with_gradient_clipping_at_each_precision(small_frame: pd.DataFrame, tmp_path, precision: str) -> None:
     # found on an H100: a fused AdamW under mixed precision makes Lightning refuse clipping
-    model, _, trainer = _fit(small_frame, tmp_path, max_epochs=1, precision=precision)
+    model, _, trainer = fit_autoencoder(small_frame, tmp_path, max_epochs=1, precision=precision)
     fused = trainer.optimizers[0].defaults["fused"]
     assert fused == (precision == "32-true")
     assert np.isfinite(float(model.threshold))
@@ -110,14 +86,14 @@ def test_a_step_is_the_reference_step_with_norm_clipping(tmp_path) -> None:
 
 
 def test_the_plateau_schedule_steps_once_per_validation(small_frame: pd.DataFrame, tmp_path) -> None:
-    _, _, trainer = _fit(small_frame, tmp_path, max_epochs=3)
+    _, _, trainer = fit_autoencoder(small_frame, tmp_path, max_epochs=3)
     scheduler = trainer.lr_scheduler_configs[0].scheduler
     assert scheduler.last_epoch == 3
     assert scheduler.best == pytest.approx(float(trainer.lightning_module.best_val_loss), rel=1e-6)
 
 
 def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_path) -> None:
-    model, _, trainer = _fit(small_frame, tmp_path, max_epochs=2)
+    model, _, trainer = fit_autoencoder(small_frame, tmp_path, max_epochs=2)
     path = tmp_path / "ae.ckpt"
     trainer.save_checkpoint(path)
     checkpoint = torch.load(path, weights_only=True)  # no pickled objects
@@ -131,7 +107,7 @@ def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_pa
 
 
 def test_gather_unique_drops_sampler_padding(small_frame: pd.DataFrame, tmp_path) -> None:
-    model, _, _ = _fit(small_frame, tmp_path, max_epochs=1)
+    model, _, _ = fit_autoencoder(small_frame, tmp_path, max_epochs=1)
     errors = torch.tensor([0.5, 0.1, 0.3, 0.5], dtype=torch.float64)
     index = torch.tensor([2, 0, 1, 2])  # row 2 repeated, as DistributedSampler pads
     assert model._gather_unique(errors, index).tolist() == [0.1, 0.3, 0.5]

@@ -25,6 +25,7 @@ class EpochLines(ProgressBar):
         self._enabled = True
         self.stream = stream
         self._started = 0.0
+        self._pending: tuple[int, float] | None = None  # (epoch, seconds) not yet written
 
     def enable(self) -> None:
         self._enabled = True
@@ -42,7 +43,7 @@ class EpochLines(ProgressBar):
         self._pending = (trainer.current_epoch + 1, time.perf_counter() - self._started)
 
     def _flush(self, trainer: L.Trainer) -> None:
-        pending, self._pending = getattr(self, "_pending", None), None
+        pending, self._pending = self._pending, None
         if pending is not None:
             self._write(trainer, *pending)
 
