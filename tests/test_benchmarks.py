@@ -38,16 +38,12 @@ def test_bench_train_quick_prints_a_json_summary(tmp_path: Path) -> None:
         result = entry[kind]
         assert "error" not in result, result
         assert result["total_s"] > 0 and result["peak_rss_mb"] > 0
-        assert {
-            "split",
-            "preprocessing",
-            "autoencoder",
-            "random_forest",
-            "isolation_forest",
-            "validation",
-            "bundle",
-        } <= set(result["stages_s"])
+        forest_stages = {"forests_after_autoencoder"} if kind == "ours" else {"random_forest", "isolation_forest"}
+        stages = {"split", "preprocessing", "autoencoder", "validation", "bundle", *forest_stages}
+        assert stages <= set(result["stages_s"])
         assert 0.0 <= result["metrics"]["pr_auc"] <= 1.0 and 0.0 <= result["metrics"]["f1"] <= 1.0
     assert entry["speedup"] > 0
+    assert set(entry["ours"]["forest_fit_wall_s"]) == {"random_forest", "isolation_forest"}
+    assert all(v > 0 for v in entry["ours"]["forest_fit_wall_s"].values())
     assert [row["rows"] for row in summary["scaling"]] == [1500]
     assert {"ae_throughput_ratio", "time_to_quality_ratio", "help_seconds"} <= set(summary["targets"])

@@ -49,3 +49,44 @@ def test_forest_votes_are_the_same_bits_every_time(data: tuple[np.ndarray, np.nd
     assert np.allclose(first, sklearn_forest.predict_proba(x_big), rtol=0, atol=1e-12)  # same trees, same votes
     calibrated = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=2)
     assert isinstance(calibrated.calibrated_classifiers_[0].estimator.estimator, DeterministicForest)
+
+
+def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: tuple[np.ndarray, np.ndarray]) -> None:
+    import warnings
+
+    from threat_ensemble.ensemble import CoreShare, fit_isolation_forest
+
+    x, y = data
+    whole = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1)
+    cores = CoreShare(spare=1)
+    granted = []
+    real_n_jobs = cores.n_jobs
+
+    def n_jobs_then_release() -> int:  # the autoencoder "finishes" halfway through the forest
+        granted.append(real_n_jobs())
+        if len(granted) == 10:
+            cores.release()
+        return granted[-1]
+
+    cores.n_jobs = n_jobs_then_release  # type: ignore[method-assign]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warm-start warning about the "balanced" preset
+        stepped = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1, cores=cores)
+    # one core a step, then the rest of the trees at once and the calibration on all cores
+    assert granted[:10] == [1] * 10 and granted[10:] == [-1, -1]
+    assert np.array_equal(stepped.predict_proba(x[2500:]), whole.predict_proba(x[2500:]))
+    inner, inner_whole = (f.calibrated_classifiers_[0].estimator.estimator for f in (stepped, whole))
+    assert len(inner.estimators_) == 200
+    assert inner.get_params() == inner_whole.get_params()  # warm_start, class_weight, n_jobs put back
+    iso, iso_whole = fit_isolation_forest(x[:500], 3, cores=CoreShare(1)), fit_isolation_forest(x[:500], 3)
+    assert np.array_equal(iso.decision_function(x[2500:]), iso_whole.decision_function(x[2500:]))
+
+
+def test_a_cancelled_core_share_stops_the_forest_between_steps(data: tuple[np.ndarray, np.ndarray]) -> None:
+    from threat_ensemble.ensemble import CoreShare, ForestFitCancelled
+
+    x, y = data
+    cores = CoreShare(spare=1)
+    cores.cancel()
+    with pytest.raises(ForestFitCancelled):
+        fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1, cores=cores)

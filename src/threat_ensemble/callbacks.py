@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from threat_ensemble.artifacts import sha256_file, write_bundle
 from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, crash_point
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.data import ThreatDataModule
-from threat_ensemble.ensemble import Ensemble, fit_isolation_forest, fit_random_forest, timed
+from threat_ensemble.ensemble import CoreShare, Ensemble, fit_isolation_forest, fit_random_forest, timed
 from threat_ensemble.model import HIDDEN, AutoencoderModule
 from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.scoring import binary_metrics, evaluate_gate
@@ -100,38 +101,94 @@ class RunStateCallback(Callback):
             mark_run(trainer.logger, status, f"{type(exception).__name__}: {exception}")
 
 
+def spare_cores(trainer: L.Trainer) -> int:
+    """Cores that the training processes on this machine leave idle: on CPU each process computes
+    with its torch threads, on an accelerator about one core drives each device."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    per_process = torch.get_num_threads() if isinstance(trainer.accelerator, CPUAccelerator) else 1
+    return cpus - trainer.num_devices * per_process
+
+
 class ForestCallback(Callback):
     """Fits the random forest (train split, calibrated on the validation split) and the isolation
-    forest (normal training rows) once the autoencoder is done, on rank 0 only (no collectives, so
-    no rank waits on it). Each fitted forest is saved as a side file beside the checkpoints with its
-    sha256 in the run state, so a resumed run reuses it instead of fitting again."""
+    forest (normal training rows) on rank 0 only (no collectives, so no rank waits on it), ready
+    when the autoencoder is done. They need nothing from the autoencoder, so when the training
+    processes leave cores idle the forests start on those cores at the start of training and take
+    every core once training ends (``CoreShare``; the same trees either way). Each fitted forest is
+    saved as a side file beside the checkpoints with its sha256 in the run state, so a resumed run
+    reuses it instead of fitting again."""
 
-    def __init__(self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False) -> None:
+    def __init__(
+        self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False, overlap: bool = True
+    ) -> None:
         self.seed = seed
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.say = _say(quiet)
+        self.overlap = overlap
         self.models: dict[str, Any] = {}
+        self._cores: CoreShare | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: dict[str, Future[Any]] = {}
+
+    def _fitters(self, dm: ThreatDataModule, cores: CoreShare | None = None) -> dict[str, tuple[str, Any]]:
+        """Each forest's progress label and the call that fits it."""
+        return {
+            "random_forest": (
+                f"random forest: fitting on {len(dm.y_train)} rows, calibrating on {len(dm.y_val)}",
+                lambda: fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, self.seed, cores=cores),
+            ),
+            "isolation_forest": (
+                f"isolation forest: fitting on {len(dm.x_normal_train)} normal rows",
+                lambda: fit_isolation_forest(dm.x_normal_train, self.seed, cores=cores),
+            ),
+        }
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not (trainer.is_global_zero and self.overlap):
+            return
+        spare = spare_cores(trainer)
+        todo = [name for name in TREE_FILES if self.state.trees.get(name) is None]
+        if spare < 1 or not todo:
+            return
+        self._cores = CoreShare(spare)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forests")
+        for name, (_label, fit) in self._fitters(_datamodule(trainer), self._cores).items():
+            if name in todo:
+                self._pending[name] = self._executor.submit(fit)
+        self.say(f"forests: fitting on {spare} spare core{'s' if spare > 1 else ''} while the autoencoder trains")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self.fit_or_load(_datamodule(trainer))
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._stop_background()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._stop_background()
+
+    def _stop_background(self) -> None:
+        """Stop a background fit between two steps (a failed or interrupted run must not wait for it)."""
+        if self._cores is not None:
+            self._cores.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._pending.clear()
+
     def fit_or_load(self, dm: ThreatDataModule) -> None:
-        fitters = {
-            "random_forest": (
-                f"random forest: fitting on {len(dm.y_train)} rows, calibrating on {len(dm.y_val)}",
-                lambda: fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, self.seed),
-            ),
-            "isolation_forest": (
-                f"isolation forest: fitting on {len(dm.x_normal_train)} normal rows",
-                lambda: fit_isolation_forest(dm.x_normal_train, self.seed),
-            ),
-        }
-        for name, (label, fit) in fitters.items():
+        if self._cores is not None:
+            self._cores.release()  # the autoencoder is done: every core to the forests
+        for name, (label, fit) in self._fitters(dm).items():
             model = self._load_side_file(name)
+            pending = self._pending.pop(name, None)
             if model is None:
-                model = timed(label, fit, self.say)
+                model = timed(label, pending.result if pending is not None else fit, self.say)
                 self._save_side_file(name, model)
             else:
                 self.say(f"{name.replace('_', ' ')}: reusing the fitted model from {self.checkpoint_dir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,37 @@ RF_MAX_DEPTH = 20
 # (NSL-KDD, the default data) are untouched; past it the forest's cost stops growing with the
 # table, which is what keeps 100k- and 1M-row runs fast (benchmarks/bench_train.py).
 MAX_ROWS_PER_TREE = 20000
+# Trees fitted per call when the forest grows in steps (``CoreShare``): small enough that the
+# forest takes up freed cores within a fraction of a second, large enough that the per-call
+# checks cost nothing.
+TREES_PER_STEP = 10
+
+
+class ForestFitCancelled(RuntimeError):
+    """The run the forests were being fitted for has failed or been interrupted."""
+
+
+class CoreShare:
+    """How many cores the forests may use right now: the spare ones while the autoencoder trains
+    beside them, all of them once it is done (``release``); ``cancel`` stops a fit between steps.
+    The fitted forest does not depend on any of this: its trees are the same however the cores
+    were shared (tested)."""
+
+    def __init__(self, spare: int) -> None:
+        self.spare = max(1, int(spare))
+        self._released = threading.Event()
+        self._cancelled = threading.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    def n_jobs(self) -> int:
+        if self._cancelled.is_set():
+            raise ForestFitCancelled("forest fit cancelled: the run stopped")
+        return -1 if self._released.is_set() else self.spare
 
 
 class DeterministicForest(RandomForestClassifier):
@@ -72,10 +104,12 @@ def fit_random_forest(
     y_cal: np.ndarray,
     seed: int,
     n_jobs: int = -1,
+    cores: CoreShare | None = None,
 ) -> Any:
     """One balanced forest fitted on the train split, then isotonic-calibrated on the validation
     split. The reference trains three forests for 3-fold calibration and lets SMOTE rows leak into
-    its evaluation; one forest calibrated on held-out rows is cheaper and honest."""
+    its evaluation; one forest calibrated on held-out rows is cheaper and honest. With ``cores``
+    the trees grow in steps on the cores it grants at each step."""
     forest = DeterministicForest(
         n_estimators=N_TREES,
         max_depth=RF_MAX_DEPTH,
@@ -84,18 +118,55 @@ def fit_random_forest(
         n_jobs=n_jobs,
         max_samples=MAX_ROWS_PER_TREE if len(x_train) > MAX_ROWS_PER_TREE else None,
     )
-    forest.fit(x_train, y_train)
+    if cores is None:
+        forest.fit(x_train, y_train)
+    else:
+        _grow_in_steps(forest, x_train, y_train, cores)
+        forest.set_params(n_jobs=cores.n_jobs())
     if len(np.unique(y_cal)) < 2:
+        forest.set_params(n_jobs=n_jobs)
         return forest
     calibrated = CalibratedClassifierCV(FrozenEstimator(forest), method="isotonic")
     calibrated.fit(x_cal, y_cal)
+    forest.set_params(n_jobs=n_jobs)
     return calibrated
 
 
-def fit_isolation_forest(x_normal: np.ndarray, seed: int, n_jobs: int = -1) -> IsolationForest:
-    """Isolation forest on the normal training rows (unscaled), as in the reference."""
-    forest = IsolationForest(n_estimators=N_TREES, contamination="auto", random_state=seed, n_jobs=n_jobs)
-    return forest.fit(x_normal)
+def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, cores: CoreShare) -> None:
+    """Fit ``forest`` TREES_PER_STEP trees at a time (warm start) while ``cores`` grants only the
+    spare cores, then the rest in one step on all of them. scikit-learn draws each new tree's seed
+    as an uninterrupted fit would, so the trees are the same as one ``fit``."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    total, preset = forest.n_estimators, forest.class_weight
+    x = np.ascontiguousarray(x, dtype=np.float32)  # the forest's own dtype: converted once, not per step
+    classes = np.unique(y)
+    weights = compute_class_weight(preset, classes=classes, y=y) if preset == "balanced" else None
+    # the same weights "balanced" gives, spelled out (scikit-learn warns about the preset with warm start)
+    class_weight = dict(zip(classes.tolist(), weights.tolist(), strict=True)) if weights is not None else preset
+    forest.set_params(warm_start=True, class_weight=class_weight)
+    grown = 0
+    while grown < total:
+        n_jobs = cores.n_jobs()
+        grown = total if n_jobs == -1 else min(total, grown + TREES_PER_STEP)  # all cores: the rest at once
+        forest.set_params(n_estimators=grown, n_jobs=n_jobs)
+        forest.fit(x, y)
+    forest.set_params(warm_start=False, class_weight=preset)
+
+
+def fit_isolation_forest(
+    x_normal: np.ndarray, seed: int, n_jobs: int = -1, cores: CoreShare | None = None
+) -> IsolationForest:
+    """Isolation forest on the normal training rows (unscaled), as in the reference. It is small
+    (a few hundred rows a tree): one fit on the cores ``cores`` grants at its start."""
+    forest = IsolationForest(
+        n_estimators=N_TREES,
+        contamination="auto",
+        random_state=seed,
+        n_jobs=cores.n_jobs() if cores is not None else n_jobs,
+    )
+    forest.fit(x_normal)
+    return forest.set_params(n_jobs=n_jobs)
 
 
 def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
