@@ -83,3 +83,27 @@ def test_chatter_is_dropped_and_real_warnings_stay() -> None:
         warnings.warn("You have overridden `transfer_batch_to_device` in `LightningModule`", UserWarning, stacklevel=1)
         warnings.warn("column 'x' was imputed", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["column 'x' was imputed"]
+
+
+def test_mlflow_model_validation_chatter_is_dropped() -> None:
+    import logging
+
+    silence_library_chatter()
+    logger = logging.getLogger("mlflow.pyfunc")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    handler = Keep()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        logger.info("Validating input example against model signature")
+        logger.info("something a user should see")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert records == ["something a user should see"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,13 @@ def test_forests_fit_beside_the_autoencoder_and_equal_a_fit_after_it(
     monkeypatch.setattr(callbacks, "spare_cores", lambda trainer: 1)  # as on any machine with 2+ cores
     threads = _record_fitting_threads(monkeypatch)
     forests = _forest_callback(tmp_path)
+    said: list[str] = []
+    forests.say = said.append
     _, dm, _ = fit_autoencoder(small_frame, tmp_path, max_epochs=2, callbacks=[forests])
     assert threads["fit_random_forest"].startswith("forests") and threads["fit_isolation_forest"].startswith("forests")
+    assert said[0] == "forests: fitting on 1 spare core while the autoencoder trains"
+    assert re.fullmatch(r"random forest: done in \d+\.\ds beside the autoencoder \(\d+\.\ds after it\)", said[1])
+    assert said[2].startswith("isolation forest: done in ")
     assert set(forests.models) == {"random_forest", "isolation_forest"}
     assert set(forests.state.trees) == {"random_forest", "isolation_forest"}  # side files saved, hashes kept
     after = fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=5)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,11 @@ class RunStateCallback(Callback):
             mark_run(trainer.logger, status, f"{type(exception).__name__}: {exception}")
 
 
+def _timed_call(fit: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    return fit(), time.perf_counter() - start
+
+
 def spare_cores(trainer: L.Trainer) -> int:
     """Cores that the training processes on this machine leave idle: on CPU each process computes
     with its torch threads, on an accelerator about one core drives each device."""
@@ -134,7 +140,7 @@ class ForestCallback(Callback):
         self.models: dict[str, Any] = {}
         self._cores: CoreShare | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._pending: dict[str, Future[Any]] = {}
+        self._pending: dict[str, Future[tuple[Any, float]]] = {}
 
     def _fitters(self, dm: ThreatDataModule, cores: CoreShare | None = None) -> dict[str, tuple[str, Any]]:
         """Each forest's progress label and the call that fits it."""
@@ -160,7 +166,7 @@ class ForestCallback(Callback):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forests")
         for name, (_label, fit) in self._fitters(_datamodule(trainer), self._cores).items():
             if name in todo:
-                self._pending[name] = self._executor.submit(fit)
+                self._pending[name] = self._executor.submit(_timed_call, fit)
         self.say(f"forests: fitting on {spare} spare core{'s' if spare > 1 else ''} while the autoencoder trains")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -188,12 +194,21 @@ class ForestCallback(Callback):
             model = self._load_side_file(name)
             pending = self._pending.pop(name, None)
             if model is None:
-                model = timed(label, pending.result if pending is not None else fit, self.say)
+                model = self._wait_for(name, pending) if pending is not None else timed(label, fit, self.say)
                 self._save_side_file(name, model)
             else:
                 self.say(f"{name.replace('_', ' ')}: reusing the fitted model from {self.checkpoint_dir}")
             self.models[name] = model
             crash_point(f"after_{name}")
+
+    def _wait_for(self, name: str, pending: Future[tuple[Any, float]]) -> Any:
+        """The forest fitted in the background, once done; says how long it took and how much of
+        that came after training."""
+        start = time.perf_counter()
+        model, seconds = pending.result()
+        waited = time.perf_counter() - start
+        self.say(f"{name.replace('_', ' ')}: done in {seconds:.1f}s beside the autoencoder ({waited:.1f}s after it)")
+        return model
 
     def _load_side_file(self, name: str) -> Any:
         import joblib

@@ -76,6 +76,7 @@ _CHATTER = (
     "transfer_batch_to_device",  # our module moves batches itself, on purpose
     "exists and is not empty",  # the checkpoint folder holds our run_state.json by design
     "isinstance(treespec, LeafSpec)",  # a torch deprecation inside Lightning
+    "Validating input example against model signature",  # MLflow, on every logged model
 )
 
 
@@ -86,7 +87,7 @@ class _DropChatter(logging.Filter):
 
 def silence_library_chatter() -> None:
     """Drop messages that tell a user nothing about their run; keep every real warning."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "mlflow.pyfunc"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropChatter) for f in logger.filters):
             logger.addFilter(_DropChatter())
