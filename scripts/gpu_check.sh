@@ -2,7 +2,8 @@
 # GPU check (about 5 minutes on one H100): the trainer on the default data with --gpus 1, with
 # --strategy ddp (SyncBatchNorm), with bf16 and fp16 mixed precision, at batch 1024, and a SIGKILL
 # mid-training followed by --resume compared with an uninterrupted run; with two GPUs also --gpus 2.
-# Prints exit status, seconds, samples/s, threshold and gate for each; GPU_CHECK_ONLY='bf16|fp16'
+# Prints exit status, seconds, samples/s, the forests' lines (fitted on spare cores beside GPU
+# training: how long, how much after it), threshold and gate for each; GPU_CHECK_ONLY='bf16|fp16'
 # runs only the runs so named. Run from the repository root where CUDA torch and the package's
 # dependencies are installed (pip install torch -e . , not the CPU wheel).
 set -uo pipefail
@@ -39,7 +40,7 @@ train() {  # name, then train.py options
     --tracking-uri "sqlite:///$out/mlflow.db" "$@" > "$out/$name.log" 2>&1
   local rc=$?
   echo "== $name ($*): exit $rc in $(( $(date +%s) - start ))s"
-  grep -E "samples/s|distributed:|Traceback|Error" "$out/$name.log" | tail -4
+  grep -E "samples/s|distributed:|spare core|beside the autoencoder|Traceback|Error" "$out/$name.log" | tail -6
   [ "$rc" -ne 137 ] && summary "$out/bundle"
   return 0
 }
