@@ -103,6 +103,9 @@ def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:
     for key in METRIC_KEYS:
         assert again[key] == pytest.approx(gate["metrics"][key], abs=1e-9), key
     assert binary_metrics(holdout.y, scores["rf"])["f1"] == pytest.approx(gate["per_model"]["rf"]["f1"])
+    for key in ("f1", "pr_auc"):  # the autoencoder scores with its per-feature error scale from the bundle
+        assert binary_metrics(holdout.y, scores["ae"])[key] == pytest.approx(gate["per_model"]["ae"][key], abs=1e-9)
+    assert ensemble.error_scale is not None and len(ensemble.error_scale) == ensemble.autoencoder[0].in_features
 
 
 def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:

@@ -29,14 +29,16 @@ def _single_process_threshold(bundle: Path) -> tuple[float, float]:
     """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
     from threat_ensemble.data import ThreatDataModule
     from threat_ensemble.http_traffic import default_table
-    from threat_ensemble.model import build_autoencoder, reconstruction_error
+    from threat_ensemble.model import build_autoencoder, error_scale, feature_errors, reconstruction_error
 
     dm = ThreatDataModule(default_table(3000, 42), seed=42)
     dm.setup()
     saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
     net = build_autoencoder(saved["n_features"])
     net.load_state_dict(saved["state_dict"])
-    errors = reconstruction_error(net, dm.ae_val).double().numpy()
+    scale = error_scale(feature_errors(net, dm.ae_val))
+    assert saved["error_scale"].numpy() == pytest.approx(scale.numpy(), rel=1e-5)  # from every rank's rows
+    errors = reconstruction_error(net, dm.ae_val, scale=scale).double().numpy()
     return float(np.percentile(errors, 99.5)), len(errors)
 
 

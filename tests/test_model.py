@@ -8,7 +8,14 @@ import torch
 from torch import nn
 
 from conftest import fit_autoencoder
-from threat_ensemble.model import AutoencoderModule, build_autoencoder, reconstruction_error
+from threat_ensemble.model import (
+    ERROR_SCALE_FLOOR,
+    AutoencoderModule,
+    build_autoencoder,
+    error_scale,
+    feature_errors,
+    reconstruction_error,
+)
 
 
 def test_architecture_matches_the_reference() -> None:
@@ -34,10 +41,28 @@ def test_architecture_matches_the_reference() -> None:
 def test_threshold_is_the_percentile_of_the_best_epoch(small_frame: pd.DataFrame, tmp_path) -> None:
     model, dm, trainer = fit_autoencoder(small_frame, tmp_path)
     model.restore_best_weights()
-    errors = reconstruction_error(model.net, dm.ae_val).double().numpy()
-    assert float(model.threshold) == pytest.approx(np.percentile(errors, 99.5), rel=1e-5)
-    assert float(model.best_val_loss) == pytest.approx(errors.mean(), rel=1e-5)
+    per_feature = feature_errors(model.net, dm.ae_val).numpy()
+    scale = np.maximum(per_feature.mean(axis=0), ERROR_SCALE_FLOOR)
+    assert model.error_scale.numpy() == pytest.approx(scale, rel=1e-5)  # the best epoch's, restored with it
+    scores = (per_feature / scale).mean(axis=1)
+    assert float(model.threshold) == pytest.approx(np.percentile(scores, 99.5), rel=1e-5)
+    assert reconstruction_error(model.net, dm.ae_val, scale=model.error_scale).numpy() == pytest.approx(scores)
+    assert float(model.best_val_loss) == pytest.approx(per_feature.mean(), rel=1e-5)  # early stopping: plain MSE
     assert float(model.best_val_loss) <= float(trainer.callback_metrics["val_loss"]) + 1e-6
+
+
+def test_the_score_weighs_each_feature_by_its_usual_error() -> None:
+    net = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.eye(3))
+    net.weight.data[2, 2] = 0.0  # feature 2 always comes back as 0: its error is its value squared
+    x = torch.tensor([[1.0, 1.0, 0.1], [1.0, 1.0, 1.0]])
+    plain = reconstruction_error(net, x).numpy()
+    assert plain == pytest.approx([0.01 / 3, 1.0 / 3])
+    scale = error_scale(feature_errors(net, torch.tensor([[0.0, 0.0, 0.1], [0.0, 0.0, -0.1]])))
+    assert scale.numpy() == pytest.approx([ERROR_SCALE_FLOOR, ERROR_SCALE_FLOOR, 0.01])
+    weighted = reconstruction_error(net, x, scale=scale).numpy()
+    assert weighted == pytest.approx([1.0 / 3, 100.0 / 3])  # in units of the feature's usual error
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
@@ -108,6 +133,6 @@ def test_best_weights_travel_in_the_checkpoint(small_frame: pd.DataFrame, tmp_pa
 
 def test_gather_unique_drops_sampler_padding(small_frame: pd.DataFrame, tmp_path) -> None:
     model, _, _ = fit_autoencoder(small_frame, tmp_path, max_epochs=1)
-    errors = torch.tensor([0.5, 0.1, 0.3, 0.5], dtype=torch.float64)
+    errors = torch.tensor([[0.5, 5.0], [0.1, 1.0], [0.3, 3.0], [0.5, 5.0]], dtype=torch.float64)
     index = torch.tensor([2, 0, 1, 2])  # row 2 repeated, as DistributedSampler pads
-    assert model._gather_unique(errors, index).tolist() == [0.1, 0.3, 0.5]
+    assert model._gather_unique(errors, index).tolist() == [[0.1, 1.0], [0.3, 3.0], [0.5, 5.0]]

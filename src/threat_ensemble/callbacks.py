@@ -289,6 +289,7 @@ class EnsembleValidationCallback(Callback):
             random_forest=self.forests.models["random_forest"],
             isolation_forest=self.forests.models["isolation_forest"],
             fusion={"kind": "fixed", "weights": self.cfg.weight_map},
+            error_scale=module.error_scale.detach().cpu().numpy(),
         )
         if self.cfg.fusion == "stack":
             timed(
@@ -330,6 +331,7 @@ class EnsembleValidationCallback(Callback):
                 "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
                 "n_features": int(module.hparams.n_inputs),
                 "hidden": list(HIDDEN),
+                "error_scale": module.error_scale.detach().cpu().clone(),
             },
             random_forest=self.forests.saved_copy("random_forest"),
             isolation_forest=self.forests.saved_copy("isolation_forest"),

@@ -204,12 +204,14 @@ class Ensemble:
     random_forest: Any
     isolation_forest: IsolationForest
     fusion: dict[str, Any]
+    error_scale: np.ndarray | None = None  # per-feature error scale of the autoencoder score (None: plain MSE)
 
     def member_scores(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
         """Each member's score in [0, 1] (higher = more anomalous), plus the raw outputs the
         stacked fusion uses (``ae_error``, ``rf_vote``)."""
         scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
-        errors = reconstruction_error(self.autoencoder, scaled).numpy().astype(np.float64)
+        scale = None if self.error_scale is None else torch.as_tensor(self.error_scale, dtype=torch.float64)
+        errors = reconstruction_error(self.autoencoder, scaled, scale=scale).numpy().astype(np.float64)
         rf_probability, rf_vote = forest_scores(self.random_forest, x_encoded)
         return {
             "ae": ae_score(errors, self.threshold),
@@ -268,4 +270,5 @@ def load_ensemble(bundle_dir: str | Path) -> Ensemble:
         random_forest=joblib.load(folder / RF_FILE),
         isolation_forest=joblib.load(folder / IF_FILE),
         fusion=fusion,
+        error_scale=np.asarray(saved["error_scale"], dtype=np.float64) if "error_scale" in saved else None,
     )

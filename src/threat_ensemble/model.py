@@ -29,15 +29,38 @@ def build_autoencoder(
     return nn.Sequential(*layers)
 
 
-@torch.no_grad()
-def reconstruction_error(net: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    """Per-row mean squared reconstruction error, in eval mode, batched to bound memory."""
+# A feature's typical squared error on held-out normal rows is floored here (scaled units): a
+# feature that normal traffic always reconstructs exactly weighs 1e6 times a unit deviation.
+ERROR_SCALE_FLOOR = 1e-6
+
+
+def feature_errors(net: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+    """Per-row, per-feature squared reconstruction errors (float64), in eval mode, batched."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    out = [((net(chunk.to(device)) - chunk.to(device)) ** 2).mean(dim=1).cpu() for chunk in torch.split(x, batch_size)]
+    with torch.no_grad():
+        out = [((net(chunk.to(device)) - chunk.to(device)) ** 2).double().cpu() for chunk in torch.split(x, batch_size)]
     net.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out) if out else torch.empty(0, x.shape[1] if x.ndim == 2 else 0, dtype=torch.float64)
+
+
+def error_scale(errors: torch.Tensor) -> torch.Tensor:
+    """Each feature's mean squared error over normal rows, floored at ERROR_SCALE_FLOOR."""
+    return errors.mean(dim=0).clamp_min(ERROR_SCALE_FLOOR)
+
+
+def reconstruction_error(
+    net: nn.Module, x: torch.Tensor, batch_size: int = 65536, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-row anomaly score: the mean over features of the squared reconstruction error, each
+    feature's error divided by its ``scale`` (its typical error on held-out normal rows) when
+    given, so that a few features far off their usual error are not drowned by many noisy ones.
+    Without ``scale``, the plain mean squared error."""
+    errors = feature_errors(net, x, batch_size)
+    if scale is not None:
+        errors = errors / scale.to(errors)
+    return errors.mean(dim=1)
 
 
 class AutoencoderModule(L.LightningModule):
@@ -68,6 +91,7 @@ class AutoencoderModule(L.LightningModule):
         self.net = build_autoencoder(n_inputs)
         self.register_buffer("threshold", torch.tensor(float("nan"), dtype=torch.float64))
         self.register_buffer("best_val_loss", torch.tensor(float("inf"), dtype=torch.float64))
+        self.register_buffer("error_scale", torch.ones(n_inputs, dtype=torch.float64))
         self._val_errors: list[torch.Tensor] = []
         self._val_index: list[torch.Tensor] = []
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -127,31 +151,33 @@ class AutoencoderModule(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, index = batch
-        self._val_errors.append(((self.net(x) - x) ** 2).mean(dim=1).double())
+        self._val_errors.append(((self.net(x) - x) ** 2).double())  # per feature: the error scale needs them
         self._val_index.append(index)
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking or not self._val_errors:
             return
         errors = self._gather_unique(torch.cat(self._val_errors), torch.cat(self._val_index))
-        val_loss = errors.mean()
-        threshold = torch.quantile(errors, self.hparams.threshold_percentile / 100.0)
+        val_loss = errors.mean()  # the training objective (plain MSE) decides the best epoch
+        scale = error_scale(errors)
+        threshold = torch.quantile((errors / scale).mean(dim=1), self.hparams.threshold_percentile / 100.0)
         self.log("val_loss", val_loss.float(), prog_bar=True)
         self.log("ae_threshold", threshold.float())
         self.lr_schedulers().step(val_loss.item())
         if val_loss < self.best_val_loss:
             self.best_val_loss.fill_(val_loss)
             self.threshold.fill_(threshold)
+            self.error_scale.copy_(scale)
             self._best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def _gather_unique(self, errors: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """All ranks' errors, one per validation row, ordered by row index."""
+        """All ranks' per-feature errors, one row per validation row, ordered by row index."""
         if self.trainer.world_size > 1:
-            errors = self.all_gather(errors).reshape(-1)
+            errors = self.all_gather(errors).reshape(-1, errors.shape[-1])
             index = self.all_gather(index).reshape(-1)
         unique, position = torch.unique(index, return_inverse=True)
-        out = torch.empty(len(unique), dtype=errors.dtype, device=errors.device)
-        out.scatter_(0, position, errors)  # padded duplicates carry the same value
+        out = torch.empty((len(unique), errors.shape[-1]), dtype=errors.dtype, device=errors.device)
+        out[position] = errors  # padded duplicates carry the same values
         return out
 
     def on_train_epoch_start(self) -> None:

@@ -171,7 +171,7 @@ def _error_histogram(fig: Any, y: np.ndarray, errors: np.ndarray, threshold: flo
             lw=1.5,
             label=f"threshold {threshold:.3g} (flags {above[0]:.1%} normal, {above[1]:.1%} attack)",
         )
-    ax.set(xlabel="reconstruction error (mean squared, log scale)", ylabel="test rows")
+    ax.set(xlabel="reconstruction error (each feature in units of its usual error, log scale)", ylabel="test rows")
     ax.set_title("Autoencoder reconstruction error: normal vs attack test rows")
     ax.grid(alpha=0.3, which="major")
     ax.legend(loc="best", fontsize=9, framealpha=0.9)
