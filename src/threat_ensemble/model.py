@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -34,15 +35,24 @@ def build_autoencoder(
 ERROR_SCALE_FLOOR = 1e-6
 
 
-def feature_errors(net: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    """Per-row, per-feature squared reconstruction errors (float64), in eval mode, batched."""
+def _squared_errors_by_chunk(net: nn.Module, x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
+    """Each chunk's per-row, per-feature squared reconstruction errors (float64), in eval mode."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
-    with torch.no_grad():
-        out = [((net(chunk.to(device)) - chunk.to(device)) ** 2).double().cpu() for chunk in torch.split(x, batch_size)]
-    net.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, x.shape[1] if x.ndim == 2 else 0, dtype=torch.float64)
+    try:
+        with torch.no_grad():
+            for chunk in torch.split(x, batch_size):
+                chunk = chunk.to(device)
+                yield ((net(chunk) - chunk) ** 2).double().cpu()
+    finally:
+        net.train(was_training)
+
+
+def feature_errors(net: nn.Module, x: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+    """Per-row, per-feature squared reconstruction errors (float64)."""
+    out = list(_squared_errors_by_chunk(net, x, batch_size))
+    return torch.cat(out) if out else torch.empty((0, x.shape[-1]), dtype=torch.float64)
 
 
 def error_scale(errors: torch.Tensor) -> torch.Tensor:
@@ -56,11 +66,14 @@ def reconstruction_error(
     """Per-row anomaly score: the mean over features of the squared reconstruction error, each
     feature's error divided by its ``scale`` (its typical error on held-out normal rows) when
     given, so that a few features far off their usual error are not drowned by many noisy ones.
-    Without ``scale``, the plain mean squared error."""
-    errors = feature_errors(net, x, batch_size)
-    if scale is not None:
-        errors = errors / scale.to(errors)
-    return errors.mean(dim=1)
+    Without ``scale``, the plain mean squared error. Reduced chunk by chunk, so memory stays one
+    chunk's worth however many rows are scored."""
+    divisor = None if scale is None else scale.to(torch.float64).cpu()
+    rows = [
+        (errors if divisor is None else errors / divisor).mean(dim=1)
+        for errors in _squared_errors_by_chunk(net, x, batch_size)
+    ]
+    return torch.cat(rows) if rows else torch.empty(0, dtype=torch.float64)
 
 
 class AutoencoderModule(L.LightningModule):
