@@ -90,3 +90,21 @@ def test_a_cancelled_core_share_stops_the_forest_between_steps(data: tuple[np.nd
     cores.cancel()
     with pytest.raises(ForestFitCancelled):
         fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1, cores=cores)
+
+
+def test_with_many_spare_cores_each_step_keeps_them_all_busy(data: tuple[np.ndarray, np.ndarray]) -> None:
+    from threat_ensemble.ensemble import CoreShare
+
+    x, y = data
+    cores = CoreShare(spare=8)
+    sizes: list[int] = []
+    real_n_jobs = cores.n_jobs
+
+    def record() -> int:
+        sizes.append(real_n_jobs())
+        return sizes[-1]
+
+    cores.n_jobs = record  # type: ignore[method-assign]
+    forest = fit_random_forest(x[:1000], y[:1000], x[1000:1300], y[1000:1300], seed=1, n_jobs=1, cores=cores)
+    assert sizes == [8] * 13 + [8]  # 200 trees in steps of 16 (2 a core), then the calibration
+    assert len(forest.calibrated_classifiers_[0].estimator.estimator.estimators_) == 200

@@ -133,9 +133,10 @@ def fit_random_forest(
 
 
 def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, cores: CoreShare) -> None:
-    """Fit ``forest`` TREES_PER_STEP trees at a time (warm start) while ``cores`` grants only the
-    spare cores, then the rest in one step on all of them. scikit-learn draws each new tree's seed
-    as an uninterrupted fit would, so the trees are the same as one ``fit``."""
+    """Fit ``forest`` TREES_PER_STEP trees at a time (warm start; more when many cores are spare,
+    so none idles) while ``cores`` grants only the spare cores, then the rest in one step on all of
+    them. scikit-learn draws each new tree's seed as an uninterrupted fit would, so the trees are
+    the same as one ``fit``."""
     from sklearn.utils.class_weight import compute_class_weight
 
     total, preset = forest.n_estimators, forest.class_weight
@@ -148,7 +149,8 @@ def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray,
     grown = 0
     while grown < total:
         n_jobs = cores.n_jobs()
-        grown = total if n_jobs == -1 else min(total, grown + TREES_PER_STEP)  # all cores: the rest at once
+        # all cores: the rest at once; otherwise at least two trees a granted core per step
+        grown = total if n_jobs == -1 else min(total, grown + max(TREES_PER_STEP, 2 * n_jobs))
         forest.set_params(n_estimators=grown, n_jobs=n_jobs)
         forest.fit(x, y)
     forest.set_params(warm_start=False, class_weight=preset)
