@@ -38,6 +38,7 @@ def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
         "preprocessing": json.loads((folder / "preprocessing.json").read_text()),
         "gate": json.loads((folder / "gate.json").read_text()),
         "ae": torch.load(folder / "autoencoder.pt", weights_only=True)["state_dict"],
+        "ae_error_scale": torch.load(folder / "autoencoder.pt", weights_only=True)["error_scale"],
     }
 
 
@@ -63,6 +64,7 @@ def test_shuffling_test_labels_changes_nothing_fitted(work: Path) -> None:
     assert real["preprocessing"] == shuffled["preprocessing"]
     for key, value in real["ae"].items():
         assert torch.equal(value, shuffled["ae"][key]), key
+    assert torch.equal(real["ae_error_scale"], shuffled["ae_error_scale"])  # the score's unit, from training rows
     assert real["gate"]["metrics"] != shuffled["gate"]["metrics"]  # only the test metrics move
     assert shuffled["gate"]["metrics"]["pr_auc"] < real["gate"]["metrics"]["pr_auc"]
 
