@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from threat_ensemble.cli import build_parser, config_yaml, parse_config
+from threat_ensemble.cli import build_parser, parse_config
 from threat_ensemble.config import TrainConfig, field_names, parse_weights
 from threat_ensemble.errors import UsageError
 
@@ -75,7 +75,7 @@ def test_unknown_config_key_is_named(tmp_path: Path) -> None:
 def test_print_config_round_trips(tmp_path: Path) -> None:
     cfg, _ = parse_config(["--max-epochs", "3", "--drop-columns", "a,b", "--no-header", "--lr", "0.01"])
     path = tmp_path / "effective.yaml"
-    path.write_text(config_yaml(cfg))
+    path.write_text(cfg.to_yaml())
     again, _ = parse_config(["--config", str(path)])
     assert again == cfg
     assert yaml.safe_load(path.read_text())["drop_columns"] == ["a", "b"]

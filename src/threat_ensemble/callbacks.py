@@ -129,14 +129,11 @@ class ForestCallback(Callback):
     saved as a side file beside the checkpoints with its sha256 in the run state, so a resumed run
     reuses it instead of fitting again."""
 
-    def __init__(
-        self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False, overlap: bool = True
-    ) -> None:
+    def __init__(self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False) -> None:
         self.seed = seed
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.say = _say(quiet)
-        self.overlap = overlap
         self.models: dict[str, Any] = {}
         self._cores: CoreShare | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -156,7 +153,7 @@ class ForestCallback(Callback):
         }
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not (trainer.is_global_zero and self.overlap):
+        if not trainer.is_global_zero:
             return
         spare = spare_cores(trainer)
         todo = [name for name in TREE_FILES if self.state.trees.get(name) is None]
@@ -210,24 +207,24 @@ class ForestCallback(Callback):
         self.say(f"{name.replace('_', ' ')}: done in {seconds:.1f}s beside the autoencoder ({waited:.1f}s after it)")
         return model
 
-    def _load_side_file(self, name: str) -> Any:
-        import joblib
-
+    def _vouched_side_file(self, name: str) -> Path | None:
+        """The forest's side file when its sha256 is the one the run state recorded, else None."""
         path = self.checkpoint_dir / TREE_FILES[name]
         expected = self.state.trees.get(name)
         if expected is None or not path.is_file() or sha256_file(path) != expected:
-            return None  # never unpickle a file whose hash the run state does not vouch for
-        return joblib.load(path)
+            return None
+        return path
+
+    def _load_side_file(self, name: str) -> Any:
+        import joblib
+
+        path = self._vouched_side_file(name)  # never unpickle a file the run state does not vouch for
+        return None if path is None else joblib.load(path)
 
     def saved_copy(self, name: str) -> Any:
-        """The fitted model's checkpoint file when it still holds exactly what was fitted (its hash
-        is the run state's), else the model itself: the bundle then links the file instead of
-        pickling the forest again."""
-        path = self.checkpoint_dir / TREE_FILES[name]
-        expected = self.state.trees.get(name)
-        if expected is not None and path.is_file() and sha256_file(path) == expected:
-            return path
-        return self.models[name]
+        """The fitted model's checkpoint file when it still holds exactly what was fitted, else the
+        model itself: the bundle then links the file instead of pickling the forest again."""
+        return self._vouched_side_file(name) or self.models[name]
 
     def _save_side_file(self, name: str, model: Any) -> None:
         import joblib
@@ -385,10 +382,8 @@ class EnsembleValidationCallback(Callback):
 
     def _write_config(self, folder: Path) -> Path:
         """The effective configuration, as YAML that ``--config`` accepts back."""
-        import yaml
-
         path = folder / CONFIG_FILE
-        path.write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False), encoding="utf-8")
+        path.write_text(self.cfg.to_yaml(), encoding="utf-8")
         return path
 
     def _log_and_register_model(self, logger: MLFlowLogger, bundle: Path, ensemble: Ensemble | None = None) -> None:

@@ -223,12 +223,6 @@ def _one_line_error(message: str) -> str:
     return text + " (see --help)"
 
 
-def config_yaml(cfg: TrainConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
-
-
 def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _main(argv))
 
@@ -236,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     cfg, args = parse_config(argv)
     if args.print_config:
-        sys.stdout.write(config_yaml(cfg))
+        sys.stdout.write(cfg.to_yaml())
         return 0
     from threat_ensemble.pipeline import train
     from threat_ensemble.tables import ImputeWarning

@@ -119,6 +119,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_yaml(self) -> str:
+        """The configuration as YAML that ``--config`` accepts back (``--print-config``, the bundle)."""
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]

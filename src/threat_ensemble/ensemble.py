@@ -122,14 +122,12 @@ def fit_random_forest(
         forest.fit(x_train, y_train)
     else:
         _grow_in_steps(forest, x_train, y_train, cores)
-        forest.set_params(n_jobs=cores.n_jobs())
-    if len(np.unique(y_cal)) < 2:
-        forest.set_params(n_jobs=n_jobs)
-        return forest
-    calibrated = CalibratedClassifierCV(FrozenEstimator(forest), method="isotonic")
-    calibrated.fit(x_cal, y_cal)
-    forest.set_params(n_jobs=n_jobs)
-    return calibrated
+        forest.set_params(n_jobs=cores.n_jobs())  # the calibration's prediction pass, too
+    model: Any = forest
+    if len(np.unique(y_cal)) >= 2:
+        model = CalibratedClassifierCV(FrozenEstimator(forest), method="isotonic").fit(x_cal, y_cal)
+    forest.set_params(n_jobs=n_jobs)  # what the saved model uses when it scores
+    return model
 
 
 def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, cores: CoreShare) -> None:
@@ -213,7 +211,7 @@ class Ensemble:
         stacked fusion uses (``ae_error``, ``rf_vote``)."""
         scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
         scale = None if self.error_scale is None else torch.as_tensor(self.error_scale, dtype=torch.float64)
-        errors = reconstruction_error(self.autoencoder, scaled, scale=scale).numpy().astype(np.float64)
+        errors = reconstruction_error(self.autoencoder, scaled, scale=scale).numpy()  # float64
         rf_probability, rf_vote = forest_scores(self.random_forest, x_encoded)
         return {
             "ae": ae_score(errors, self.threshold),

@@ -77,10 +77,10 @@ def reconstruction_error(
 
 
 class AutoencoderModule(L.LightningModule):
-    """Trains on scaled normal rows. Each validation epoch gathers every rank's per-row errors
-    (dropping the DistributedSampler's padding by row index), so ``val_loss`` and the percentile
-    threshold are exact over the whole validation set. The weights and threshold of the best epoch
-    are kept and travel in checkpoints.
+    """Trains on scaled normal rows. Each validation epoch gathers every rank's per-row, per-feature
+    errors (dropping the DistributedSampler's padding by row index), so ``val_loss``, the error
+    scale and the percentile threshold are exact over the whole validation set. The weights,
+    error scale and threshold of the best epoch are kept and travel in checkpoints.
 
     The step is written out (Lightning's manual optimisation): zero the gradients, backward, clip the
     gradient norm, AdamW step, exactly the reference's order. On this model the automatic loop's
