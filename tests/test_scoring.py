@@ -92,6 +92,68 @@ def test_stack_features_are_finite_at_the_extremes() -> None:
     assert x[0, 0] < 0 < x[1, 0]
 
 
+def test_stack_features_keep_the_vote_share_beside_its_logit() -> None:
+    from threat_ensemble.scoring import STACK_INPUTS, stack_features
+
+    raw = {"rf_vote": np.array([0.0, 0.3, 0.74, 1.0]), "ae_error": np.ones(4), "if": np.full(4, 0.5)}
+    x = stack_features(raw, n_trees=200)
+    assert x.shape == (4, len(STACK_INPUTS))
+    np.testing.assert_array_equal(x[:, STACK_INPUTS.index("rf_share")], raw["rf_vote"])
+    assert np.all(np.diff(x[:, STACK_INPUTS.index("rf")]) > 0)
+    with pytest.raises(ValueError, match="unknown stacked-fusion inputs"):
+        stack_features(raw, n_trees=200, inputs=("rf", "votes"))
+
+
+def test_vote_share_input_fits_a_forest_whose_link_is_not_logit_linear() -> None:
+    """A balanced forest's votes over-state the attack rate in the middle (rows with both labels
+    there): the rate rises steeply around a vote of 0.6, linearly in the share's logit. The vote's
+    logit alone cannot bend that way; with the share beside it, held-out rows fit better."""
+    from sklearn.metrics import log_loss
+
+    from threat_ensemble.scoring import (
+        LEGACY_STACK_INPUTS,
+        STACK_INPUTS,
+        apply_stacked_fusion,
+        fit_stacked_fusion,
+        stack_features,
+    )
+
+    rng = np.random.default_rng(11)
+
+    def draw(n: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        vote = rng.integers(0, 201, n) / 200
+        y = (rng.random(n) < 1 / (1 + np.exp(-12 * (vote - 0.6)))).astype(int)
+        return {"rf_vote": vote, "ae_error": rng.lognormal(0, 1, n), "if": rng.normal(0.5, 0.03, n)}, y
+
+    (fit_raw, fit_y), (held_raw, held_y) = draw(6000), draw(6000)
+    losses = {}
+    for inputs in (LEGACY_STACK_INPUTS, STACK_INPUTS):
+        state = fit_stacked_fusion(stack_features(fit_raw, 200, inputs), fit_y, target_fpr=0.05, inputs=inputs)
+        calibrated = dict(state, intercept=state["intercept"] + state["cut"])  # undo the budget's shift
+        losses[inputs] = log_loss(held_y, apply_stacked_fusion(calibrated, stack_features(held_raw, 200, inputs)))
+    assert losses[STACK_INPUTS] < losses[LEGACY_STACK_INPUTS] - 0.001, losses  # paired rows: ~0.004 apart
+
+
+def test_a_fusion_saved_before_the_vote_share_input_still_scores() -> None:
+    """Bundles written before ``rf_share`` hold three coefficients and no ``inputs`` key."""
+    from threat_ensemble.ensemble import Ensemble
+    from threat_ensemble.scoring import stack_inputs
+
+    legacy = {
+        "kind": "stack",
+        "members": ["rf", "ae", "if"],
+        "mean": [0.0, 0.0, 0.5],
+        "scale": [1.0, 1.0, 0.1],
+        "coef": [1.0, 0.5, 0.2],
+        "intercept": -1.0,
+        "target_fpr": 0.01,
+    }
+    raw = {"rf_vote": np.array([0.01, 0.99]), "ae_error": np.array([0.5, 4.0]), "if": np.array([0.45, 0.6])}
+    assert stack_inputs(legacy) == ("rf", "ae", "if")
+    score = Ensemble(None, None, 0.0, None, None, fusion=legacy).fuse(raw)  # type: ignore[arg-type]
+    assert score[0] < 0.5 < score[1]
+
+
 def test_optional_gates() -> None:
     metrics = {"pr_auc": 0.9, "f1": 0.9, "recall": 0.7, "fpr": 0.02}
     gate = evaluate_gate(metrics, 0.85, 0.8, min_recall=0.8, max_fpr=0.05)

@@ -27,6 +27,7 @@ from threat_ensemble.scoring import (
     fuse,
     if_score,
     stack_features,
+    stack_inputs,
 )
 
 N_TREES = 200
@@ -224,7 +225,7 @@ class Ensemble:
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         if self.fusion["kind"] == "fixed":
             return fuse(scores, self.fusion["weights"])
-        return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES))
+        return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES, stack_inputs(self.fusion)))
 
     def fit_fusion(self, x_val: np.ndarray, y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
         """Fit the stacked fusion on the labelled validation split (never on test data)."""

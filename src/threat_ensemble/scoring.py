@@ -37,25 +37,48 @@ def fuse(scores: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------- stacked fusion
-STACK_MEMBERS = ("rf", "ae", "if")
+STACK_INPUTS = ("rf", "rf_share", "ae", "if")
+LEGACY_STACK_INPUTS = ("rf", "ae", "if")  # fusions saved before ``rf_share`` existed
 
 
-def stack_features(raw: dict[str, np.ndarray], n_trees: int) -> np.ndarray:
-    """Inputs of the stacked fusion, one column per member, on scales where a linear model works:
-    the forest's logit of its raw vote share (calibration squashes the few votes that a novel
-    attack collects to 0), the log of the reconstruction error (heavy-tailed; the capped member
-    score discards how far past the threshold a row is), and the isolation-forest score."""
+def stack_features(raw: dict[str, np.ndarray], n_trees: int, inputs: tuple[str, ...] = STACK_INPUTS) -> np.ndarray:
+    """Inputs of the stacked fusion, one column each, on scales where a linear model works:
+
+    - ``rf``: the logit of the forest's raw vote share (calibration squashes the few votes that a
+      novel attack collects to 0; the logit spreads them out),
+    - ``rf_share``: the vote share itself. Beside the logit it bends the forest's link where the
+      logit alone is too flat: in the middle, where feature vectors that occur with both labels
+      sit (a credential-stuffing login looks exactly like a real one),
+    - ``ae``: the log of the reconstruction error (heavy-tailed; the capped member score discards
+      how far past the threshold a row is),
+    - ``if``: the isolation-forest score."""
     eps = 1.0 / (2.0 * n_trees)
-    vote = np.clip(np.asarray(raw["rf_vote"], dtype=np.float64), eps, 1.0 - eps)
+    share = np.asarray(raw["rf_vote"], dtype=np.float64)
+    vote = np.clip(share, eps, 1.0 - eps)
     columns = {
-        "rf": np.log(vote / (1.0 - vote)),
-        "ae": np.log(np.maximum(np.asarray(raw["ae_error"], dtype=np.float64), 1e-12)),
-        "if": np.asarray(raw["if"], dtype=np.float64),
+        "rf": lambda: np.log(vote / (1.0 - vote)),
+        "rf_share": lambda: share,
+        "ae": lambda: np.log(np.maximum(np.asarray(raw["ae_error"], dtype=np.float64), 1e-12)),
+        "if": lambda: np.asarray(raw["if"], dtype=np.float64),
     }
-    return np.column_stack([columns[m] for m in STACK_MEMBERS])
+    unknown = sorted(set(inputs) - set(columns))
+    if unknown:
+        raise ValueError(f"unknown stacked-fusion inputs {unknown}; known: {sorted(columns)}")
+    return np.column_stack([columns[name]() for name in inputs])
 
 
-def fit_stacked_fusion(x_val: np.ndarray, y_val: np.ndarray, target_fpr: float, c: float = 1.0) -> dict[str, Any]:
+def stack_inputs(state: dict[str, Any]) -> tuple[str, ...]:
+    """The input columns a saved stacked fusion was fitted on."""
+    return tuple(state.get("inputs", LEGACY_STACK_INPUTS))
+
+
+def fit_stacked_fusion(
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    target_fpr: float,
+    c: float = 1.0,
+    inputs: tuple[str, ...] = STACK_INPUTS,
+) -> dict[str, Any]:
     """Logistic regression on the labelled validation split, its cut moved so that a share
     ``target_fpr`` of normal validation rows is flagged. Returns plain numbers (JSON): standardise,
     weigh, add the intercept, sigmoid; attack when >= 0.5.
@@ -65,6 +88,8 @@ def fit_stacked_fusion(x_val: np.ndarray, y_val: np.ndarray, target_fpr: float, 
     sits far too high for attacks never seen (measured on NSL-KDD: F1 0.77 vs 0.85)."""
     from sklearn.linear_model import LogisticRegression
 
+    if x_val.ndim != 2 or x_val.shape[1] != len(inputs):
+        raise ValueError(f"stacked fusion: columns {list(inputs)} expected, got an array of shape {x_val.shape}")
     y_val = np.asarray(y_val)
     mean = x_val.mean(axis=0)
     scale = x_val.std(axis=0)
@@ -76,11 +101,12 @@ def fit_stacked_fusion(x_val: np.ndarray, y_val: np.ndarray, target_fpr: float, 
     cut = float(np.quantile(logits[y_val == 0], 1.0 - target_fpr))
     return {
         "kind": "stack",
-        "members": list(STACK_MEMBERS),
+        "inputs": list(inputs),
         "mean": mean.tolist(),
         "scale": scale.tolist(),
         "coef": coef.tolist(),
         "intercept": intercept - cut,
+        "cut": cut,  # the budget's shift of the intercept: intercept + cut gives calibrated odds
         "target_fpr": float(target_fpr),
         "c": float(c),
         "n_val": int(len(y_val)),
