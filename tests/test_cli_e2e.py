@@ -161,6 +161,10 @@ def test_failed_gate_exits_3(trained: dict) -> None:
     assert re.search(r"^epoch 1/2  train_loss [\d.]+  val_loss [\d.]+  lr ", out, re.M), out[-3000:]
     assert re.search(r"^epoch 2/2  train_loss [\d.]+  val_loss [\d.]+  lr ", out, re.M), out[-3000:]
     assert out.index("epoch 2/2") < out.index("random forest: done in") < out.index("ensemble: done in")
+    # the fitted fusion says what it weighs, input by input, before the test rows are scored
+    weights = r"^fusion: weights rf [-+][\d.]+, rf_share [-+][\d.]+, ae [-+][\d.]+, if [-+][\d.]+ \(standardised"
+    assert re.search(weights, out, re.M), out[-3000:]
+    assert out.index("fusion: weights") < out.index("ensemble: done in")
     assert "\r" not in out and "Tip:" not in out and "Downloading artifacts" not in out
     assert re.search(r"pr_auc .* >= 1\.0000 .* FAIL", proc.stdout), proc.stdout
     assert "gate: FAILED" in proc.stdout

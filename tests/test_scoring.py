@@ -154,6 +154,19 @@ def test_a_fusion_saved_before_the_vote_share_input_still_scores() -> None:
     assert score[0] < 0.5 < score[1]
 
 
+def test_fusion_line_names_each_input_with_its_weight() -> None:
+    from threat_ensemble.scoring import describe_stacked_fusion
+
+    state = {"inputs": ["rf", "rf_share", "ae", "if"], "coef": [2.274, 1.927, 1.21, -0.3], "target_fpr": 0.01}
+    line = describe_stacked_fusion(state)
+    assert line == (
+        "fusion: weights rf +2.27, rf_share +1.93, ae +1.21, if -0.30 (standardised inputs); "
+        "cut flags 1% of normal validation rows"
+    )
+    legacy = {"members": ["rf", "ae", "if"], "coef": [1.0, 0.5, 0.2], "target_fpr": 0.02}
+    assert describe_stacked_fusion(legacy).startswith("fusion: weights rf +1.00, ae +0.50, if +0.20 ")
+
+
 def test_optional_gates() -> None:
     metrics = {"pr_auc": 0.9, "f1": 0.9, "recall": 0.7, "fpr": 0.02}
     gate = evaluate_gate(metrics, 0.85, 0.8, min_recall=0.8, max_fpr=0.05)

@@ -27,7 +27,7 @@ from threat_ensemble.data import ThreatDataModule
 from threat_ensemble.ensemble import CoreShare, Ensemble, fit_isolation_forest, fit_random_forest, timed
 from threat_ensemble.model import HIDDEN, AutoencoderModule
 from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
-from threat_ensemble.scoring import binary_metrics, evaluate_gate
+from threat_ensemble.scoring import binary_metrics, describe_stacked_fusion, evaluate_gate
 
 MEMBERS = ("ae", "rf", "if")
 CONFIG_FILE = "config.yaml"
@@ -295,6 +295,7 @@ class EnsembleValidationCallback(Callback):
                 lambda: ensemble.fit_fusion(dm.x_val, dm.y_val, self.cfg.target_fpr),
                 self.say,
             )
+            self.say(describe_stacked_fusion(ensemble.fusion))
         scores = timed(
             f"ensemble: scoring {len(dm.y_test)} rows of the {dm.test_source}",
             lambda: ensemble.score(dm.x_test),

@@ -113,6 +113,16 @@ def fit_stacked_fusion(
     }
 
 
+def describe_stacked_fusion(state: dict[str, Any]) -> str:
+    """One line a user can read: each input's weight on the standardised scale, so the weights
+    compare (how much the fused verdict leans on each member), and what the cut was set to."""
+    weights = ", ".join(f"{name} {coef:+.2f}" for name, coef in zip(stack_inputs(state), state["coef"], strict=True))
+    return (
+        f"fusion: weights {weights} (standardised inputs); "
+        f"cut flags {100 * float(state['target_fpr']):g}% of normal validation rows"
+    )
+
+
 def apply_stacked_fusion(state: dict[str, Any], x: np.ndarray) -> np.ndarray:
     z = (x - np.asarray(state["mean"])) / np.asarray(state["scale"])
     logits = z @ np.asarray(state["coef"]) + float(state["intercept"])
