@@ -241,6 +241,12 @@ CASES = [
         "bad.yaml: not valid YAML",
         {"bad.yaml": _text("max_epochs: [2\n")},
     ),
+    # ---- a setting that makes training diverge: named when the loss stops being a number
+    Case(
+        "--lr so large the loss is NaN",
+        ["--data", GOOD, "--lr", "1e6"],
+        "training diverged: the autoencoder's validation loss is nan at epoch 1; try a lower --lr (now 1e+06)",
+    ),
     # ---- the output folder (these replace the shared --output-dir)
     Case(
         "--output-dir under a file",

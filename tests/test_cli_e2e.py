@@ -69,6 +69,8 @@ def test_cli_exit_code_follows_the_gate(trained: dict) -> None:
     assert proc.returncode == (0 if gate["passed"] else 3)
     assert "Traceback" not in proc.stderr
     assert "ensemble" in proc.stdout and "mlflow run:" in proc.stdout
+    # --quiet on a fresh store: none of the libraries' first-run notices (tables, experiment created)
+    assert "INFO" not in proc.stderr and "Creating it" not in proc.stderr, proc.stderr[-3000:]
 
 
 def test_bundle_is_complete_and_loadable(trained: dict) -> None:

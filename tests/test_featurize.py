@@ -396,6 +396,11 @@ def test_cli_input_errors_exit_2_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2 and proc.stderr.startswith("error: --input")
     proc = _cli("--normal", "good.log", "--output", "out.xlsx", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown output extension" in proc.stderr
+    proc = _cli("--normal", "good.log", "--output", "out.csv", "--format", "bogus", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "error: argument --format: invalid choice: 'bogus' (choose from 'auto', 'raw', 'common', 'combined') "
+        "(see --help)"
+    ], proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.log", "good.log", "out.parquet", "prose.txt"]
 
 

@@ -115,6 +115,26 @@ def test_missing_columns_are_named(trained: dict) -> None:
     assert not (work / "m.csv").exists()
 
 
+def test_a_label_named_like_an_output_column_is_refused(trained: dict) -> None:
+    work = trained["work"]
+    trained["new"].rename(columns={"label": "verdict"}).to_csv(work / "clash.csv", index=False)
+    args = ("--bundle", "bundle", "--data", "clash.csv", "--output", "c.csv", "--label-column", "verdict")
+    line = _one_error_line(_score(work, *args))
+    assert "clash.csv: label column 'verdict' has the name of an output column" in line
+    assert not (work / "c.csv").exists()
+
+
+def test_a_feature_named_label_is_not_taken_for_the_labels(tmp_path: Path) -> None:
+    """Without --label-column, ``label`` is the labels only when the bundle does not use it as a feature."""
+    from threat_ensemble.score_cli import read_features
+
+    pd.DataFrame({"label": [1.0, 2.0], "bytes": [3, 4], "attack": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
+    labels, features, _ = read_features(tmp_path / "t.csv", None, False, (), bundle_features=["label", "bytes"])
+    assert labels is None and list(features.columns) == ["label", "bytes", "attack"]
+    labels, features, _ = read_features(tmp_path / "t.csv", None, False, (), bundle_features=["bytes"])
+    assert labels is not None and labels.tolist() == [1.0, 2.0] and "label" not in features.columns
+
+
 def _copy_bundle(trained: dict, name: str) -> Path:
     copy = trained["work"] / name
     shutil.copytree(trained["bundle"], copy)

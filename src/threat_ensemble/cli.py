@@ -27,7 +27,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
     "data": [
         (
             "data",
-            "training table: .csv, .csv.gz, .parquet or .npz (X, y, optional feature_names); "
+            "training table: .csv, .csv.gz, .txt, .parquet or .npz (X, y, optional feature_names); "
             "without it, the built-in generated data set",
             "PATH",
         ),
@@ -84,12 +84,12 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("run-name", "MLflow run name", "NAME"),
         (
             "register-model",
-            "log the ensemble as an MLflow pyfunc model and register it under NAME in the model registry "
+            "register the run's MLflow pyfunc model (every run logs one) under NAME in the model registry "
             "(only when the gate passed, unless --register-anyway)",
             "NAME",
         ),
         ("register-anyway", "register the model even when the gate failed", None),
-        ("quiet", "no progress bars or progress lines; errors and the final verdict only", None),
+        ("quiet", "no progress bars or progress lines; errors and the summary only", None),
     ],
     "resume": [
         (

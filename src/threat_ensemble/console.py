@@ -80,9 +80,16 @@ _CHATTER = (
 )
 
 
+_FIRST_RUN_NOTICES = ("not found. Creating it",)  # Lightning's MLflow logger, creating the experiment
+
+
 class _DropChatter(logging.Filter):
+    def __init__(self, texts: tuple[str, ...] = _CHATTER) -> None:
+        super().__init__()
+        self.texts = texts
+
     def filter(self, record: logging.LogRecord) -> bool:
-        return not any(text in str(record.msg) for text in _CHATTER)
+        return not any(text in str(record.msg) for text in self.texts)
 
 
 def silence_library_chatter() -> None:
@@ -94,6 +101,18 @@ def silence_library_chatter() -> None:
     for text in _CHATTER:
         warnings.filterwarnings("ignore", message=f".*{re.escape(text)}")
     warnings.filterwarnings("ignore", category=DeprecationWarning, module="lightning")
+
+
+def quiet_library_logs() -> None:
+    """``--quiet``: the libraries' warnings and errors only, without their first-run notices
+    (creating the MLflow tables and the experiment)."""
+    import mlflow  # noqa: F401  (importing it sets its loggers up; the levels are set after)
+
+    for name in ("lightning.pytorch", "lightning.fabric", "mlflow"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    notices = logging.getLogger("lightning.pytorch.loggers.mlflow")
+    if not any(isinstance(f, _DropChatter) for f in notices.filters):
+        notices.addFilter(_DropChatter(_FIRST_RUN_NOTICES))
 
 
 METRIC_COLUMNS = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import traceback
 from collections.abc import Callable
+from typing import NoReturn
 
 EXIT_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_PREEMPTED = 2, 1, 130, 143
 
@@ -15,6 +17,19 @@ class InputError(ValueError):
 
 class UsageError(InputError):
     """A bad command-line option or configuration value."""
+
+
+class TrainingDiverged(InputError):
+    """The autoencoder's loss stopped being a number: a setting (most often ``--lr``) does not suit
+    the data. One line and exit 2, like any other bad option, instead of a traceback later on."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints its usage block plus an error; the contract is one ``error:`` line and exit 2
+    (parse inside :func:`run_cli`)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see --help)")
 
 
 class Preempted(Exception):

@@ -11,7 +11,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from threat_ensemble.errors import UsageError, run_cli
+from threat_ensemble.errors import OneLineParser, UsageError, run_cli
 
 FORMAT_CHOICES = ("auto", "raw", "common", "combined")
 OUTPUT_SUFFIXES = (".parquet", ".csv", ".csv.gz")
@@ -19,12 +19,12 @@ EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no trace
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="featurize.py",
         description="Turn raw HTTP request dumps (CSIC 2010 style) and access logs (common or combined "
         "format) into one feature row per request, in a table that `train.py --data` reads as is. "
         "Rows from --normal files get label 0, rows from --attack files label 1; --input files give "
-        "unlabelled rows for scoring. See README-featurize.md for every column.",
+        "unlabelled rows for scoring. README.md, section 'Features', lists every column.",
         epilog=EXIT_CODES,
     )
     parser.add_argument("--normal", nargs="+", default=[], metavar="FILE", help="files of normal traffic (label 0)")
@@ -126,8 +126,7 @@ def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(lambda: _main(args))
+    return run_cli(lambda: _main(build_parser().parse_args(argv)))
 
 
 def _main(args: argparse.Namespace) -> int:

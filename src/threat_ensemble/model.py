@@ -12,6 +12,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
+from threat_ensemble.errors import TrainingDiverged
+
 HIDDEN = (24, 12, 6)
 
 
@@ -172,6 +174,11 @@ class AutoencoderModule(L.LightningModule):
             return
         errors = self._gather_unique(torch.cat(self._val_errors), torch.cat(self._val_index))
         val_loss = errors.mean()  # the training objective (plain MSE) decides the best epoch
+        if not torch.isfinite(val_loss):
+            raise TrainingDiverged(
+                f"training diverged: the autoencoder's validation loss is {val_loss.item()} at epoch "
+                f"{self.current_epoch + 1}; try a lower --lr (now {self.hparams.lr:g})"
+            )
         scale = error_scale(errors)
         threshold = torch.quantile((errors / scale).mean(dim=1), self.hparams.threshold_percentile / 100.0)
         self.log("val_loss", val_loss.float(), prog_bar=True)

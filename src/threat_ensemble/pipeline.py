@@ -4,7 +4,6 @@ arrays or a DataFrame, like the reference's ``TrainingOrchestrator.run(X, y)``."
 
 from __future__ import annotations
 
-import logging
 import os
 import platform
 import subprocess
@@ -178,6 +177,10 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     check_output_dir(cfg.output_dir)
     rank_zero = launched_as_rank_zero()
     uri = cfg.tracking_uri or default_tracking_uri()
+    if cfg.quiet:
+        from threat_ensemble.console import quiet_library_logs
+
+        quiet_library_logs()
     if rank_zero:  # fail in seconds, before any training, when the store is unusable
         check_tracking_uri(uri)
     hardware = resolve_hardware(cfg)
@@ -195,9 +198,6 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     from threat_ensemble.model import AutoencoderModule
 
     silence_library_chatter()
-    if cfg.quiet:
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-        logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = ThreatDataModule(table, test, batch_size=cfg.batch_size, seed=cfg.seed)
     datamodule.setup("fit")

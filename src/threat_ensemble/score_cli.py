@@ -12,19 +12,19 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, UsageError, run_cli
+from threat_ensemble.errors import InputError, OneLineParser, run_cli
 from threat_ensemble.preprocessing import Preprocessing
 
 DEFAULT_LABEL = "label"
+SCORE_COLUMNS = ("ae", "rf", "if", "ae_error", "rf_vote", "ensemble", "verdict")  # what the output adds
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="score.py",
         description="Score every row of a feature table with a trained model bundle: each model's "
         "normalised score, the fused ensemble score and the 0/1 verdict (1 = attack).",
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-column",
         metavar="NAME|INDEX",
         help=f"label column, kept out of the features and copied to the output; optional (default: "
-        f"{DEFAULT_LABEL!r} when present)",
+        f"{DEFAULT_LABEL!r} when present and not a feature of the bundle)",
     )
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
@@ -77,13 +77,6 @@ def _main(argv: list[str] | None) -> int:
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse prints usage plus an error; the contract is one ``error:`` line and exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see --help)")
-
-
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
 
@@ -107,7 +100,9 @@ def score_file(
     out = _check_output(output)
     verify_bundle(bundle)  # JSON only so far; load_ensemble verifies again before any joblib.load
     preprocessing = Preprocessing.from_dict(read_json(Path(bundle) / PREPROCESSING_FILE))
-    labels, features, source = read_features(data, label_column, no_header, drop_columns)
+    labels, features, source = read_features(
+        data, label_column, no_header, drop_columns, bundle_features=preprocessing.encoder.feature_names
+    )
     x = encode_features(preprocessing, features, source, impute)
 
     from threat_ensemble.ensemble import load_ensemble
@@ -128,8 +123,10 @@ def read_features(
     label_column: str | None,
     no_header: bool,
     drop_columns: list[str] | tuple[str, ...],
+    bundle_features: list[str] | tuple[str, ...] = (),
 ) -> tuple[pd.Series | None, pd.DataFrame, str]:
-    """The table's feature columns (numeric text converted as in training) and its labels, if any."""
+    """The table's feature columns (numeric text converted as in training) and its labels, if any.
+    A column named ``label`` is taken as the labels only when the bundle does not use it as a feature."""
     from threat_ensemble.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
 
     source = str(data)
@@ -137,8 +134,13 @@ def read_features(
     label = None
     if label_column is not None:  # named explicitly: must exist
         label = resolve_label_column(frame, str(label_column), source)
-    elif DEFAULT_LABEL in frame.columns:
+    elif DEFAULT_LABEL in frame.columns and DEFAULT_LABEL not in bundle_features:
         label = DEFAULT_LABEL
+    if label is not None and str(label) in SCORE_COLUMNS:
+        raise InputError(
+            f"{source}: label column {str(label)!r} has the name of an output column "
+            f"({', '.join(SCORE_COLUMNS)}); rename it"
+        )
     dropped = []
     for name in drop_columns:
         resolved = resolve_drop_column(frame, str(name), source)

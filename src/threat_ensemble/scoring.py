@@ -72,6 +72,25 @@ def stack_inputs(state: dict[str, Any]) -> tuple[str, ...]:
     return tuple(state.get("inputs", LEGACY_STACK_INPUTS))
 
 
+def budget_cut(normal_logits: np.ndarray, target_fpr: float) -> float:
+    """The lowest cut that flags (``>= cut``) at most ``floor(target_fpr * n)`` of ``n`` normal rows.
+
+    Not a plain quantile: identical feature vectors give identical logits, and a quantile that
+    lands on a group of them flags the whole group (10% of the normal rows when 10% are one
+    vector). The cut sits halfway between the highest logit left unflagged and the next higher
+    distinct one, so rounding in the fused score cannot move a row across it."""
+    ordered = np.sort(np.asarray(normal_logits, dtype=np.float64))
+    n = len(ordered)
+    if n == 0:
+        raise ValueError("stacked fusion: the validation split has no normal rows to set the cut on")
+    allowed = int(np.floor(target_fpr * n + 1e-9))
+    highest_kept = ordered[n - allowed - 1]  # this row and every row tied with it stay unflagged
+    above = ordered[ordered > highest_kept]
+    if above.size:
+        return float((highest_kept + above[0]) / 2.0)
+    return float(highest_kept + max(1e-6, 1e-9 * abs(highest_kept)))
+
+
 def fit_stacked_fusion(
     x_val: np.ndarray,
     y_val: np.ndarray,
@@ -79,8 +98,8 @@ def fit_stacked_fusion(
     c: float = 1.0,
     inputs: tuple[str, ...] = STACK_INPUTS,
 ) -> dict[str, Any]:
-    """Logistic regression on the labelled validation split, its cut moved so that a share
-    ``target_fpr`` of normal validation rows is flagged. Returns plain numbers (JSON): standardise,
+    """Logistic regression on the labelled validation split, its cut moved so that at most a share
+    ``target_fpr`` of normal validation rows is flagged (:func:`budget_cut`). Returns plain numbers (JSON): standardise,
     weigh, add the intercept, sigmoid; attack when >= 0.5.
 
     The cut comes from a false-positive budget, not the validation split's best F1: validation
@@ -97,8 +116,7 @@ def fit_stacked_fusion(
     z = (x_val - mean) / scale
     model = LogisticRegression(C=c, max_iter=5000).fit(z, y_val)
     coef, intercept = model.coef_[0], float(model.intercept_[0])
-    logits = z @ coef + intercept
-    cut = float(np.quantile(logits[y_val == 0], 1.0 - target_fpr))
+    cut = budget_cut((z @ coef + intercept)[y_val == 0], target_fpr)
     return {
         "kind": "stack",
         "inputs": list(inputs),
