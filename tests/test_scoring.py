@@ -58,19 +58,27 @@ def test_gate_records_each_bound() -> None:
     assert evaluate_gate({"pr_auc": float("nan"), "f1": 1.0}, 0.5, 0.5)["passed"] is False
 
 
+def _member_outputs(
+    seed: int, n_normal: int, n_attack: int, normal_vote_b: float
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw member outputs that separate the classes well but not perfectly, normal rows first."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
+    raw = {
+        "rf_vote": np.r_[rng.beta(1, normal_vote_b, n_normal), rng.beta(8, 2, n_attack)],
+        "ae_error": np.r_[rng.lognormal(0, 1, n_normal), rng.lognormal(1.5, 1, n_attack)],
+        "if": np.r_[rng.normal(0.45, 0.03, n_normal), rng.normal(0.55, 0.05, n_attack)],
+    }
+    return raw, y
+
+
 def test_stacked_fusion_cut_respects_the_false_positive_budget() -> None:
     import json
 
     from threat_ensemble.scoring import apply_stacked_fusion, fit_stacked_fusion, stack_features
 
-    rng = np.random.default_rng(3)
-    n_normal, n_attack = 4000, 400
-    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
-    raw = {
-        "rf_vote": np.r_[rng.beta(1, 20, n_normal), rng.beta(8, 2, n_attack)],
-        "ae_error": np.r_[rng.lognormal(0, 1, n_normal), rng.lognormal(1.5, 1, n_attack)],
-        "if": np.r_[rng.normal(0.45, 0.03, n_normal), rng.normal(0.55, 0.05, n_attack)],
-    }
+    n_normal = 4000
+    raw, y = _member_outputs(seed=3, n_normal=n_normal, n_attack=400, normal_vote_b=20)
     x = stack_features(raw, n_trees=200)
     state = fit_stacked_fusion(x, y, target_fpr=0.02)
     json.dumps(state)  # plain numbers only
@@ -88,14 +96,7 @@ def test_budget_holds_when_many_normal_rows_tie_at_the_cut() -> None:
     all of it (10% of normal rows for a 1% budget). The cut now stops below the budget."""
     from threat_ensemble.scoring import apply_stacked_fusion, budget_cut, fit_stacked_fusion, stack_features
 
-    rng = np.random.default_rng(5)
-    n_normal, n_attack = 2000, 300
-    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
-    raw = {
-        "rf_vote": np.r_[rng.beta(1, 30, n_normal), rng.beta(8, 2, n_attack)],
-        "ae_error": np.r_[rng.lognormal(0, 1, n_normal), rng.lognormal(1.5, 1, n_attack)],
-        "if": np.r_[rng.normal(0.45, 0.03, n_normal), rng.normal(0.55, 0.05, n_attack)],
-    }
+    raw, y = _member_outputs(seed=5, n_normal=2000, n_attack=300, normal_vote_b=30)
     duplicated = np.arange(200)  # one normal vector repeated: 10% of the normal rows, scoring high
     raw["rf_vote"][duplicated], raw["ae_error"][duplicated], raw["if"][duplicated] = 0.3, 5.0, 0.5
     x = stack_features(raw, n_trees=200)
