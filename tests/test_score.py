@@ -3,6 +3,7 @@ and fed bad tables. Refusals are checked before torch is imported, so they answe
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -78,6 +79,38 @@ def test_scores_every_row_with_every_model(trained: dict) -> None:
     for key in ("ae", "rf", "if", "ensemble"):
         assert out[key].between(0, 1).all(), key
     assert not list(trained["work"].glob(".scores.csv.*")), "temporary file left behind"
+
+
+def test_labelled_rows_print_each_models_metrics(trained: dict) -> None:
+    """With labels, score.py prints each member's and the ensemble's detection metrics on them,
+    the same numbers the written scores give."""
+    from threat_ensemble.scoring import binary_metrics
+
+    proc = trained["scored"]
+    out = pd.read_csv(trained["work"] / "scores.csv")
+    assert "detection on new.csv (label column 'label', normal = '0')" in proc.stdout, proc.stdout
+    for name in ("ae", "rf", "if", "ensemble"):
+        expected = binary_metrics(out["label"].to_numpy(), out[name].to_numpy())
+        cells = [f"{expected[c]:.4f}" for c in ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")]
+        assert re.search(rf"^│ {name} +│ +" + r" +│ +".join(map(re.escape, cells)) + " +│$", proc.stdout, re.M), (
+            name,
+            cells,
+            proc.stdout,
+        )
+
+
+def test_labels_of_one_class_warn_and_a_wrong_normal_label_is_refused(trained: dict) -> None:
+    work = trained["work"]
+    attacks = trained["new"][trained["new"]["label"] == 1].head(30)
+    attacks.to_csv(work / "attacks.csv", index=False)
+    proc = _score(work, "--bundle", "bundle", "--data", "attacks.csv", "--output", "a.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "label column 'label' holds only attacks (normal = '0')" in proc.stderr
+    assert re.search(r"^│ ensemble .* n/a +│ +n/a +│", proc.stdout, re.M), proc.stdout  # PR-AUC, ROC-AUC
+    args = ("--bundle", "bundle", "--data", "attacks.csv", "--output", "b.csv", "--normal-label", "benign")
+    line = _one_error_line(_score(work, *args))
+    assert "label column 'label' is numeric but --normal-label is 'benign'" in line
+    assert not (work / "b.csv").exists()
 
 
 def test_scores_match_the_loaded_ensemble(trained: dict) -> None:

@@ -118,38 +118,61 @@ def quiet_library_logs() -> None:
 METRIC_COLUMNS = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")
 
 
-def summary_table(result: Any, width: int | None = None) -> str:
-    """The closing summary as Rich tables: each member and the ensemble side by side, each gate
-    with its value and bound, then the verdict, the bundle path and the MLflow run id."""
+def _metrics_table(rows: dict[str, dict[str, Any]], title: str) -> Any:
+    """Each model's metrics side by side, the ensemble's row in bold."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("model")
+    for column in METRIC_COLUMNS:
+        table.add_column(column, justify="right")
+    for name, values in rows.items():
+        table.add_row(
+            name, *(_cell(values.get(c)) for c in METRIC_COLUMNS), style="bold" if name == "ensemble" else None
+        )
+    return table
+
+
+def _render(*items: Any, width: int | None = None) -> str:
     from io import StringIO
 
     from rich.console import Console
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width or 100, no_color=True, highlight=False)
+    for item in items:
+        console.print(item, soft_wrap=isinstance(item, str))
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
+
+
+def detection_table(metrics: dict[str, dict[str, Any]], title: str, width: int | None = None) -> str:
+    """``metrics`` (each member's, then ``ensemble``) as one table, for score.py on labelled rows."""
+    return _render(_metrics_table(metrics, title), width=width)
+
+
+def summary_table(result: Any, width: int | None = None) -> str:
+    """The closing summary as Rich tables: each member and the ensemble side by side, each gate
+    with its value and bound, then the verdict, the bundle path and the MLflow run id."""
     from rich.table import Table
 
     gate = result.gate
-    metrics = Table(title="detection on the " + str(gate.get("test_source", "test split")), title_justify="left")
-    metrics.add_column("model")
-    for column in METRIC_COLUMNS:
-        metrics.add_column(column, justify="right")
-    for name, values in [*gate["per_model"].items(), ("ensemble", gate["metrics"])]:
-        metrics.add_row(
-            name, *(_cell(values.get(c)) for c in METRIC_COLUMNS), style="bold" if name == "ensemble" else None
-        )
+    source = str(gate.get("test_source", "test split"))
+    metrics = _metrics_table({**gate["per_model"], "ensemble": gate["metrics"]}, "detection on the " + source)
     gates = Table(title="gate", title_justify="left")
     for column, justify in (("gate", "left"), ("value", "right"), ("bound", "right"), ("result", "left")):
         gates.add_column(column, justify=justify)
     for name, g in gate["gates"].items():
         bound = f">= {g['min']:.4f}" if "min" in g else f"<= {g['max']:.4f}"
         gates.add_row(name, f"{g['value']:.4f}", bound, "pass" if g["passed"] else "FAIL")
-    buffer = StringIO()
-    console = Console(file=buffer, width=width or 100, no_color=True, highlight=False)
-    console.print(metrics)
-    console.print(gates)
     verdict = "PASSED" if gate["passed"] else "FAILED"
-    console.print(f"gate: {verdict} on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}")
-    console.print(f"bundle: {result.bundle_dir}", soft_wrap=True)
-    console.print(f"mlflow run: {result.mlflow_run_id}", soft_wrap=True)
-    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
+    return _render(
+        metrics,
+        gates,
+        f"gate: {verdict} on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}",
+        f"bundle: {result.bundle_dir}",
+        f"mlflow run: {result.mlflow_run_id}",
+        width=width,
+    )
 
 
 def _cell(value: Any) -> str:

@@ -11,7 +11,9 @@ import os
 import sys
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,6 +22,8 @@ from threat_ensemble.errors import InputError, OneLineParser, run_cli
 from threat_ensemble.preprocessing import Preprocessing
 
 DEFAULT_LABEL = "label"
+DEFAULT_NORMAL_LABEL = "0"
+MEMBERS = ("ae", "rf", "if")
 SCORE_COLUMNS = ("ae", "rf", "if", "ae_error", "rf_vote", "ensemble", "verdict")  # what the output adds
 
 
@@ -39,8 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-column",
         metavar="NAME|INDEX",
-        help=f"label column, kept out of the features and copied to the output; optional (default: "
-        f"{DEFAULT_LABEL!r} when present and not a feature of the bundle)",
+        help=f"label column, kept out of the features and copied to the output; with labels the run also "
+        f"prints each model's detection metrics on them; optional (default: {DEFAULT_LABEL!r} when present "
+        f"and not a feature of the bundle)",
+    )
+    parser.add_argument(
+        "--normal-label",
+        default=DEFAULT_NORMAL_LABEL,
+        metavar="VALUE",
+        help=f"label of normal rows, for the metrics; any other value is an attack (default {DEFAULT_NORMAL_LABEL!r})",
     )
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
@@ -61,7 +72,7 @@ def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        n_rows = score_file(
+        scored = score_file(
             bundle=args.bundle,
             data=args.data,
             output=args.output,
@@ -69,16 +80,32 @@ def _main(argv: list[str] | None) -> int:
             no_header=args.no_header,
             drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
             impute=args.impute,
+            normal_label=args.normal_label,
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
             print(f"warning: {str(item.message).strip().splitlines()[0]}", file=sys.stderr)
-    print(f"scored {n_rows} rows -> {args.output}")
+    print(f"scored {scored.n_rows} rows -> {args.output}")
+    if scored.metrics is not None:
+        from threat_ensemble.console import detection_table
+
+        title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {args.normal_label!r})"
+        print(detection_table(scored.metrics, title))
     return 0
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     return build_parser().parse_args(argv)
+
+
+@dataclass
+class Scored:
+    """What :func:`score_file` wrote: the row count and, when the table had labels, each model's
+    and the ensemble's detection metrics on them (``scoring.binary_metrics``)."""
+
+    n_rows: int
+    label_column: str | None = None
+    metrics: dict[str, dict[str, Any]] | None = None
 
 
 def score_file(
@@ -90,8 +117,10 @@ def score_file(
     no_header: bool = False,
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
-) -> int:
-    """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written.
+    normal_label: str = DEFAULT_NORMAL_LABEL,
+) -> Scored:
+    """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
+    a labelled table, the detection metrics of each model on it.
 
     Everything that can be refused (output path, manifest, table, columns) is checked before the
     slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
@@ -104,6 +133,7 @@ def score_file(
         data, label_column, no_header, drop_columns, bundle_features=preprocessing.encoder.feature_names
     )
     x = encode_features(preprocessing, features, source, impute)
+    y = _labels_for_metrics(labels, normal_label, source)
 
     from threat_ensemble.ensemble import load_ensemble
 
@@ -115,7 +145,34 @@ def score_file(
         column = np.asarray(values)
         result[key] = column.astype(np.int64) if key == "verdict" else column
     write_csv_atomic(result, out)
-    return len(result)
+    if labels is None or y is None:
+        return Scored(len(result))
+    from threat_ensemble.scoring import binary_metrics
+
+    metrics = {name: binary_metrics(y, scores[name]) for name in (*MEMBERS, "ensemble")}
+    return Scored(len(result), str(labels.name), metrics)
+
+
+def _labels_for_metrics(labels: pd.Series | None, normal_label: str, source: str) -> np.ndarray | None:
+    """0/1 labels for the metrics (before any slow work, so a wrong --normal-label answers at once);
+    None, with a warning, when a label cell is empty (the labels are still copied through)."""
+    if labels is None:
+        return None
+    from threat_ensemble.tables import binary_labels
+
+    column = str(labels.name)
+    if labels.isna().any():
+        warnings.warn(f"{source}: label column {column!r} has empty cells; no detection metrics", stacklevel=2)
+        return None
+    y = binary_labels(labels, normal_label, source, column)
+    if y.min() == y.max():
+        kind = "attacks" if y[0] else "normal rows"
+        warnings.warn(
+            f"{source}: label column {column!r} holds only {kind} (normal = {normal_label!r}); "
+            "PR-AUC and ROC-AUC need both",
+            stacklevel=2,
+        )
+    return y
 
 
 def read_features(

@@ -149,8 +149,9 @@ def apply_stacked_fusion(state: dict[str, Any], x: np.ndarray) -> np.ndarray:
 
 def binary_metrics(y_true: np.ndarray, score: np.ndarray, cutoff: float = CUTOFF) -> dict[str, Any]:
     """Precision, recall, F1 and FPR at ``score >= cutoff``, PR-AUC (average precision) and ROC-AUC."""
-    target = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
-    preds = torch.as_tensor(np.asarray(score, dtype=np.float64))
+    # copies: torch warns about (and may write into) read-only arrays such as pandas' column views
+    target = torch.from_numpy(np.array(y_true, dtype=np.int64))
+    preds = torch.from_numpy(np.array(score, dtype=np.float64))
     cm = binary_confusion_matrix((preds >= cutoff).long(), target).tolist()
     (tn, fp), (fn, tp) = cm
     precision = tp / (tp + fp) if tp + fp else 0.0
