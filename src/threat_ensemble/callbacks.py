@@ -27,9 +27,8 @@ from threat_ensemble.data import ThreatDataModule
 from threat_ensemble.ensemble import CoreShare, Ensemble, fit_isolation_forest, fit_random_forest, timed
 from threat_ensemble.model import HIDDEN, AutoencoderModule
 from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
-from threat_ensemble.scoring import binary_metrics, describe_stacked_fusion, evaluate_gate
+from threat_ensemble.scoring import describe_stacked_fusion, detection_metrics, evaluate_gate
 
-MEMBERS = ("ae", "rf", "if")
 CONFIG_FILE = "config.yaml"
 
 
@@ -301,8 +300,8 @@ class EnsembleValidationCallback(Callback):
             lambda: ensemble.score(dm.x_test),
             self.say,
         )
-        per_model = {k: binary_metrics(dm.y_test, scores[k]) for k in MEMBERS}
-        metrics = binary_metrics(dm.y_test, scores["ensemble"])
+        per_model = detection_metrics(dm.y_test, scores)
+        metrics = per_model.pop("ensemble")
         confusion = metrics.pop("confusion_matrix")
         for member in per_model.values():
             member.pop("confusion_matrix")

@@ -23,7 +23,6 @@ from threat_ensemble.preprocessing import Preprocessing
 
 DEFAULT_LABEL = "label"
 DEFAULT_NORMAL_LABEL = "0"
-MEMBERS = ("ae", "rf", "if")
 SCORE_COLUMNS = ("ae", "rf", "if", "ae_error", "rf_vote", "ensemble", "verdict")  # what the output adds
 
 
@@ -147,10 +146,9 @@ def score_file(
     write_csv_atomic(result, out)
     if labels is None or y is None:
         return Scored(len(result))
-    from threat_ensemble.scoring import binary_metrics
+    from threat_ensemble.scoring import detection_metrics
 
-    metrics = {name: binary_metrics(y, scores[name]) for name in (*MEMBERS, "ensemble")}
-    return Scored(len(result), str(labels.name), metrics)
+    return Scored(len(result), str(labels.name), detection_metrics(y, scores))
 
 
 def _labels_for_metrics(labels: pd.Series | None, normal_label: str, source: str) -> np.ndarray | None:

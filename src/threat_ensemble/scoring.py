@@ -13,6 +13,7 @@ from torchmetrics.functional.classification import (
 )
 
 CUTOFF = 0.5
+MEMBERS = ("ae", "rf", "if")  # the ensemble's members, in the order every report lists them
 
 
 def ae_score(errors: np.ndarray, threshold: float) -> np.ndarray:
@@ -167,6 +168,11 @@ def binary_metrics(y_true: np.ndarray, score: np.ndarray, cutoff: float = CUTOFF
         "fpr": float(fp / (fp + tn)) if fp + tn else 0.0,
         "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
     }
+
+
+def detection_metrics(y_true: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    """:func:`binary_metrics` of each member's score and of the fused one (``ensemble``)."""
+    return {name: binary_metrics(y_true, scores[name]) for name in (*MEMBERS, "ensemble")}
 
 
 def evaluate_gate(
