@@ -74,6 +74,9 @@ def test_scores_every_row_with_every_model(trained: dict) -> None:
     out = pd.read_csv(trained["work"] / "scores.csv")
     assert len(out) == len(trained["new"]) == 400
     assert {"label", "ae", "rf", "if", "ensemble", "verdict"} <= set(out.columns)
+    from threat_ensemble.score_cli import SCORE_COLUMNS  # the names a label column may not take
+
+    assert set(out.columns) - {"label"} == set(SCORE_COLUMNS)
     assert out["label"].tolist() == trained["new"]["label"].tolist()
     assert set(out["verdict"].unique()) <= {0, 1} and out["verdict"].dtype.kind == "i"
     for key in ("ae", "rf", "if", "ensemble"):
