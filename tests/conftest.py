@@ -36,6 +36,15 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def saved_autoencoder(bundle: Path) -> dict:
+    """A bundle's autoencoder: ``state_dict``, ``error_scale`` (tensors) and ``n_features``."""
+    from threat_ensemble.artifacts import AE_FILE
+    from threat_ensemble.model import autoencoder_from_bytes
+
+    net, scale = autoencoder_from_bytes((Path(bundle) / AE_FILE).read_bytes(), str(bundle))
+    return {"state_dict": net.state_dict(), "error_scale": scale, "n_features": int(scale.numel())}
+
+
 def train_cmd(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
 

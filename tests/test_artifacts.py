@@ -1,10 +1,10 @@
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from sklearn.ensemble import IsolationForest
 
 import threat_ensemble.artifacts as artifacts
 from threat_ensemble.artifacts import BundleError, check_output_dir, verify_bundle, write_bundle
@@ -12,16 +12,10 @@ from threat_ensemble.errors import InputError
 
 
 def _write(dest: Path, marker: str = "a") -> Path:
-    return write_bundle(
-        dest,
-        autoencoder={"marker": marker},
-        random_forest={"rf": marker},
-        isolation_forest=IsolationForest(n_estimators=2),
-        preprocessing={"feature_names": ["x"]},
-        threshold={"threshold": 1.0},
-        gate={"passed": True, "marker": marker},
-        manifest_extra={"data_fingerprint": "abc", "mlflow_run_id": "r1"},
-    )
+    files = {name: f"{name} {marker}".encode() for name in artifacts.BUNDLE_FILES}
+    files[artifacts.GATE_FILE] = json.dumps({"passed": True, "marker": marker}).encode()
+    folder, _digest = write_bundle(dest, files, manifest_extra={"data_fingerprint": "abc", "mlflow_run_id": "r1"})
+    return folder
 
 
 def test_bundle_has_every_file_and_a_manifest(tmp_path: Path) -> None:
@@ -39,7 +33,7 @@ def test_a_crash_while_writing_keeps_the_previous_bundle(tmp_path: Path, monkeyp
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(artifacts, "write_json", boom)
+    monkeypatch.setattr(artifacts, "write_json", boom)  # the manifest, written last
     with pytest.raises(OSError, match="disk full"):
         _write(dest, "second")
     assert json.loads((dest / "gate.json").read_text())["marker"] == "first"
@@ -58,9 +52,9 @@ def test_a_new_bundle_replaces_the_old_one(tmp_path: Path) -> None:
 def test_verification_refuses_a_changed_bundle(tmp_path: Path, damage: str) -> None:
     dest = _write(tmp_path / "out")
     if damage == "tamper":
-        with open(dest / "random_forest.joblib", "ab") as fh:
+        with open(dest / "random_forest.skops", "ab") as fh:
             fh.write(b"\0")
-        message = "random_forest.joblib: sha256 .* differs"
+        message = "random_forest.skops: sha256 .* differs"
     elif damage == "remove":
         (dest / "threshold.json").unlink()
         message = r"missing: \['threshold.json'\]"
@@ -87,40 +81,11 @@ def test_unwritable_output_dir(tmp_path: Path) -> None:
         check_output_dir(blocker / "sub" / "out")
 
 
-@pytest.mark.parametrize("links", [True, False])
-def test_a_forest_already_on_disk_is_linked_or_copied_not_pickled_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool
-) -> None:
-    import joblib
-
-    saved = tmp_path / "ckpt" / "random_forest.joblib"
-    saved.parent.mkdir()
-    joblib.dump({"rf": "fitted"}, saved)
-    if not links:  # e.g. the checkpoint folder on another file system
-        monkeypatch.setattr(artifacts.os, "link", lambda *a: (_ for _ in ()).throw(OSError(18, "cross-device")))
-    monkeypatch.setattr(joblib, "dump", _refuse_rf_pickling(joblib.dump))
-    bundle = write_bundle(
-        tmp_path / "out",
-        autoencoder={"marker": "a"},
-        random_forest=saved,
-        isolation_forest=IsolationForest(n_estimators=2),
-        preprocessing={"feature_names": ["x"]},
-        threshold={"threshold": 1.0},
-        gate={"passed": True},
-        manifest_extra={},
+def test_the_digest_returned_is_the_manifests_and_pins_the_bundle(tmp_path: Path) -> None:
+    folder, digest = write_bundle(
+        tmp_path / "out", {n: n.encode() for n in artifacts.BUNDLE_FILES}, manifest_extra={}
     )
-    verify_bundle(bundle)
-    copy = bundle / artifacts.RF_FILE
-    assert copy.read_bytes() == saved.read_bytes()
-    assert joblib.load(copy) == {"rf": "fitted"}
-    assert (copy.stat().st_ino == saved.stat().st_ino) is links
-    saved.unlink()  # a later run clearing its checkpoint folder leaves the bundle whole
-    verify_bundle(bundle)
-
-
-def _refuse_rf_pickling(dump):  # type: ignore[no-untyped-def]
-    def guarded(value, filename, *args, **kwargs):  # type: ignore[no-untyped-def]
-        assert not str(filename).endswith(artifacts.RF_FILE), "the forest was pickled again"
-        return dump(value, filename, *args, **kwargs)
-
-    return guarded
+    assert digest == hashlib.sha256((folder / artifacts.MANIFEST_FILE).read_bytes()).hexdigest()
+    assert artifacts.read_bundle(folder, expect_digest=digest.upper()).digest == digest
+    with pytest.raises(BundleError, match="is not the expected"):
+        artifacts.read_bundle(folder, expect_digest="0" * 64)

@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import train_cmd
-from threat_ensemble.artifacts import BUNDLE_FILES, MANIFEST_FILE, verify_bundle
+from threat_ensemble.artifacts import BUNDLE_FILES, BUNDLE_FORMAT, MANIFEST_FILE, verify_bundle
 
 ROWS = 600
 
@@ -281,7 +281,7 @@ def _fake_bundle(folder: Path) -> None:
     for name in BUNDLE_FILES:
         (folder / name).write_bytes(hashlib.sha256(name.encode()).digest() * 8)
     files = {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in BUNDLE_FILES}
-    (folder / MANIFEST_FILE).write_text(json.dumps({"format": 1, "files": files}))
+    (folder / MANIFEST_FILE).write_text(json.dumps({"format": BUNDLE_FORMAT, "files": files}))
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -313,8 +313,12 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict:
         ]
         if "--output-dir" not in args:
             args += ["--output-dir", "bundle"]
-        start = time.monotonic()
-        proc = subprocess.run(train_cmd(*args), cwd=work, capture_output=True, text=True, timeout=120)
+        for _ in range(60):  # two cases at once on the shared --output-dir: the folder lock makes one wait
+            start = time.monotonic()
+            proc = subprocess.run(train_cmd(*args), cwd=work, capture_output=True, text=True, timeout=120)
+            if "in use by another run" not in proc.stderr:
+                break
+            time.sleep(0.5)
         return proc, time.monotonic() - start
 
     todo = [c for c in CASES if not c.skip]

@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import NSL_KDD, train_cmd
+from conftest import NSL_KDD, saved_autoencoder, train_cmd
 from threat_ensemble.artifacts import BUNDLE_FILES, verify_bundle
-from threat_ensemble.ensemble import load_ensemble
+from threat_ensemble.models.ensemble import load_ensemble
 from threat_ensemble.scoring import binary_metrics
 
 GATE_KEYS = {"passed", "gates", "metrics", "per_model", "confusion_matrix", "n_test", "weights", "mlflow_run_id"}
@@ -79,8 +79,8 @@ def test_bundle_is_complete_and_loadable(trained: dict) -> None:
     plots = {"pr_curves.png", "roc_curves.png", "ae_error_hist.png", "confusion_matrix.png", "loss_curves.png"}
     assert set(manifest["files"]) == {*BUNDLE_FILES, "config.yaml", *plots}
     assert len(manifest["data_fingerprint"]) == 64
-    saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
-    assert "state_dict" in saved
+    saved = saved_autoencoder(bundle)
+    assert saved["n_features"] == len(saved["error_scale"])
     gate = json.loads((bundle / "gate.json").read_text())
     assert GATE_KEYS <= set(gate)
     assert set(gate["gates"]) == {"pr_auc", "f1"}
@@ -90,8 +90,10 @@ def test_bundle_is_complete_and_loadable(trained: dict) -> None:
     assert gate["mlflow_run_id"] == manifest["mlflow_run_id"]
     (tn, fp), (fn, tp) = gate["confusion_matrix"]
     assert tn + fp + fn + tp == 1500
-    for name in ("random_forest.joblib", "isolation_forest.joblib"):  # linked from the checkpoint copy
-        assert (bundle / name).stat().st_ino == (trained["work"] / "ckpt" / name).stat().st_ino
+    for name in ("random_forest.skops", "isolation_forest.skops"):  # the bundle owns its bytes (a copy, not a link)
+        copy, side = bundle / name, trained["work"] / "ckpt" / name
+        assert copy.read_bytes() == side.read_bytes() and copy.stat().st_ino != side.stat().st_ino
+        assert copy.stat().st_nlink == 1
 
 
 def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 
 from threat_ensemble.cli import build_parser, parse_config
-from threat_ensemble.config import TrainConfig, field_names, parse_weights
+from threat_ensemble.config import TrainConfig, field_names, load_yaml_config, parse_weights
 from threat_ensemble.errors import UsageError
 
 
@@ -107,3 +108,81 @@ def test_config_file_values_are_typed_by_the_parser(tmp_path: Path) -> None:
     path.write_text("max_epochs: many\n")
     with pytest.raises(UsageError, match="--max-epochs: expected int, got 'many'"):
         parse_config(["--config", str(path)])
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"weights: *a{levels}"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (_alias_bomb(), "more than 20 YAML aliases"),
+        ("weights: " + "[" * 5000 + "]" * 5000 + "\n", "nested deeper than 20 levels"),
+        ("seed: 1\n" + "#" * (2 << 20) + "\n", "a config file may hold at most 1048576"),
+        (b"seed: \xff\xfe\n", "not UTF-8 text"),
+    ],
+    ids=["alias bomb", "deep nesting", "too large", "not utf-8"],
+)
+def test_a_hostile_config_file_is_refused_at_once(tmp_path: Path, content: str | bytes, message: str) -> None:
+    import time
+
+    path = tmp_path / "bad.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    start = time.perf_counter()
+    with pytest.raises(UsageError, match=message):
+        load_yaml_config(path)
+    assert time.perf_counter() - start < 5  # the bomb took 154 s and 4.7 GB before
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "symlink loop", "missing"])
+def test_a_config_that_is_not_a_readable_file_names_the_reason(tmp_path: Path, kind: str) -> None:
+    import os
+
+    path = tmp_path / "c.yaml"
+    if kind == "folder":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink loop":
+        path.symlink_to(path)
+    expected = {
+        "folder": "is a folder; expected a YAML file",
+        "fifo": "not a regular file (a FIFO, device or socket)",
+        "symlink loop": "cannot read (Too many levels of symbolic links)",
+        "missing": "no such file",
+    }[kind]
+    with pytest.raises(UsageError, match=re.escape(f"--config {path}: {expected}")):
+        load_yaml_config(path)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("devices", "0", "--devices '0': expected 'auto', a count of at least 1"),
+        ("devices", "-1", "--devices '-1': expected"),
+        ("devices", "abc", "--devices 'abc': expected"),
+        ("precision", "8", "--precision '8': expected one of 32-true"),
+        ("precision", "64", "64-bit is not supported"),
+        ("accelerator", "tpu", "--accelerator 'tpu': expected one of auto, cpu"),
+        ("strategy", "bogus", "--strategy 'bogus': expected one of auto, ddp"),
+        ("seed", -1, r"--seed must be within \[0, 2\*\*32\), got -1"),
+        ("seed", 2**32, r"--seed must be within \[0, 2\*\*32\), got 4294967296"),
+        ("num_threads", 100000, "--num-threads 100000: this machine has"),
+        ("register_model", "team/model", "--register-model 'team/model': not a valid model name"),
+    ],
+)
+def test_lightning_and_registry_options_are_checked_before_any_work(option: str, value: object, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        TrainConfig(**{option: value})
+
+
+def test_good_hardware_options_pass() -> None:
+    for devices in ("auto", "1", "2", "0,1"):
+        assert TrainConfig(devices=devices).devices == devices
+    assert TrainConfig(precision="bf16-mixed", strategy="ddp", accelerator="cpu", seed=2**32 - 1).seed == 2**32 - 1

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from conftest import train_cmd
+from conftest import saved_autoencoder, train_cmd
 
 ARGS = ["--default-rows", "3000", "--max-epochs", "3", "--accelerator", "cpu"]
 
@@ -33,7 +32,7 @@ def _single_process_threshold(bundle: Path) -> tuple[float, float]:
 
     dm = ThreatDataModule(default_table(3000, 42), seed=42)
     dm.setup()
-    saved = torch.load(bundle / "autoencoder.pt", weights_only=True)
+    saved = saved_autoencoder(bundle)
     net = build_autoencoder(saved["n_features"])
     net.load_state_dict(saved["state_dict"])
     scale = error_scale(feature_errors(net, dm.ae_val))

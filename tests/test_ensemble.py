@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from threat_ensemble.ensemble import fit_random_forest, forest_scores
+from threat_ensemble.models.forests import fit_random_forest, forest_scores
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_an_uncalibrated_forest_gives_its_vote_twice(data: tuple[np.ndarray, np.
 def test_forest_votes_are_the_same_bits_every_time(data: tuple[np.ndarray, np.ndarray]) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    from threat_ensemble.ensemble import DeterministicForest
+    from threat_ensemble.models.forests import DeterministicForest
 
     x, y = data
     x_big = np.repeat(x, 3, axis=0)  # enough rows for several threads
@@ -54,7 +54,7 @@ def test_forest_votes_are_the_same_bits_every_time(data: tuple[np.ndarray, np.nd
 def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: tuple[np.ndarray, np.ndarray]) -> None:
     import warnings
 
-    from threat_ensemble.ensemble import CoreShare, fit_isolation_forest
+    from threat_ensemble.models.forests import CoreShare, fit_isolation_forest
 
     x, y = data
     whole = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1)
@@ -83,7 +83,7 @@ def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: 
 
 
 def test_a_cancelled_core_share_stops_the_forest_between_steps(data: tuple[np.ndarray, np.ndarray]) -> None:
-    from threat_ensemble.ensemble import CoreShare, ForestFitCancelled
+    from threat_ensemble.models.forests import CoreShare, ForestFitCancelled
 
     x, y = data
     cores = CoreShare(spare=1)
@@ -93,7 +93,7 @@ def test_a_cancelled_core_share_stops_the_forest_between_steps(data: tuple[np.nd
 
 
 def test_with_many_spare_cores_each_step_keeps_them_all_busy(data: tuple[np.ndarray, np.ndarray]) -> None:
-    from threat_ensemble.ensemble import CoreShare
+    from threat_ensemble.models.forests import CoreShare
 
     x, y = data
     cores = CoreShare(spare=8)

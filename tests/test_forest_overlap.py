@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback
 import threat_ensemble.callbacks as callbacks
 from conftest import fit_autoencoder
 from threat_ensemble.checkpointing import RunState
-from threat_ensemble.ensemble import fit_random_forest
+from threat_ensemble.models.forests import fit_random_forest
 
 
 def _forest_callback(tmp_path: Path) -> callbacks.ForestCallback:
@@ -75,7 +75,7 @@ class _FailAtEpoch(Callback):
 def test_a_failed_training_stops_the_background_forests(
     small_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from threat_ensemble.ensemble import ForestFitCancelled
+    from threat_ensemble.models.forests import ForestFitCancelled
 
     monkeypatch.setattr(callbacks, "spare_cores", lambda trainer: 1)
     outcome: list[BaseException | None] = []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import train_cmd
+from conftest import saved_autoencoder, train_cmd
 
 
 def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
@@ -37,8 +37,8 @@ def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
         "threshold": json.loads((folder / "threshold.json").read_text()),
         "preprocessing": json.loads((folder / "preprocessing.json").read_text()),
         "gate": json.loads((folder / "gate.json").read_text()),
-        "ae": torch.load(folder / "autoencoder.pt", weights_only=True)["state_dict"],
-        "ae_error_scale": torch.load(folder / "autoencoder.pt", weights_only=True)["error_scale"],
+        "ae": saved_autoencoder(folder)["state_dict"],
+        "ae_error_scale": saved_autoencoder(folder)["error_scale"],
     }
 
 
@@ -70,7 +70,7 @@ def test_shuffling_test_labels_changes_nothing_fitted(work: Path) -> None:
 
 
 def test_fixed_fusion_is_the_reference_weighted_mean(work: Path) -> None:
-    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.models.ensemble import load_ensemble
     from threat_ensemble.scoring import binary_metrics
     from threat_ensemble.tables import load_labelled_table
 

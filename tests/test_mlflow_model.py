@@ -118,7 +118,7 @@ def load(uri: str, tracking_uri: str) -> Any:
 
 
 def bundle_scores(bundle: Path, features: pd.DataFrame) -> dict[str, np.ndarray]:
-    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.models.ensemble import load_ensemble
 
     ensemble = load_ensemble(bundle)
     return ensemble.score(ensemble.preprocessing.encode(features))
@@ -192,7 +192,7 @@ def test_model_folder_contents(logged: dict[str, Any], tmp_path: Path) -> None:
 
     with tracking_uri_set(logged["uri"]):
         local = Path(mlflow.artifacts.download_artifacts(logged["model_uri"], dst_path=str(tmp_path)))
-    assert (local / "code" / "threat_ensemble" / "ensemble.py").is_file()
+    assert (local / "code" / "threat_ensemble" / "models" / "ensemble.py").is_file()
     assert not list((local / "code").rglob("__pycache__"))
     assert sorted(p.name for p in (local / "artifacts" / "bundle").iterdir()) == sorted(
         p.name for p in logged["bundle"].iterdir()
@@ -239,9 +239,9 @@ def test_altered_model_refused_on_load(logged: dict[str, Any], tmp_path: Path) -
 
     with tracking_uri_set(logged["uri"]):
         local = Path(mlflow.artifacts.download_artifacts(logged["model_uri"], dst_path=str(tmp_path)))
-    with open(local / "artifacts" / "bundle" / "random_forest.joblib", "ab") as fh:
+    with open(local / "artifacts" / "bundle" / "random_forest.skops", "ab") as fh:
         fh.write(b"\0")
-    with pytest.raises(BundleError, match="random_forest.joblib"):
+    with pytest.raises(BundleError, match="random_forest.skops"):
         mlflow.pyfunc.load_model(str(local))
 
 

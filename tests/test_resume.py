@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import train_cmd
+from conftest import saved_autoencoder, train_cmd
 
 # batch 256: several batches an epoch, so a kill lands mid-epoch
 ARGS = ["--default-rows", "3000", "--max-epochs", "4", "--batch-size", "256", "--quiet"]
@@ -45,21 +45,21 @@ def _bundle(work: Path) -> dict:
         "run_id": run_id,
         "threshold": json.loads((folder / "threshold.json").read_text()),
         "preprocessing": json.loads((folder / "preprocessing.json").read_text()),
-        "ae": torch.load(folder / "autoencoder.pt", weights_only=True)["state_dict"],
+        "ae": saved_autoencoder(folder)["state_dict"],
         "trees": _tree_outputs(folder, len(json.loads((folder / "preprocessing.json").read_text())["encoded_names"])),
     }
 
 
 def _tree_outputs(folder: Path, width: int) -> dict:
-    """What the fitted forests compute on fixed inputs (pickled bytes differ after a load/dump)."""
-    import joblib
+    """What the fitted forests compute on fixed inputs."""
     import numpy as np
 
+    from threat_ensemble.models.forests import forest_from_bytes
+
     x = np.random.default_rng(0).normal(size=(256, width)) * 5
-    return {
-        "rf": joblib.load(folder / "random_forest.joblib").predict_proba(x).tolist(),
-        "if": joblib.load(folder / "isolation_forest.joblib").decision_function(x).tolist(),
-    }
+    rf = forest_from_bytes((folder / "random_forest.skops").read_bytes(), "rf")
+    iso = forest_from_bytes((folder / "isolation_forest.skops").read_bytes(), "if")
+    return {"rf": rf.predict_proba(x).tolist(), "if": iso.decision_function(x).tolist()}
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_labels_of_one_class_warn_and_a_wrong_normal_label_is_refused(trained: d
 
 
 def test_scores_match_the_loaded_ensemble(trained: dict) -> None:
-    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.models.ensemble import load_ensemble
     from threat_ensemble.tables import load_labelled_table
 
     ensemble = load_ensemble(trained["bundle"])
@@ -180,11 +180,11 @@ def _copy_bundle(trained: dict, name: str) -> Path:
 @pytest.mark.parametrize(
     "target, change, message",
     [
-        ("random_forest.joblib", "append", "random_forest.joblib: sha256"),
+        ("random_forest.skops", "append", "random_forest.skops: sha256"),
         ("threshold.json", "append", "threshold.json: sha256"),
-        ("isolation_forest.joblib", "delete", "files listed in the manifest are missing: ['isolation_forest.joblib']"),
-        ("evil.joblib", "create", "files not in the manifest: ['evil.joblib']"),
-        ("manifest.json", "garble", "not a valid manifest"),
+        ("isolation_forest.skops", "delete", "files listed in the manifest are missing: ['isolation_forest.skops']"),
+        ("evil.skops", "create", "files not in the manifest: ['evil.skops']"),
+        ("manifest.json", "garble", "manifest.json: not valid JSON"),
     ],
 )
 def test_altered_bundle_is_refused(trained: dict, target: str, change: str, message: str) -> None:

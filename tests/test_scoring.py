@@ -162,7 +162,7 @@ def test_vote_share_input_fits_a_forest_whose_link_is_not_logit_linear() -> None
 
 def test_a_fusion_saved_before_the_vote_share_input_still_scores() -> None:
     """Bundles written before ``rf_share`` hold three coefficients and no ``inputs`` key."""
-    from threat_ensemble.ensemble import Ensemble
+    from threat_ensemble.models.ensemble import ThreatEnsemble as Ensemble
     from threat_ensemble.scoring import stack_inputs
 
     legacy = {

@@ -161,8 +161,8 @@ def test_bundle_artifacts_are_stored_by_the_server(trained: dict, tmp_path: Path
     local = client.download_artifacts(run_id, "bundle/manifest.json", str(tmp_path))
     assert Path(local).read_bytes() == (trained["bundle"] / MANIFEST_FILE).read_bytes()
     # the bundle logged with the run (the pyfunc model holds its own copy under models/)
-    stored = [p for p in (trained["root"] / "artifacts").rglob("random_forest.joblib") if "models" not in p.parts]
-    assert len(stored) == 1 and stored[0].read_bytes() == (trained["bundle"] / "random_forest.joblib").read_bytes()
+    stored = [p for p in (trained["root"] / "artifacts").rglob("random_forest.skops") if "models" not in p.parts]
+    assert len(stored) == 1 and stored[0].read_bytes() == (trained["bundle"] / "random_forest.skops").read_bytes()
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:

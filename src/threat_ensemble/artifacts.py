@@ -1,4 +1,6 @@
-"""The model bundle on disk: written whole or not at all, and verified before anything is unpickled."""
+"""The model bundle on disk: written whole or not at all; read back only after every byte is
+verified. Each file is read once, hashed, and parsed from those same bytes, so what is checked is
+what is loaded. A bundle holds no pickle (format 2): JSON, safetensors and skops files only."""
 
 from __future__ import annotations
 
@@ -6,10 +8,13 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import stat
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -20,15 +25,22 @@ import numpy as np
 from threat_ensemble.checkpointing import crash_point
 from threat_ensemble.errors import InputError
 
-AE_FILE = "autoencoder.pt"
-RF_FILE = "random_forest.joblib"
-IF_FILE = "isolation_forest.joblib"
+# Format 1 (before): autoencoder.pt and two joblib pickles. Format 2: no file can run code when read.
+BUNDLE_FORMAT = 2
+AE_FILE = "autoencoder.safetensors"
+RF_FILE = "random_forest.skops"
+IF_FILE = "isolation_forest.skops"
 PREPROCESSING_FILE = "preprocessing.json"
 THRESHOLD_FILE = "threshold.json"
 GATE_FILE = "gate.json"
 MANIFEST_FILE = "manifest.json"
 BUNDLE_FILES = (AE_FILE, RF_FILE, IF_FILE, PREPROCESSING_FILE, THRESHOLD_FILE, GATE_FILE)
-VERSIONED_PACKAGES = ("threat-ensemble", "torch", "lightning", "scikit-learn", "numpy", "mlflow", "torchmetrics")
+VERSIONED_PACKAGES = (
+    "threat-ensemble", "torch", "lightning", "scikit-learn", "numpy", "mlflow", "torchmetrics", "skops", "safetensors"
+)
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_BYTES = 64 << 20  # preprocessing.json grows with text columns' categories; far below this
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BundleError(InputError):
@@ -53,8 +65,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def json_bytes(data: Any) -> bytes:
+    """The one JSON spelling of every bundle file (numpy numbers as plain ones, NaN as null)."""
+    return (json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n").encode("utf-8")
+
+
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(_jsonable(data), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_bytes(json_bytes(data))
 
 
 def _jsonable(value: Any) -> Any:
@@ -91,59 +108,41 @@ def check_output_dir(output_dir: str | Path) -> Path:
 
 def write_bundle(
     output_dir: str | Path,
+    files: Mapping[str, bytes],
     *,
-    autoencoder: dict[str, Any],
-    random_forest: Any | Path,
-    isolation_forest: Any | Path,
-    preprocessing: dict[str, Any],
-    threshold: dict[str, Any],
-    gate: dict[str, Any],
     manifest_extra: dict[str, Any],
     extra_files: Callable[[Path], list[Path]] | None = None,
-) -> Path:
-    """Write every file into a temporary folder beside ``output_dir``, then swap it into place, so
-    a crash leaves the previous bundle or none, never a partial one. A forest given as a ``Path``
-    is a joblib file already written (the run's checkpoint copy): it is linked or copied, not
-    pickled a second time."""
-    import torch
-
+) -> tuple[Path, str]:
+    """Write ``files`` (name -> bytes; every one of BUNDLE_FILES) and the manifest into a temporary
+    folder beside ``output_dir``, then swap it into place, so a crash leaves the previous bundle or
+    none, never a partial one. The bundle owns its bytes (no links to checkpoint files). Returns the
+    folder and the manifest's sha256 (the digest that pins this bundle from outside)."""
+    missing = [name for name in BUNDLE_FILES if name not in files]
+    if missing:
+        raise ValueError(f"write_bundle: missing {missing}")
     dest = check_output_dir(output_dir)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
-        torch.save(autoencoder, tmp / AE_FILE)
-        _write_joblib(random_forest, tmp / RF_FILE)
-        _write_joblib(isolation_forest, tmp / IF_FILE)
-        crash_point("bundle")
-        write_json(tmp / PREPROCESSING_FILE, preprocessing)
-        write_json(tmp / THRESHOLD_FILE, threshold)
-        write_json(tmp / GATE_FILE, gate)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+            if name == RF_FILE:
+                crash_point("bundle")
         extra = [p.name for p in extra_files(tmp)] if extra_files is not None else []
         manifest = {
-            "format": 1,
+            "format": BUNDLE_FORMAT,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "files": {name: sha256_file(tmp / name) for name in (*BUNDLE_FILES, *extra)},
+            "files": {name: sha256_file(tmp / name) for name in (*files, *extra)},
             "versions": package_versions(),
             **manifest_extra,
         }
         write_json(tmp / MANIFEST_FILE, manifest)
+        digest = sha256_file(tmp / MANIFEST_FILE)
         _fsync_dir(tmp)
         _swap_into_place(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return dest
-
-
-def _write_joblib(model: Any | Path, path: Path) -> None:
-    import joblib
-
-    if not isinstance(model, Path):
-        joblib.dump(model, path)
-        return
-    try:
-        os.link(model, path)  # files are never rewritten in place, so sharing the inode is safe
-    except OSError:  # another file system, or links not allowed
-        shutil.copyfile(model, path)
+    return dest, digest
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -162,32 +161,155 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def verify_bundle(bundle_dir: str | Path) -> dict[str, Any]:
-    """Check the manifest against the folder: every listed file present with its sha256, and no
-    other file. Returns the manifest. Nothing is unpickled before this passes."""
+@dataclass(frozen=True)
+class VerifiedBundle:
+    """A bundle's files as read and checked: ``files`` holds each file's bytes exactly as hashed."""
+
+    folder: Path
+    manifest: dict[str, Any]
+    digest: str  # sha256 of manifest.json
+    files: dict[str, bytes]
+
+    def json(self, name: str) -> Any:
+        return parse_json(self.files[name], self.folder / name)
+
+
+def read_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> VerifiedBundle:
+    """Read a bundle whole and check it: the manifest (format, shape, its own digest against
+    ``expect_digest``), every listed file present as a regular file with its sha256, no other entry.
+    Each file is read once; callers parse the bytes returned, never the path again."""
     folder = Path(bundle_dir)
     manifest_path = folder / MANIFEST_FILE
-    if not manifest_path.is_file():
+    if not folder.is_dir():
+        raise BundleError(f"{folder}: not a bundle folder")
+    if not manifest_path.exists():
         raise BundleError(f"{folder}: not a bundle (no {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = dict(manifest["files"])
-    except (ValueError, KeyError, TypeError):
-        raise BundleError(f"{manifest_path}: not a valid manifest") from None
+    raw = read_regular_file(manifest_path, MAX_MANIFEST_BYTES)
+    digest = hashlib.sha256(raw).hexdigest()
+    if expect_digest is not None and digest != expect_digest.strip().lower():
+        raise BundleError(
+            f"{manifest_path}: sha256 {digest} is not the expected {expect_digest.strip()[:64]}; "
+            "the bundle is not the one pinned"
+        )
+    manifest = parse_json(raw, manifest_path)
+    files = _manifest_files(manifest, manifest_path)
     present = {p.name for p in folder.iterdir() if p.name != MANIFEST_FILE}
     missing = sorted(set(files) - present)
     extra = sorted(present - set(files))
     if missing:
         raise BundleError(f"{folder}: files listed in the manifest are missing: {missing}")
     if extra:
-        raise BundleError(f"{folder}: files not in the manifest: {extra}")
+        raise BundleError(f"{folder}: files not in the manifest: {_few(extra)}")
+    contents = {}
     for name, expected in files.items():
-        actual = sha256_file(folder / name)
+        data = read_regular_file(folder / name)
+        actual = hashlib.sha256(data).hexdigest()
         if actual != expected:
             raise BundleError(
                 f"{folder / name}: sha256 {actual[:12]}... differs from the manifest's {expected[:12]}..."
             )
-    return manifest
+        contents[name] = data
+    return VerifiedBundle(folder, manifest, digest, contents)
+
+
+def verify_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> dict[str, Any]:
+    """Check a bundle (:func:`read_bundle`) and return its manifest."""
+    return read_bundle(bundle_dir, expect_digest).manifest
+
+
+REJECTED_SUFFIX = ".rejected"
+
+
+def bundle_destination(output_dir: str | Path, passed: bool) -> Path:
+    """Where a run's bundle goes: ``output_dir``, unless its gate failed while ``output_dir`` holds
+    an intact bundle whose gate passed. A failed model never replaces a passing one: it goes to
+    ``<output_dir>.rejected`` beside it instead."""
+    out = Path(output_dir)
+    if passed or not (out / MANIFEST_FILE).exists():
+        return out
+    try:
+        previous = read_bundle(out).json(GATE_FILE)
+    except BundleError:  # damaged or of another format: nothing good to keep
+        return out
+    if isinstance(previous, dict) and previous.get("passed") is True:
+        return out.with_name(out.name + REJECTED_SUFFIX)
+    return out
+
+
+def _manifest_files(manifest: Any, path: Path) -> dict[str, str]:
+    """The manifest's ``files`` after checking its format and shape."""
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path}: not a valid manifest (expected a JSON object)")
+    version = manifest.get("format")
+    if version == 1:
+        raise BundleError(
+            f"{path}: bundle format 1 (pickled forests, written before threat-ensemble 0.2) is no longer "
+            f"loaded, because a pickle can run code; retrain to write format {BUNDLE_FORMAT}"
+        )
+    if version != BUNDLE_FORMAT:
+        raise BundleError(f"{path}: unknown bundle format {_short(version)}; this version reads format {BUNDLE_FORMAT}")
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise BundleError(f"{path}: not a valid manifest ('files' must list the bundle's files)")
+    for name, expected in files.items():
+        if name in ("", ".", "..", MANIFEST_FILE) or "/" in name or "\\" in name:
+            raise BundleError(f"{path}: not a valid manifest (file name {_short(name)})")
+        if not isinstance(expected, str) or not _SHA256.fullmatch(expected):
+            raise BundleError(f"{path}: not a valid manifest (the sha256 of {_short(name)} is not 64 hex digits)")
+    absent = [name for name in BUNDLE_FILES if name not in files]
+    if absent:
+        raise BundleError(f"{path}: the manifest does not list required files {absent}")
+    return files
+
+
+def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path`` if it is a regular file (not a link, folder, FIFO or device: opening a
+    FIFO would block), refusing more than ``max_bytes``."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise BundleError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise BundleError(f"{path}: {st.st_size} bytes, more than the {max_bytes} allowed")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise BundleError(f"{path}: not a regular file")
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if max_bytes is not None and len(data) > max_bytes:
+        raise BundleError(f"{path}: more than the {max_bytes} bytes allowed")
+    return data
+
+
+def parse_json(data: bytes, source: str | Path) -> Any:
+    """JSON from bytes, as one-line errors (deep nesting included) naming ``source``."""
+    if len(data) > MAX_JSON_BYTES:
+        raise BundleError(f"{source}: {len(data)} bytes of JSON, more than the {MAX_JSON_BYTES} allowed")
+    try:
+        return json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise BundleError(f"{source}: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{source}: not valid JSON ({str(exc)[:120]})") from None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO")):
+        if test(mode):
+            return name
+    return "a device or socket"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n[:80]) for n in names[:limit])
+    return f"[{shown}]" if len(names) <= limit else f"[{shown}, ... {len(names) - limit} more]"
 
 
 def read_json(path: Path) -> Any:

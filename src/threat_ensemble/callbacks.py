@@ -7,6 +7,7 @@ resumed run whose autoencoder had already finished calls the same methods withou
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import time
@@ -20,12 +21,20 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from threat_ensemble.artifacts import sha256_file, write_bundle
-from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, crash_point
+from threat_ensemble.artifacts import BundleError, bundle_destination, read_regular_file
+from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, atomic_write_bytes, crash_point
 from threat_ensemble.config import TrainConfig
+from threat_ensemble.console import timed
 from threat_ensemble.data import ThreatDataModule
-from threat_ensemble.ensemble import CoreShare, Ensemble, fit_isolation_forest, fit_random_forest, timed
-from threat_ensemble.model import HIDDEN, AutoencoderModule
+from threat_ensemble.model import AutoencoderModule
+from threat_ensemble.models.ensemble import ThreatEnsemble
+from threat_ensemble.models.forests import (
+    CoreShare,
+    fit_isolation_forest,
+    fit_random_forest,
+    forest_from_bytes,
+    forest_to_bytes,
+)
 from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.scoring import describe_stacked_fusion, detection_metrics, evaluate_gate
 
@@ -134,6 +143,7 @@ class ForestCallback(Callback):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.say = _say(quiet)
         self.models: dict[str, Any] = {}
+        self.blobs: dict[str, bytes] = {}  # each model as stored (skops bytes), for the bundle
         self._cores: CoreShare | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
@@ -206,34 +216,27 @@ class ForestCallback(Callback):
         self.say(f"{name.replace('_', ' ')}: done in {seconds:.1f}s beside the autoencoder ({waited:.1f}s after it)")
         return model
 
-    def _vouched_side_file(self, name: str) -> Path | None:
-        """The forest's side file when its sha256 is the one the run state recorded, else None."""
-        path = self.checkpoint_dir / TREE_FILES[name]
-        expected = self.state.trees.get(name)
-        if expected is None or not path.is_file() or sha256_file(path) != expected:
-            return None
-        return path
-
     def _load_side_file(self, name: str) -> Any:
-        import joblib
-
-        path = self._vouched_side_file(name)  # never unpickle a file the run state does not vouch for
-        return None if path is None else joblib.load(path)
-
-    def saved_copy(self, name: str) -> Any:
-        """The fitted model's checkpoint file when it still holds exactly what was fitted, else the
-        model itself: the bundle then links the file instead of pickling the forest again."""
-        return self._vouched_side_file(name) or self.models[name]
+        """The forest saved beside the checkpoints, when its bytes have the sha256 the run state
+        recorded (read once, checked, then parsed: a skops file, never a pickle); else None."""
+        expected = self.state.trees.get(name)
+        path = self.checkpoint_dir / TREE_FILES[name]
+        if expected is None or not path.exists():
+            return None
+        try:
+            data = read_regular_file(path)
+        except BundleError:
+            return None
+        if hashlib.sha256(data).hexdigest() != expected:
+            return None
+        self.blobs[name] = data
+        return forest_from_bytes(data, str(path))
 
     def _save_side_file(self, name: str, model: Any) -> None:
-        import joblib
-
-        path = self.checkpoint_dir / TREE_FILES[name]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        joblib.dump(model, tmp)
-        os.replace(tmp, path)
-        self.state.trees[name] = sha256_file(path)
+        data = forest_to_bytes(model)
+        atomic_write_bytes(self.checkpoint_dir / TREE_FILES[name], data)
+        self.blobs[name] = data
+        self.state.trees[name] = hashlib.sha256(data).hexdigest()
         self.state.save(self.checkpoint_dir)
 
 
@@ -259,6 +262,7 @@ class EnsembleValidationCallback(Callback):
         self.manifest_extra = manifest_extra
         self.say = _say(cfg.quiet)
         self.gate: dict[str, Any] | None = None
+        self.bundle_dir: Path | None = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
@@ -278,7 +282,7 @@ class EnsembleValidationCallback(Callback):
         threshold = float(module.threshold)
         if not math.isfinite(threshold):
             raise RuntimeError("the autoencoder finished without a validation epoch; no threshold")
-        ensemble = Ensemble(
+        ensemble = ThreatEnsemble(
             preprocessing=dm.preprocessing,
             autoencoder=module.net,
             threshold=threshold,
@@ -322,35 +326,34 @@ class EnsembleValidationCallback(Callback):
             "mlflow_run_id": run_id,
         }
         history = _loss_history(logger)
-        bundle = write_bundle(
-            self.cfg.output_dir,
-            autoencoder={
-                "state_dict": {k: v.detach().cpu() for k, v in module.net.state_dict().items()},
-                "n_features": int(module.hparams.n_inputs),
-                "hidden": list(HIDDEN),
-                "error_scale": module.error_scale.detach().cpu().clone(),
-            },
-            random_forest=self.forests.saved_copy("random_forest"),
-            isolation_forest=self.forests.saved_copy("isolation_forest"),
-            preprocessing=dm.preprocessing.to_dict(),
-            threshold={
-                "threshold": threshold,
+        destination = bundle_destination(self.cfg.output_dir, bool(self.gate["passed"]))
+        bundle = ensemble.save(
+            destination,
+            gate=self.gate,
+            threshold_info={
                 "percentile": self.cfg.threshold_percentile,
                 "n_val": int(len(dm.ae_val)),
                 "best_val_loss": float(module.best_val_loss),
-                "fusion": ensemble.fusion,
             },
-            gate=self.gate,
             manifest_extra={**self.manifest_extra, "mlflow_run_id": run_id},
+            forest_bytes=self.forests.blobs,
             extra_files=lambda folder: [
                 self._write_config(folder),
                 *write_plots_or_warn(folder, dm.y_test, scores, scores["ae_error"], threshold, history, warn=print),
             ],
         )
-        self.say(f"bundle written to {bundle}")
+        self.gate["bundle_digest"] = ensemble.digest  # pins this bundle from outside (not in gate.json itself)
+        self.bundle_dir = bundle
+        if destination != Path(self.cfg.output_dir):
+            print(
+                f"gate failed: the passing bundle in {self.cfg.output_dir} is kept; "
+                f"this run's bundle is in {bundle}"
+            )
+        self.say(f"bundle written to {bundle} (manifest sha256 {ensemble.digest})")
         if logger is not None:
             self._log_to_mlflow(logger, threshold, per_model, metrics, bundle, callback_metrics or {}, ensemble)
         self.state.completed = True
+        self.state.bundle_dir, self.state.bundle_digest = str(bundle), ensemble.digest
         self.state.save(self.checkpoint_dir)
         return self.gate
 
@@ -362,7 +365,7 @@ class EnsembleValidationCallback(Callback):
         metrics: dict[str, float],
         bundle: Path,
         callback_metrics: dict[str, Any],
-        ensemble: Ensemble | None = None,
+        ensemble: ThreatEnsemble | None = None,
     ) -> None:
         assert self.gate is not None
         final = {"ae_threshold": threshold, "gate_passed": float(self.gate["passed"])}
@@ -377,6 +380,8 @@ class EnsembleValidationCallback(Callback):
         for name in PLOT_FILES:
             if (bundle / name).is_file():
                 logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
+        if self.gate.get("bundle_digest"):
+            logger.experiment.set_tag(logger.run_id, "bundle_digest", self.gate["bundle_digest"])
         self._log_and_register_model(logger, bundle, ensemble)
         mark_run(logger, "completed")
 
@@ -386,7 +391,9 @@ class EnsembleValidationCallback(Callback):
         path.write_text(self.cfg.to_yaml(), encoding="utf-8")
         return path
 
-    def _log_and_register_model(self, logger: MLFlowLogger, bundle: Path, ensemble: Ensemble | None = None) -> None:
+    def _log_and_register_model(
+        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble | None = None
+    ) -> None:
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
         the gate passed (or --register-anyway)."""
         from threat_ensemble.mlflow_model import log_pyfunc_model, register_model

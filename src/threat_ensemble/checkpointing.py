@@ -16,7 +16,9 @@ from threat_ensemble.errors import InputError
 
 RUN_STATE_FILE = "run_state.json"
 LAST_CHECKPOINT = "last.ckpt"
-TREE_FILES = {"random_forest": "random_forest.joblib", "isolation_forest": "isolation_forest.joblib"}
+TREE_FILES = {"random_forest": "random_forest.skops", "isolation_forest": "isolation_forest.skops"}
+# Side files an older version left (pickles): removed by a fresh run, never loaded.
+LEGACY_TREE_FILES = ("random_forest.joblib", "isolation_forest.joblib")
 # Options that change what a run computes: a resume with any of them changed is refused.
 RESULT_OPTIONS = (
     "data",
@@ -54,6 +56,8 @@ class RunState:
     mlflow_run_id: str | None = None
     trees: dict[str, str] = field(default_factory=dict)  # name -> sha256 of the side file
     completed: bool = False
+    bundle_dir: str | None = None  # where the finished run wrote its bundle, and the manifest's sha256
+    bundle_digest: str | None = None
 
     @classmethod
     def load(cls, folder: str | Path) -> RunState | None:
@@ -70,11 +74,16 @@ class RunState:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write beside ``path``, flush to disk, rename over it: the old file or the new, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -122,7 +131,7 @@ def clear_previous_run(checkpoint_dir: str | Path) -> None:
     folder = Path(checkpoint_dir)
     if not folder.is_dir():
         return
-    ours = {RUN_STATE_FILE, LAST_CHECKPOINT, *TREE_FILES.values()}
+    ours = {RUN_STATE_FILE, LAST_CHECKPOINT, *TREE_FILES.values(), *LEGACY_TREE_FILES}
     for path in folder.iterdir():
         if path.name in ours or (path.name.startswith("autoencoder-") and path.suffix == ".ckpt"):
             path.unlink()

@@ -20,6 +20,13 @@ FUSIONS: tuple[str, ...] = ("stack", "fixed")
 DEFAULT_WEIGHTS = "ae=0.4,rf=0.4,if=0.2"
 
 
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+STRATEGIES = (
+    "auto", "ddp", "ddp_spawn", "ddp_fork", "ddp_notebook", "ddp_find_unused_parameters_true", "single_device"
+)
+PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run; field names are the CLI flags with ``-`` as ``_``."""
@@ -111,6 +118,44 @@ class TrainConfig:
             raise UsageError("--register-model needs a non-empty model name")
         if self.num_threads < 0:
             raise UsageError(f"--num-threads must be 0 (auto) or positive, got {self.num_threads}")
+        self._check_hardware_options()
+        if not 0 <= self.seed < 2**32:
+            raise UsageError(f"--seed must be within [0, 2**32), got {self.seed}")
+        if self.register_model is not None:
+            bad = [c for c in ("/", ":") if c in self.register_model]
+            if bad or self.register_model != self.register_model.strip() or len(self.register_model) > 256:
+                raise UsageError(
+                    f"--register-model {self.register_model[:80]!r}: not a valid model name "
+                    "(no '/' or ':', no surrounding spaces, at most 256 characters)"
+                )
+
+    def _check_hardware_options(self) -> None:
+        """Lightning's own options, checked before any data is read (Lightning would fail later,
+        with a traceback)."""
+        import os
+
+        if self.accelerator not in ACCELERATORS:
+            raise UsageError(f"--accelerator {self.accelerator!r}: expected one of {', '.join(ACCELERATORS)}")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"--strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            hint = " (64-bit is not supported: the forests and the scorer use float32 inputs)" if "64" in str(
+                self.precision
+            ) else ""
+            raise UsageError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}{hint}")
+        devices = str(self.devices).strip()
+        if devices != "auto":
+            parts = [p.strip() for p in devices.split(",") if p.strip()]
+            single = len(parts) == 1 and "," not in devices
+            if not parts or not all(p.isdigit() for p in parts) or (single and int(parts[0]) < 1):
+                raise UsageError(
+                    f"--devices {self.devices!r}: expected 'auto', a count of at least 1, or device ids such as 0,1"
+                )
+        cores = os.cpu_count() or 1
+        if self.num_threads > 4 * cores:
+            raise UsageError(
+                f"--num-threads {self.num_threads}: this machine has {cores} cores; at most {4 * cores} threads"
+            )
 
     @property
     def weight_map(self) -> dict[str, float]:
@@ -203,17 +248,35 @@ def parse_weights(text: str) -> dict[str, float]:
     return {k: v / total for k, v in weights.items()}
 
 
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_ALIASES = 20  # anchors are fine, an alias bomb (billion laughs) is not
+MAX_YAML_DEPTH = 20
+
+
 def load_yaml_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping of option names (``max_epochs`` or ``max-epochs``) to values."""
+    """Read a YAML mapping of option names (``max_epochs`` or ``max-epochs``) to values. The file
+    must be a regular file of at most MAX_CONFIG_BYTES; its events are counted before anything is
+    built, so alias bombs and deep nesting are refused in milliseconds."""
     import yaml
 
     p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"--config {p}: no such file")
+    text = _read_config_text(p)
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        aliases = depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_YAML_ALIASES:
+                    raise UsageError(f"--config {p}: more than {MAX_YAML_ALIASES} YAML aliases; write the values out")
+            elif isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise UsageError(f"--config {p}: nested deeper than {MAX_YAML_DEPTH} levels")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        loaded = yaml.safe_load(text)
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise UsageError(f"--config {p}: not valid YAML ({first})") from None
     if loaded is None:
         return {}
@@ -227,3 +290,27 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
             raise UsageError(f"--config {p}: unknown key {key!r} (see --help for the options)")
         values[name] = value
     return values
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of a config file, with the real reason when it cannot be one."""
+    import stat
+
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise UsageError(f"--config {path}: no such file") from None
+    except OSError as exc:  # a symbolic-link loop, a folder without search permission
+        raise UsageError(f"--config {path}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"--config {path}: is a folder; expected a YAML file")
+    if not stat.S_ISREG(st.st_mode):
+        raise UsageError(f"--config {path}: not a regular file (a FIFO, device or socket); expected a YAML file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"--config {path}: {st.st_size} bytes; a config file may hold at most {MAX_CONFIG_BYTES}")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise UsageError(f"--config {path}: cannot read ({exc.strerror or exc})") from None

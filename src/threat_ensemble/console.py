@@ -8,6 +8,7 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -170,6 +171,7 @@ def summary_table(result: Any, width: int | None = None) -> str:
         gates,
         f"gate: {verdict} on {gate['n_test']} rows of the {gate.get('test_source', 'test split')}",
         f"bundle: {result.bundle_dir}",
+        f"bundle digest: {gate.get('bundle_digest')} (score.py --expect-digest pins it)",
         f"mlflow run: {result.mlflow_run_id}",
         width=width,
     )
@@ -177,3 +179,12 @@ def summary_table(result: Any, width: int | None = None) -> str:
 
 def _cell(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) and value == value else "n/a"
+
+
+def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
+    """Run ``fn`` between two progress lines that give its wall time."""
+    say(f"{label} ...")
+    start = time.perf_counter()
+    result = fn()
+    say(f"{label.split(':')[0]}: done in {time.perf_counter() - start:.1f}s")
+    return result

@@ -5,16 +5,13 @@ options are known to be good, and torch never, so ``--help`` answers at once."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 
 from threat_ensemble.errors import OneLineParser, UsageError, run_cli
 
 FORMAT_CHOICES = ("auto", "raw", "common", "combined")
-OUTPUT_SUFFIXES = (".parquet", ".csv", ".csv.gz")
 EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no traceback), 1 unexpected error"
 
 
@@ -48,14 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _output_suffix(path: Path) -> str:
-    name = path.name.lower()
-    for suffix in sorted(OUTPUT_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    raise UsageError(f"{path}: unknown output extension; expected one of {', '.join(OUTPUT_SUFFIXES)}")
-
-
 def check_args(args: argparse.Namespace) -> Path:
     """Refuse contradictory options before any file is read."""
     labelled = args.normal or args.attack
@@ -63,32 +52,9 @@ def check_args(args: argparse.Namespace) -> Path:
         raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
     if labelled and args.input:
         raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
-    out = Path(args.output)
-    _output_suffix(out)
-    if out.is_dir():
-        raise UsageError(f"{out}: is a directory; --output needs a file name")
-    if not out.parent.exists():
-        raise UsageError(f"{out.parent}: output folder does not exist")
-    for path in [*args.normal, *args.attack, *args.input]:
-        if Path(path).resolve() == out.resolve():
-            raise UsageError(f"{out}: --output is also an input file")
-    return out
+    from threat_ensemble.tables import check_output_table
 
-
-def write_table_atomically(frame: object, out: Path) -> None:
-    """Write to a temporary file in the output folder, then rename: readers never see half a table."""
-    suffix = _output_suffix(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        if suffix == ".parquet":
-            frame.to_parquet(tmp, index=False)  # type: ignore[attr-defined]
-        else:
-            frame.to_csv(tmp, index=False, compression="gzip" if suffix == ".csv.gz" else None)  # type: ignore[attr-defined]
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return check_output_table(args.output, inputs=(*args.normal, *args.attack, *args.input))
 
 
 def run(args: argparse.Namespace) -> str:
@@ -109,6 +75,8 @@ def run(args: argparse.Namespace) -> str:
                 frame[label] = value
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
+    from threat_ensemble.tables import write_table_atomically
+
     write_table_atomically(table, out)
     if args.input:
         return f"wrote {len(table)} unlabelled rows x {len(FEATURE_COLUMNS)} features to {out}"

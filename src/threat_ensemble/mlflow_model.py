@@ -5,8 +5,8 @@ verdicts as ``scripts/score.py``.
 The logged model holds the whole bundle folder as its ``bundle`` artifact (the three models, the
 preprocessing, the threshold and the fusion) and a copy of the ``threat_ensemble`` package as its
 code, so a loaded model needs only the package's dependencies installed, not the package itself.
-The bundle is verified against its manifest (sha256 of every file) before anything is unpickled,
-exactly as ``scripts/score.py`` does.
+The bundle is verified against its manifest (sha256 of every file) and against the manifest digest
+recorded when the model was logged, before anything is parsed; it holds no pickle.
 
 Importing this module imports ``mlflow.pyfunc`` (seconds, PLATFORM-NOTES.md): import it where a
 model is logged or registered, not at the top of the CLI."""
@@ -33,7 +33,9 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 # What a loaded model imports: threat_ensemble's own dependencies (pyproject.toml), pinned to the
 # versions that trained it. An explicit list also stops mlflow from inferring requirements by
 # loading the model in a subprocess.
-RUNTIME_PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "pandas", "scikit-learn", "joblib", "mlflow")
+RUNTIME_PACKAGES = (
+    "torch", "lightning", "torchmetrics", "numpy", "pandas", "scikit-learn", "skops", "safetensors", "mlflow"
+)
 EXAMPLE_ROWS = 5
 # The model is logged as code ("models from code"), not as a cloudpickle of an instance: nothing
 # of ours is unpickled at load time and the model does not depend on the Python version.
@@ -55,9 +57,10 @@ class EnsembleModel(PythonModel):
     numeric cells with the training medians instead of refusing them, like ``score.py --impute``."""
 
     def load_context(self, context: Any) -> None:
-        from threat_ensemble.ensemble import load_ensemble
+        from threat_ensemble.models.ensemble import ThreatEnsemble
 
-        self.ensemble = load_ensemble(context.artifacts["bundle"])
+        pinned = (getattr(context, "model_config", None) or {}).get("bundle_digest")
+        self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=pinned)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return predict_frame(self.ensemble, model_input, impute=bool((params or {}).get("impute", False)))
@@ -135,12 +138,13 @@ def log_pyfunc_model(
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     from threat_ensemble.artifacts import verify_bundle
-    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.models.ensemble import ThreatEnsemble
 
     bundle = Path(bundle_dir).resolve()
-    verify_bundle(bundle)
     if ensemble is None:
-        ensemble = load_ensemble(bundle)
+        ensemble = ThreatEnsemble.load(bundle)
+    else:
+        verify_bundle(bundle, expect_digest=ensemble.digest)
     example = example_input(ensemble)
     predict_frame(ensemble, example)  # fail here, not inside mlflow, if the bundle cannot score
     # Outputs and params only: an input schema would make mlflow refuse inputs that score.py takes
@@ -164,7 +168,11 @@ def log_pyfunc_model(
                 signature=signature,
                 input_example=example,
                 pip_requirements=pip_requirements(),
-                metadata={"feature_names": list(ensemble.preprocessing.encoder.feature_names)},
+                metadata={
+                    "feature_names": list(ensemble.preprocessing.encoder.feature_names),
+                    "bundle_digest": ensemble.digest,
+                },
+                model_config={"bundle_digest": ensemble.digest},
             )
     return str(info.model_uri)
 
@@ -215,7 +223,7 @@ def gate_tags(gate: dict[str, Any]) -> dict[str, str]:
     for key in ("f1", "pr_auc"):
         if key in metrics and metrics[key] is not None:
             tags[f"ensemble_{key}"] = f"{float(metrics[key]):.6g}"
-    for key in ("test_source", "n_test", "mlflow_run_id"):
+    for key in ("test_source", "n_test", "mlflow_run_id", "bundle_digest"):
         if gate.get(key) is not None:
             tags[key] = str(gate[key])
     return tags

@@ -12,7 +12,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from threat_ensemble.errors import TrainingDiverged
+from threat_ensemble.errors import InputError, TrainingDiverged
 
 HIDDEN = (24, 12, 6)
 
@@ -76,6 +76,50 @@ def reconstruction_error(
         for errors in _squared_errors_by_chunk(net, x, batch_size)
     ]
     return torch.cat(rows) if rows else torch.empty(0, dtype=torch.float64)
+
+
+MAX_LAYER_WIDTH = 1 << 16  # bounds what a stored autoencoder may ask to build
+
+
+def autoencoder_to_bytes(net: nn.Module, scale: torch.Tensor, hidden: tuple[int, ...] = HIDDEN) -> bytes:
+    """The trained network, its error scale and its shape as safetensors bytes (tensors only: no
+    pickle, nothing that runs when read)."""
+    from safetensors.torch import save
+
+    tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    tensors["error_scale"] = scale.detach().cpu().to(torch.float64).contiguous()
+    tensors["shape.hidden"] = torch.tensor(list(hidden), dtype=torch.int64)
+    return save(tensors)
+
+
+def autoencoder_from_bytes(data: bytes, source: str) -> tuple[nn.Sequential, torch.Tensor]:
+    """(network in eval mode, error scale) from :func:`autoencoder_to_bytes`; a file of another
+    shape or with non-finite values is refused with one line naming ``source``."""
+    from safetensors.torch import load
+
+    try:
+        tensors = load(data)
+        hidden = tuple(int(v) for v in tensors.pop("shape.hidden").tolist())
+        scale = tensors.pop("error_scale").to(torch.float64)
+    except Exception as exc:  # not safetensors, or not ours
+        raise InputError(f"{source}: not a readable autoencoder ({type(exc).__name__})") from None
+    n_features = int(scale.numel())
+    if not hidden or len(hidden) > 8 or not all(0 < h <= MAX_LAYER_WIDTH for h in hidden) or not (
+        0 < n_features <= MAX_LAYER_WIDTH
+    ):
+        shape = f"{n_features} -> {list(hidden)[:8]}"
+        raise InputError(f"{source}: autoencoder shape {shape} is not one this package builds")
+    net = build_autoencoder(n_features, hidden)
+    state = {k.removeprefix("net."): v for k, v in tensors.items()}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError:
+        raise InputError(f"{source}: the weights do not fit a {n_features} -> {list(hidden)} autoencoder") from None
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()) or not bool(
+        (torch.isfinite(scale) & (scale > 0)).all()
+    ):
+        raise InputError(f"{source}: weights or error scale are not finite numbers")
+    return net.eval(), scale
 
 
 class AutoencoderModule(L.LightningModule):

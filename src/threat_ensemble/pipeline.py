@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.artifacts import GATE_FILE, check_output_dir, read_json
+from threat_ensemble.artifacts import check_output_dir
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.errors import InputError, Preempted, UsageError
 from threat_ensemble.tables import (
@@ -171,11 +171,22 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None = None) -> TrainResult:
-    from threat_ensemble.tracking import check_tracking_uri
+    """Train on ``table`` (and gate on ``test`` or the test split). The output and checkpoint
+    folders are checked first and locked for the run (by the process launched as rank 0)."""
+    from threat_ensemble.run_folders import check_run_folders, locked
 
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
-    rank_zero = launched_as_rank_zero()
+    check_run_folders(cfg.output_dir, cfg.checkpoint_dir)
+    if not launched_as_rank_zero():
+        return _train_tables(cfg, table, test, rank_zero=False)
+    with locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
+        return _train_tables(cfg, table, test, rank_zero=True)
+
+
+def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None, rank_zero: bool) -> TrainResult:
+    from threat_ensemble.tracking import check_tracking_uri
+
     uri = cfg.tracking_uri or default_tracking_uri()
     if cfg.quiet:
         from threat_ensemble.console import quiet_library_logs
@@ -272,7 +283,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         raise
     if not trainer.is_global_zero:
         return TrainResult.other_rank(summary)
-    return _result_from_bundle(cfg, summary)
+    return _result(validation, summary)
 
 
 def run_tags() -> dict[str, str]:
@@ -357,18 +368,37 @@ def _finish_without_training(
     val_loss = _run_state_entry(checkpoint).get("val_loss")
     validation.validate(datamodule, model, logger, {} if val_loss is None else {"val_loss": val_loss})
     logger.finalize("success")
-    return _result_from_bundle(cfg, summary)
+    return _result(validation, summary)
 
 
-def _result_from_bundle(cfg: TrainConfig, summary: dict[str, Any]) -> TrainResult:
-    gate = read_json(Path(cfg.output_dir) / GATE_FILE)
+def _result(validation: Any, summary: dict[str, Any]) -> TrainResult:
+    """The run's result from the validation step, in memory: gate.json's content plus the bundle's
+    digest, and where the bundle went (``--output-dir``, or beside it when a failed gate would have
+    replaced a passing bundle)."""
+    gate, bundle = validation.gate, validation.bundle_dir
+    if gate is None:  # ddp_spawn: the stage ran in a spawned rank 0; it left the bundle and its digest
+        gate, bundle = _gate_from_run_state(validation.checkpoint_dir)
+    if gate is None or bundle is None:
+        raise RuntimeError("training ended without the validation stage")
     return TrainResult(
         passed=bool(gate["passed"]),
         gate=gate,
-        bundle_dir=Path(cfg.output_dir).resolve(),
+        bundle_dir=Path(bundle).resolve(),
         mlflow_run_id=gate.get("mlflow_run_id"),
         summary=summary,
     )
+
+
+def _gate_from_run_state(checkpoint_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """The gate of the bundle the run state names, read back verified against its digest."""
+    from threat_ensemble.artifacts import GATE_FILE, read_bundle
+    from threat_ensemble.checkpointing import RunState
+
+    state = RunState.load(checkpoint_dir)
+    if state is None or not state.completed or not state.bundle_dir:
+        return None, None
+    bundle = read_bundle(state.bundle_dir, expect_digest=state.bundle_digest)
+    return {**bundle.json(GATE_FILE), "bundle_digest": bundle.digest}, Path(state.bundle_dir)
 
 
 def run(

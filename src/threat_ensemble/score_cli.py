@@ -7,9 +7,7 @@ or not at all (written beside its destination, then renamed)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--data", required=True, metavar="PATH", help="table to score: .csv, .csv.gz, .txt, .parquet or .npz"
     )
-    parser.add_argument("--output", required=True, metavar="FILE.csv", help="where to write the scores")
+    parser.add_argument(
+        "--output",
+        required=True,
+        metavar="FILE",
+        help="where to write the scores: .csv, .csv.gz or .parquet (the format the name says; written whole "
+        "or not at all, never over the input, the bundle or a non-regular file)",
+    )
     parser.add_argument(
         "--label-column",
         metavar="NAME|INDEX",
@@ -51,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_NORMAL_LABEL,
         metavar="VALUE",
         help=f"label of normal rows, for the metrics; any other value is an attack (default {DEFAULT_NORMAL_LABEL!r})",
+    )
+    parser.add_argument(
+        "--expect-digest",
+        metavar="SHA256",
+        help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
+        "MLflow has it as the run's and the model version's bundle_digest tag)",
     )
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
@@ -80,6 +90,7 @@ def _main(argv: list[str] | None) -> int:
             drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
             impute=args.impute,
             normal_label=args.normal_label,
+            expect_digest=args.expect_digest,
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
@@ -117,33 +128,36 @@ def score_file(
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
     normal_label: str = DEFAULT_NORMAL_LABEL,
+    expect_digest: str | None = None,
 ) -> Scored:
     """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
     a labelled table, the detection metrics of each model on it.
 
     Everything that can be refused (output path, manifest, table, columns) is checked before the
     slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
-    from threat_ensemble.artifacts import PREPROCESSING_FILE, read_json, verify_bundle
+    from threat_ensemble.artifacts import PREPROCESSING_FILE, read_bundle
+    from threat_ensemble.tables import check_output_table, write_table_atomically
 
-    out = _check_output(output)
-    verify_bundle(bundle)  # JSON only so far; load_ensemble verifies again before any joblib.load
-    preprocessing = Preprocessing.from_dict(read_json(Path(bundle) / PREPROCESSING_FILE))
+    out = check_output_table(output, inputs=(data,), keep_out_of=(Path(bundle),))
+    verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
+    preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
     labels, features, source = read_features(
         data, label_column, no_header, drop_columns, bundle_features=preprocessing.encoder.feature_names
     )
     x = encode_features(preprocessing, features, source, impute)
     y = _labels_for_metrics(labels, normal_label, source)
 
-    from threat_ensemble.ensemble import load_ensemble
+    from threat_ensemble.models.ensemble import ThreatEnsemble
 
-    scores = load_ensemble(bundle).score(x)
+    # loaded again from disk, pinned to the digest just checked: a bundle swapped in between is refused
+    scores = ThreatEnsemble.load(bundle, expect_digest=verified.digest).score(x)
     result = pd.DataFrame(index=range(len(features)))
     if labels is not None:
         result[str(labels.name)] = labels.to_numpy()
     for key, values in scores.items():
         column = np.asarray(values)
         result[key] = column.astype(np.int64) if key == "verdict" else column
-    write_csv_atomic(result, out)
+    write_table_atomically(result, out)
     if labels is None or y is None:
         return Scored(len(result))
     from threat_ensemble.scoring import detection_metrics
@@ -236,37 +250,3 @@ def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source
         if problem:
             raise InputError(problem.replace("training medians", "the bundle's training medians"))
     return preprocessing.encode(features, source)
-
-
-def _check_output(output: str | Path) -> Path:
-    """Refuse an output path that cannot be written before the (slow) bundle load."""
-    out = Path(output)
-    if out.is_dir():
-        raise InputError(f"--output {out}: is a folder; expected a file name such as scores.csv")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--output {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"--output {out}: folder {parent} is not writable")
-    return out
-
-
-def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write to a temporary file in the same folder, flush it to disk, then rename over ``path``:
-    a crash leaves the previous file or none, never a truncated one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            frame.to_csv(fh, index=False, lineterminator="\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -373,3 +373,93 @@ def fingerprint(features: pd.DataFrame, y: np.ndarray) -> str:
     digest.update(pd.util.hash_pandas_object(features, index=False).to_numpy().tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()
+
+
+OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+# A text cell starting with one of these is a formula to a spreadsheet (CSV injection): written
+# with a leading quote, the usual neutralisation (OWASP), so opening the scores runs nothing.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def output_suffix(path: Path, option: str = "--output") -> str:
+    """The table format ``path`` names (.csv, .csv.gz or .parquet); one line naming it otherwise."""
+    name = path.name.lower()
+    for suffix in sorted(OUTPUT_SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(f"{option} {path}: unknown output extension; expected one of {', '.join(OUTPUT_SUFFIXES)}")
+
+
+def check_output_table(
+    path: str | Path, option: str = "--output", inputs: tuple[str | Path, ...] = (), keep_out_of: tuple[Path, ...] = ()
+) -> Path:
+    """Refuse, before any slow work, an output that could not be written or would destroy
+    something: a folder, a device, FIFO or socket (only regular files are written), one of the
+    ``inputs``, or a path inside a folder in ``keep_out_of`` (a bundle)."""
+    import os
+    import stat
+
+    out = Path(path)
+    output_suffix(out, option)
+    if out.is_dir():
+        raise InputError(f"{option} {out}: is a folder; expected a file name such as scores.csv")
+    if out.exists() and not stat.S_ISREG(out.stat().st_mode):
+        kind = "not a regular file (a device, FIFO or socket)"
+        raise InputError(f"{option} {out}: {kind}; only regular files are written")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{option} {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {out}: folder {parent} is not writable")
+    resolved = out.resolve()
+    for source in inputs:
+        if Path(source).resolve() == resolved:
+            raise InputError(f"{option} {out}: is also an input ({source}); write the output elsewhere")
+    for folder in keep_out_of:
+        if folder.resolve() in resolved.parents:
+            raise InputError(f"{option} {out}: inside {folder}; writing there would break that bundle")
+    return out
+
+
+def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as formulas, with a leading quote (vectorised)."""
+    out = frame
+    for column in frame.columns:
+        values = frame[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        text = values.astype("string")
+        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
+        if risky.any():
+            if out is frame:
+                out = frame.copy()
+            out[column] = values.where(~risky, "'" + text.astype(object))
+    return out
+
+
+def write_table_atomically(frame: pd.DataFrame, out: Path) -> None:
+    """Write in the format the name says (.csv, .csv.gz, .parquet) to a temporary file in the same
+    folder, flush it to disk, then rename over ``out``: a crash leaves the previous file or none,
+    never a truncated one. CSV text cells that would run as spreadsheet formulas are neutralised."""
+    import os
+    import tempfile
+
+    suffix = output_suffix(out)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
+        with os.fdopen(fd, "wb") as fh:
+            if suffix == ".parquet":
+                frame.to_parquet(fh, index=False)
+            else:
+                neutralise_formulas(frame).to_csv(
+                    fh, index=False, lineterminator="\n", compression="gzip" if suffix == ".csv.gz" else None
+                )
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,34 +1,19 @@
-"""The three fitted members and how a row becomes three scores and one verdict."""
+"""The two tree models: how they are fitted (beside the autoencoder when cores are spare), how
+they score, and how they are stored without pickle (skops, with an explicit list of trusted types:
+loading a stranger's file may give wrong scores, never run code)."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import IsolationForest, RandomForestClassifier
 from sklearn.frozen import FrozenEstimator
-from torch import nn
 
-from threat_ensemble.model import build_autoencoder, reconstruction_error
-from threat_ensemble.preprocessing import Preprocessing
-from threat_ensemble.scoring import (
-    CUTOFF,
-    ae_score,
-    apply_stacked_fusion,
-    fit_stacked_fusion,
-    fuse,
-    if_score,
-    stack_features,
-    stack_inputs,
-)
+from threat_ensemble.errors import InputError
 
 N_TREES = 200
 RF_MAX_DEPTH = 20
@@ -170,15 +155,6 @@ def fit_isolation_forest(
     return forest.set_params(n_jobs=n_jobs)
 
 
-def timed(label: str, fn: Callable[[], Any], say: Callable[[str], None]) -> Any:
-    """Run ``fn`` between two progress lines that give its wall time."""
-    say(f"{label} ...")
-    start = time.perf_counter()
-    result = fn()
-    say(f"{label.split(':')[0]}: done in {time.perf_counter() - start:.1f}s")
-    return result
-
-
 def forest_scores(random_forest: Any, x_encoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(calibrated attack probability, raw vote share) from one pass over the trees: the isotonic
     calibrator is applied to the vote the pass already gave, instead of asking the forest again
@@ -193,83 +169,39 @@ def forest_scores(random_forest: Any, x_encoded: np.ndarray) -> tuple[np.ndarray
     return np.clip(calibrated[0].calibrators[0].predict(vote), 0.0, 1.0), vote
 
 
-@dataclass
-class Ensemble:
-    """Fitted members plus the preprocessing and the fusion that tie them together. ``fusion`` is
-    ``{"kind": "fixed", "weights": {...}}`` (the reference's weighted mean) or a stacked fusion
-    fitted on validation data (``scoring.fit_stacked_fusion``)."""
-
-    preprocessing: Preprocessing
-    autoencoder: nn.Module
-    threshold: float
-    random_forest: Any
-    isolation_forest: IsolationForest
-    fusion: dict[str, Any]
-    error_scale: np.ndarray | None = None  # per-feature error scale of the autoencoder score (None: plain MSE)
-
-    def member_scores(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Each member's score in [0, 1] (higher = more anomalous), plus the raw outputs the
-        stacked fusion uses (``ae_error``, ``rf_vote``)."""
-        scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
-        scale = None if self.error_scale is None else torch.as_tensor(self.error_scale, dtype=torch.float64)
-        errors = reconstruction_error(self.autoencoder, scaled, scale=scale).numpy()  # float64
-        rf_probability, rf_vote = forest_scores(self.random_forest, x_encoded)
-        return {
-            "ae": ae_score(errors, self.threshold),
-            "rf": rf_probability,
-            "if": if_score(self.isolation_forest.decision_function(x_encoded)),
-            "ae_error": errors,
-            "rf_vote": rf_vote,
-        }
-
-    def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
-        if self.fusion["kind"] == "fixed":
-            return fuse(scores, self.fusion["weights"])
-        return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES, stack_inputs(self.fusion)))
-
-    def fit_fusion(self, x_val: np.ndarray, y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
-        """Fit the stacked fusion on the labelled validation split (never on test data)."""
-        self.fusion = fit_stacked_fusion(stack_features(self.member_scores(x_val), N_TREES), y_val, target_fpr)
-        return self.fusion
-
-    def score(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Member scores, the fused score and the 0/1 verdict (attack when fused >= 0.5)."""
-        scores = self.member_scores(x_encoded)
-        scores["ensemble"] = self.fuse(scores)
-        scores["verdict"] = (scores["ensemble"] >= CUTOFF).astype(np.int64)
-        return scores
+# The only types a stored forest may hold beyond those skops trusts by default (plain scikit-learn
+# estimators, numpy arrays): the tree structure, the calibrated forest's wrapper and our forest.
+# Anything else in a file is refused before a single object is built.
+TRUSTED_TYPES = (
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.tree._tree.Tree",
+    "threat_ensemble.models.forests.DeterministicForest",
+)
 
 
-def load_ensemble(bundle_dir: str | Path) -> Ensemble:
-    """Load a bundle after verifying every file's sha256 against its manifest (joblib files run
-    code when loaded, so nothing is unpickled before the check passes)."""
-    import joblib
+class UntrustedModelError(InputError):
+    """A stored forest that is not one of ours: unreadable, or holding types outside TRUSTED_TYPES."""
 
-    from threat_ensemble.artifacts import (
-        AE_FILE,
-        GATE_FILE,
-        IF_FILE,
-        PREPROCESSING_FILE,
-        RF_FILE,
-        THRESHOLD_FILE,
-        read_json,
-        verify_bundle,
-    )
 
-    folder = Path(bundle_dir)
-    verify_bundle(folder)
-    saved = torch.load(folder / AE_FILE, weights_only=True, map_location="cpu")
-    net = build_autoencoder(int(saved["n_features"]), tuple(saved["hidden"]))
-    net.load_state_dict(saved["state_dict"])
-    net.eval()
-    thresholds = read_json(folder / THRESHOLD_FILE)
-    fusion = thresholds.get("fusion") or {"kind": "fixed", "weights": dict(read_json(folder / GATE_FILE)["weights"])}
-    return Ensemble(
-        preprocessing=Preprocessing.from_dict(read_json(folder / PREPROCESSING_FILE)),
-        autoencoder=net,
-        threshold=float(thresholds["threshold"]),
-        random_forest=joblib.load(folder / RF_FILE),
-        isolation_forest=joblib.load(folder / IF_FILE),
-        fusion=fusion,
-        error_scale=np.asarray(saved["error_scale"], dtype=np.float64) if "error_scale" in saved else None,
-    )
+def forest_to_bytes(model: Any) -> bytes:
+    """A fitted forest as skops bytes (a zip of JSON and numpy arrays; no pickle)."""
+    import skops.io as sio
+
+    return sio.dumps(model)
+
+
+def forest_from_bytes(data: bytes, source: str) -> Any:
+    """The forest stored by :func:`forest_to_bytes`. Refuses (one line naming ``source``) a file
+    that is not a skops archive or that holds any type outside skops' defaults and TRUSTED_TYPES."""
+    import skops.io as sio
+
+    try:
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        if untrusted:
+            shown = ", ".join(untrusted[:3]) + (f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else "")
+            raise UntrustedModelError(f"{source}: holds types this package does not trust ({shown}); not loaded")
+        return sio.loads(data, trusted=list(TRUSTED_TYPES))
+    except UntrustedModelError:
+        raise
+    except Exception as exc:  # a damaged or foreign archive: skops raises many kinds
+        raise UntrustedModelError(f"{source}: not a readable skops forest ({type(exc).__name__})") from None

@@ -1,0 +1,340 @@
+"""A bundle from a stranger may at worst give wrong scores, never run code: every file position
+holding a code-running payload, with and without a manifest that vouches for it; manifests of every
+wrong shape; the digest that pins a bundle from outside; numbers that would fail open."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import ROOT
+from threat_ensemble.artifacts import (
+    AE_FILE,
+    BUNDLE_FILES,
+    GATE_FILE,
+    IF_FILE,
+    MANIFEST_FILE,
+    PREPROCESSING_FILE,
+    RF_FILE,
+    THRESHOLD_FILE,
+    BundleError,
+)
+from threat_ensemble.models.ensemble import NonFiniteScores, ThreatEnsemble
+from threat_ensemble.score_cli import main as score_main
+
+
+class _RunsCode:
+    """Unpickling this writes the marker file: what an attacker's pickle would do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+class _SetsStateRunsCode:
+    """A skops archive of this would build it and call __setstate__, if the type were trusted."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["marker"]).write_text("ran")
+
+
+def _fit_tiny_ensemble(frame: pd.DataFrame) -> ThreatEnsemble:
+    """Members fitted in seconds (an untrained autoencoder is enough to test loading)."""
+    from threat_ensemble.model import build_autoencoder
+    from threat_ensemble.models.forests import fit_isolation_forest, fit_random_forest
+    from threat_ensemble.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+
+    y = frame["label"].to_numpy()
+    features = frame.drop(columns="label")
+    encoder = FeatureEncoder.fit(features)
+    x, _ = encoder.transform(features)
+    preprocessing = Preprocessing(encoder, RobustScaler.fit(x))
+    half = len(x) // 2
+    torch.manual_seed(0)
+    return ThreatEnsemble(
+        preprocessing=preprocessing,
+        autoencoder=build_autoencoder(x.shape[1]).eval(),
+        threshold=1.0,
+        random_forest=fit_random_forest(x[:half], y[:half], x[half:], y[half:], seed=0, n_jobs=1),
+        isolation_forest=fit_isolation_forest(x[y == 0], seed=0, n_jobs=1),
+        fusion={"kind": "fixed", "weights": {"ae": 0.4, "rf": 0.4, "if": 0.2}},
+        error_scale=np.ones(x.shape[1]),
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from threat_ensemble.synthetic import make_default_dataset
+
+    work = tmp_path_factory.mktemp("trust")
+    frame = make_default_dataset(600, seed=3).drop(columns="family")
+    frame.to_csv(work / "rows.csv", index=False)
+    ensemble = _fit_tiny_ensemble(frame)
+    bundle = ensemble.save(
+        work / "bundle",
+        gate={"passed": True, "weights": ensemble.fusion["weights"]},
+        threshold_info={"percentile": 99.5},
+        manifest_extra={},
+    )
+    return {"work": work, "bundle": bundle, "digest": ensemble.digest, "ensemble": ensemble}
+
+
+def _copy(tiny: dict, tmp_path: Path) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(tiny["bundle"], tmp_path / "bundle"))
+
+
+def _vouch(bundle: Path, name: str) -> None:
+    """Put the file's new sha256 into the manifest, as an attacker who can write the folder would."""
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    manifest["files"][name] = hashlib.sha256((bundle / name).read_bytes()).hexdigest()
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest))
+
+
+def _score(tiny: dict, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple:
+    out = tmp_path / "scores.csv"
+    code = score_main(["--bundle", str(bundle), "--data", str(tiny["work"] / "rows.csv"), "--output", str(out), *extra])
+    captured = capsys.readouterr()
+    return code, captured.err.strip(), out
+
+
+LOADED = (*BUNDLE_FILES, MANIFEST_FILE)
+
+
+@pytest.mark.parametrize("vouched", [False, True], ids=["manifest-unchanged", "manifest-vouches"])
+@pytest.mark.parametrize("position", LOADED)
+def test_a_pickle_in_any_file_position_never_runs(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], position: str, vouched: bool
+) -> None:
+    bundle = _copy(tiny, tmp_path)
+    marker = tmp_path / "marker"
+    payload = pickle.dumps(_RunsCode(marker))
+    if position == AE_FILE:  # torch.save's zip of a pickle: what autoencoder.pt used to be
+        import io
+
+        buffer = io.BytesIO()
+        torch.save({"state_dict": _RunsCode(marker)}, buffer)
+        payload = buffer.getvalue()
+    (bundle / position).write_bytes(payload)
+    if vouched and position != MANIFEST_FILE:
+        _vouch(bundle, position)
+    code, err, out = _score(tiny, bundle, tmp_path, capsys)
+    assert not marker.exists(), "the payload ran"
+    assert code == 2 and not out.exists()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert position in err or MANIFEST_FILE in err, err
+
+
+@pytest.mark.parametrize("position", [RF_FILE, IF_FILE])
+def test_a_skops_file_of_untrusted_types_is_refused_before_anything_is_built(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], position: str
+) -> None:
+    import skops.io as sio
+
+    bundle = _copy(tiny, tmp_path)
+    marker = tmp_path / "marker"
+    (bundle / position).write_bytes(sio.dumps(_SetsStateRunsCode(marker)))
+    _vouch(bundle, position)
+    code, err, _ = _score(tiny, bundle, tmp_path, capsys)
+    assert not marker.exists() and code == 2
+    assert f"{position}: holds types this package does not trust" in err and "_SetsStateRunsCode" in err, err
+
+
+def test_the_pinned_digest_refuses_a_bundle_whose_manifest_was_rewritten(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _copy(tiny, tmp_path)
+    thresholds = json.loads((bundle / THRESHOLD_FILE).read_text())
+    thresholds["threshold"] = 1e9  # flags nothing: a silent way to blind the detector
+    (bundle / THRESHOLD_FILE).write_text(json.dumps(thresholds))
+    _vouch(bundle, THRESHOLD_FILE)
+    code, err, out = _score(tiny, bundle, tmp_path, capsys, "--expect-digest", tiny["digest"])
+    assert code == 2 and not out.exists()
+    assert f"{MANIFEST_FILE}: sha256" in err and f"is not the expected {tiny['digest']}" in err, err
+    code, _, out = _score(tiny, tiny["bundle"], tmp_path, capsys, "--expect-digest", tiny["digest"])
+    assert code == 0 and out.is_file()
+
+
+def _set_manifest(bundle: Path, change) -> None:  # type: ignore[no-untyped-def]
+    manifest = json.loads((bundle / MANIFEST_FILE).read_text())
+    replaced = change(manifest)
+    (bundle / MANIFEST_FILE).write_text(json.dumps(manifest if replaced is None else replaced))
+
+
+BROKEN_MANIFESTS = {
+    "lists no files": (lambda m: m.update(files={}), "'files' must list the bundle's files"),
+    "misses a required file": (
+        lambda m: m["files"].pop(GATE_FILE) and None,
+        f"does not list required files ['{GATE_FILE}']",
+    ),
+    "hash not a string": (lambda m: m["files"].update({RF_FILE: 12345}), "is not 64 hex digits"),
+    "path in a name": (lambda m: m["files"].update({"../x": "0" * 64}), "file name '../x'"),
+    "format 1": (lambda m: m.update(format=1), "bundle format 1 (pickled forests"),
+    "unknown format": (lambda m: m.update(format=99), "unknown bundle format 99"),
+    "empty object": (lambda m: m.clear(), "unknown bundle format None"),
+    "a list": (lambda m: [m], "not a valid manifest (expected a JSON object)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_MANIFESTS))
+def test_a_manifest_of_the_wrong_shape_is_one_line_and_exit_2(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    change, message = BROKEN_MANIFESTS[case]
+    bundle = _copy(tiny, tmp_path)
+    _set_manifest(bundle, change)
+    code, err, _ = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_deeply_nested_json_is_refused_not_a_recursion_traceback(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _copy(tiny, tmp_path)
+    (bundle / MANIFEST_FILE).write_text("[" * 200_000 + "]" * 200_000)
+    code, err, _ = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 2 and "nested too deeply" in err, err
+    bundle = _copy(tiny, tmp_path / "b2")
+    (bundle / THRESHOLD_FILE).write_text('{"threshold": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    _vouch(bundle, THRESHOLD_FILE)
+    code, err, _ = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 2 and f"{THRESHOLD_FILE}: JSON nested too deeply" in err, err
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "symlink"])
+def test_a_non_regular_file_where_a_file_should_be_is_refused_without_hanging(
+    tiny: dict, tmp_path: Path, kind: str
+) -> None:
+    bundle = _copy(tiny, tmp_path)
+    target = bundle / PREPROCESSING_FILE
+    kept = target.read_bytes()
+    target.unlink()
+    if kind == "folder":
+        target.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        (tmp_path / "elsewhere.json").write_bytes(kept)
+        target.symlink_to(tmp_path / "elsewhere.json")
+    rows = tiny["work"] / "rows.csv"
+    cmd = [sys.executable, str(ROOT / "scripts" / "score.py"), "--bundle", str(bundle), "--data", str(rows)]
+    proc = subprocess.run([*cmd, "--output", str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    expected = {"folder": "a folder", "fifo": "a FIFO", "symlink": "a symbolic link"}[kind]
+    assert proc.stderr.strip() == f"error: {target}: not a regular file ({expected})"
+
+
+def test_a_bundle_whose_numbers_are_not_finite_is_refused(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = _copy(tiny, tmp_path)
+    preprocessing = json.loads((bundle / PREPROCESSING_FILE).read_text())
+    preprocessing["scaler"]["scale"][0] = float("nan")
+    (bundle / PREPROCESSING_FILE).write_text(json.dumps(preprocessing))
+    _vouch(bundle, PREPROCESSING_FILE)
+    code, err, out = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 2 and not out.exists()
+    assert "not finite: scaler centre or scale; the bundle would score NaN" in err, err
+
+
+def test_rows_that_score_nan_fail_closed(tiny: dict) -> None:
+    import copy
+
+    ensemble = copy.deepcopy(tiny["ensemble"])
+    with torch.no_grad():
+        ensemble.autoencoder[0].weight.fill_(float("nan"))
+    frame = pd.read_csv(tiny["work"] / "rows.csv").drop(columns="label")
+    with pytest.warns(NonFiniteScores, match="they are flagged as attacks"):
+        scores = ensemble.score(ensemble.preprocessing.encode(frame))
+    assert np.isnan(scores["ensemble"]).all() and (scores["verdict"] == 1).all()
+
+
+def test_the_saved_bundle_scores_as_the_object_that_saved_it(tiny: dict) -> None:
+    loaded = ThreatEnsemble.load(tiny["bundle"], expect_digest=tiny["digest"])
+    frame = pd.read_csv(tiny["work"] / "rows.csv").drop(columns="label")
+    x = tiny["ensemble"].preprocessing.encode(frame)
+    before, after = tiny["ensemble"].score(x), loaded.score(x)
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    names = {p.name for p in tiny["bundle"].iterdir()}
+    assert names == {*BUNDLE_FILES, MANIFEST_FILE} and not any(n.endswith((".pt", ".joblib", ".pkl")) for n in names)
+
+
+def test_the_mlflow_model_refuses_a_bundle_other_than_the_one_it_was_logged_with(tiny: dict) -> None:
+    from threat_ensemble.mlflow_model import EnsembleModel
+
+    model = EnsembleModel()
+    model.load_context(SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])}, model_config={}))
+    pinned = SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])}, model_config={"bundle_digest": "0" * 64})
+    with pytest.raises(BundleError, match="is not the expected 0000"):
+        EnsembleModel().load_context(pinned)
+
+
+@pytest.mark.parametrize("target", ["devnull", "fifo", "the input", "inside the bundle", "unknown extension"])
+def test_score_output_is_written_only_to_a_new_or_regular_file_that_is_not_an_input(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str
+) -> None:
+    rows = tmp_path / "rows.csv"
+    rows.write_bytes((tiny["work"] / "rows.csv").read_bytes())
+    bundle = _copy(tiny, tmp_path)
+    out, expected = {
+        "devnull": (Path("/dev/null"), "/dev/null: unknown output extension"),
+        "fifo": (tmp_path / "pipe.csv", "pipe.csv: not a regular file (a device, FIFO or socket)"),
+        "the input": (rows, f"rows.csv: is also an input ({rows})"),
+        "inside the bundle": (bundle / "scores.csv", f"inside {bundle}; writing there would break that bundle"),
+        "unknown extension": (tmp_path / "scores.xlsx", "expected one of .csv, .csv.gz, .parquet"),
+    }[target]
+    if target == "fifo":
+        os.mkfifo(out)
+    before = rows.read_bytes()
+    code = score_main(["--bundle", str(bundle), "--data", str(rows), "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: --output ") and expected in err, err
+    assert rows.read_bytes() == before and sorted(p.name for p in bundle.iterdir()) == sorted(
+        p.name for p in tiny["bundle"].iterdir()
+    )
+    if target == "fifo":
+        assert out.is_fifo()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz", ".parquet"])
+def test_score_writes_the_format_its_output_name_says(tiny: dict, tmp_path: Path, suffix: str) -> None:
+    out = tmp_path / f"scores{suffix}"
+    rows = str(tiny["work"] / "rows.csv")
+    assert score_main(["--bundle", str(tiny["bundle"]), "--data", rows, "--output", str(out)]) == 0
+    frame = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    if suffix == ".parquet":
+        assert out.read_bytes()[:4] == b"PAR1"
+    elif suffix == ".csv.gz":
+        assert out.read_bytes()[:2] == b"\x1f\x8b"
+    assert len(frame) == 600 and {"ensemble", "verdict"} <= set(frame.columns)
+
+
+def test_spreadsheet_formulas_from_the_input_are_neutralised_in_csv(tmp_path: Path) -> None:
+    from threat_ensemble.tables import write_table_atomically
+
+    labels = ['=HYPERLINK("http://x")', "+1", "-cmd", "@SUM(A1)", "normal", None]
+    frame = pd.DataFrame({"label": labels, "n": range(6)})
+    write_table_atomically(frame, tmp_path / "out.csv")
+    back = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
+    assert back["label"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "normal", ""]
+    assert back["n"].tolist() == list(range(6))  # numbers, negative ones included, are left alone
+    write_table_atomically(frame, tmp_path / "out.parquet")
+    assert pd.read_parquet(tmp_path / "out.parquet")["label"].tolist()[:2] == frame["label"].tolist()[:2]

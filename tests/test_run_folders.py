@@ -1,0 +1,85 @@
+"""The run's folders: checked before training, locked for the run, and a failed model never
+replaces a passing one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import train_cmd
+from threat_ensemble.errors import InputError
+from threat_ensemble.run_folders import check_run_folders, lock_path, locked
+
+SMALL = ["--default-rows", "3000", "--max-epochs", "3", "--quiet"]
+
+
+def _train(work: Path, *args: str) -> subprocess.CompletedProcess:
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    return subprocess.run(
+        train_cmd(*SMALL, "--tracking-uri", uri, *args), cwd=work, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "checkpoint", "message"),
+    [
+        ("same", "same", "--checkpoint-dir same: is also --output-dir"),
+        ("out", "out/ckpt", "--checkpoint-dir out/ckpt: nested with --output-dir out"),
+        ("out/inner", "out", "--checkpoint-dir out: nested with --output-dir out/inner"),
+        ("new", "old-bundle", "--checkpoint-dir old-bundle: holds a model bundle (manifest.json)"),
+    ],
+)
+def test_folders_that_would_damage_each_other_are_refused_up_front(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str, checkpoint: str, message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "old-bundle").mkdir()
+    (tmp_path / "old-bundle" / "manifest.json").write_text("{}")
+    with pytest.raises(InputError, match=re.escape(message)):
+        check_run_folders(output, checkpoint)
+    check_run_folders("out", "ckpt")  # separate folders are fine
+
+
+def test_a_second_run_on_locked_folders_exits_2_naming_the_holder(tmp_path: Path) -> None:
+    with locked(("--output-dir", tmp_path / "bundle")):
+        proc = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip() == (
+        f"error: --output-dir bundle: in use by another run (pid {os.getpid()}); wait for it or choose another folder"
+    )
+    assert not (tmp_path / "bundle").exists() and not (tmp_path / "ckpt" / "last.ckpt").exists()
+    with locked(("--checkpoint-dir", tmp_path / "ckpt")):
+        proc = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt")
+    assert proc.returncode == 2 and "--checkpoint-dir ckpt: in use by another run" in proc.stderr
+    assert lock_path(tmp_path / "ckpt") == tmp_path / ".ckpt.lock"  # beside the folder, never in a bundle
+
+
+@pytest.mark.slow
+def test_a_failed_gate_never_replaces_a_passing_bundle(tmp_path: Path) -> None:
+    first = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--register-model", "shop")
+    assert first.returncode == 0, first.stderr[-3000:]
+    manifest = (tmp_path / "bundle" / "manifest.json").read_bytes()
+    digest = hashlib.sha256(manifest).hexdigest()
+    assert f"bundle digest: {digest}" in first.stdout
+
+    second = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--min-f1", "0.9999")
+    assert second.returncode == 3, second.stderr[-3000:]
+    assert (tmp_path / "bundle" / "manifest.json").read_bytes() == manifest  # the passing bundle, untouched
+    rejected = tmp_path / "bundle.rejected"
+    assert f"gate failed: the passing bundle in bundle is kept; this run's bundle is in {rejected}" in second.stdout
+    assert f"bundle: {rejected}" in second.stdout
+    assert json.loads((rejected / "gate.json").read_text())["passed"] is False
+
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = json.loads((tmp_path / "bundle" / "gate.json").read_text())["mlflow_run_id"]
+    assert client.get_run(run_id).data.tags["bundle_digest"] == digest
+    version = client.get_model_version("shop", "1")
+    assert version.tags["bundle_digest"] == digest and version.run_id == run_id
