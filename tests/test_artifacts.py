@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,20 @@ def test_the_digest_returned_is_the_manifests_and_pins_the_bundle(tmp_path: Path
     assert artifacts.read_bundle(folder, expect_digest=digest.upper()).digest == digest
     with pytest.raises(BundleError, match="is not the expected"):
         artifacts.read_bundle(folder, expect_digest="0" * 64)
+
+
+def test_a_swap_stopped_between_its_renames_is_recovered_by_the_next_run(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "out", "good")
+    hidden = tmp_path / ".out.old-1234abcd"
+    os.replace(dest, hidden)  # killed after hiding the old bundle, before moving the new one in
+    (tmp_path / ".out.tmp-99").mkdir()
+    (tmp_path / ".out.probe-x").write_text("")
+    with pytest.raises(BundleError, match=r"out: missing; .*\.out\.old-1234abcd holds the bundle a stopped run"):
+        verify_bundle(dest)  # score.py says where the bundle is, and changes nothing
+    notes = artifacts.recover_interrupted_swap(dest)
+    assert notes[0] == f"restored {dest.resolve()} from .out.old-1234abcd (a run was stopped while replacing it)"
+    assert sorted(n.split(",")[0] for n in notes[1:]) == ["removed .out.probe-x", "removed .out.tmp-99"]
+    assert json.loads((dest / "gate.json").read_text())["marker"] == "good"
+    verify_bundle(dest)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert artifacts.recover_interrupted_swap(dest) == []  # nothing left to do

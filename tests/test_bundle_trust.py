@@ -280,11 +280,10 @@ def test_the_saved_bundle_scores_as_the_object_that_saved_it(tiny: dict) -> None
 def test_the_mlflow_model_refuses_a_bundle_other_than_the_one_it_was_logged_with(tiny: dict) -> None:
     from threat_ensemble.mlflow_model import EnsembleModel
 
-    model = EnsembleModel()
-    model.load_context(SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])}, model_config={}))
-    pinned = SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])}, model_config={"bundle_digest": "0" * 64})
+    context = SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])})
+    EnsembleModel(bundle_digest=tiny["digest"]).load_context(context)
     with pytest.raises(BundleError, match="is not the expected 0000"):
-        EnsembleModel().load_context(pinned)
+        EnsembleModel(bundle_digest="0" * 64).load_context(context)
 
 
 @pytest.mark.parametrize("target", ["devnull", "fifo", "the input", "inside the bundle", "unknown extension"])
@@ -334,7 +333,51 @@ def test_spreadsheet_formulas_from_the_input_are_neutralised_in_csv(tmp_path: Pa
     frame = pd.DataFrame({"label": labels, "n": range(6)})
     write_table_atomically(frame, tmp_path / "out.csv")
     back = pd.read_csv(tmp_path / "out.csv", keep_default_na=False)
-    assert back["label"].tolist() == ["'=HYPERLINK(\"http://x\")", "'+1", "'-cmd", "'@SUM(A1)", "normal", ""]
+    assert back["label"].tolist() == ['\'=HYPERLINK("http://x")', "'+1", "'-cmd", "'@SUM(A1)", "normal", ""]
     assert back["n"].tolist() == list(range(6))  # numbers, negative ones included, are left alone
     write_table_atomically(frame, tmp_path / "out.parquet")
     assert pd.read_parquet(tmp_path / "out.parquet")["label"].tolist()[:2] == frame["label"].tolist()[:2]
+
+
+def test_score_bounds_decompression_and_lists_few_extra_columns(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    frame = pd.read_csv(tiny["work"] / "rows.csv")
+    wide = frame.assign(**{f"extra{i}": 0 for i in range(30)})
+    (tmp_path / "rows.csv.gz").write_bytes(gzip.compress(wide.to_csv(index=False).encode() * 8))
+    out = tmp_path / "s.csv"
+    args = ["--bundle", str(tiny["bundle"]), "--data", str(tmp_path / "rows.csv.gz"), "--output", str(out)]
+    assert score_main([*args, "--max-decompressed-mb", "1"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith("rows.csv.gz: expands beyond 1 MB when decompressed; raise --max-decompressed-mb if that is expected")
+    )
+    wide.to_csv(tmp_path / "wide.csv", index=False)
+    args = ["--bundle", str(tiny["bundle"]), "--data", str(tmp_path / "wide.csv"), "--output", str(out)]
+    assert score_main(args) == 0
+    warning = [line for line in capsys.readouterr().err.splitlines() if "ignoring" in line]
+    assert warning == [
+        f"warning: {tmp_path / 'wide.csv'}: ignoring 30 columns the bundle was not trained on: "
+        "['extra0', 'extra1', 'extra2', 'extra3', 'extra4', and 25 more]"
+    ]
+
+
+def test_a_full_disk_while_writing_scores_is_one_line_and_leaves_no_temp_file(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    def disk_full(self: pd.DataFrame, path: object, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(getattr(path, "name", path)))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    out = tmp_path / "scores.csv"
+    out.write_text("yesterday's scores\n")
+    code = score_main(["--bundle", str(tiny["bundle"]), "--data", str(tiny["work"] / "rows.csv"), "--output", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "No space left on device" in err and "Traceback" not in err
+    assert out.read_text() == "yesterday's scores\n"  # the previous file is kept whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]  # no temp file left

@@ -421,3 +421,34 @@ def test_cli_help_loads_no_heavy_module() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "--attack" in proc.stdout and proc.stdout.strip().endswith("[]")
+
+
+def test_absurd_sizes_skip_one_line_not_the_file(tmp_path: Path) -> None:
+    line = '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326\n'
+    huge = '1.2.3.4 - - [10/Oct/2000:13:55:37 -0700] "GET /b HTTP/1.0" 200 ' + "9" * 30 + "\n"
+    (tmp_path / "access.log").write_text(line * 5 + huge + line * 5)
+    proc = _cli("--input", "access.log", "--output", "f.csv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "warning: access.log: skipped 1 malformed request(s) (10 read)"
+    raw = (
+        "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: "
+        + "9" * 5000
+        + "\r\n\r\nabc\r\n\r\nGET /y HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    (tmp_path / "dump.txt").write_text(raw)
+    proc = _cli("--input", "dump.txt", "--output", "g.csv", cwd=tmp_path)
+    assert proc.returncode == 0 and "kept 1 request(s) whose body is shorter than its Content-Length" in proc.stderr
+    assert len(pd.read_csv(tmp_path / "g.csv")) == 2
+
+
+def test_a_symlink_loop_and_an_empty_label_column_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "loop.log").symlink_to(tmp_path / "loop.log")
+    proc = _cli("--input", "loop.log", "--output", "f.csv", cwd=tmp_path)
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == "error: loop.log: cannot be read (Too many levels of symbolic links)"
+    )
+    (tmp_path / "good.log").write_text('1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1\n')
+    proc = _cli("--normal", "good.log", "--output", "f.csv", "--label-column", "", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: --label-column: empty; give the name of the label column (default: label)"

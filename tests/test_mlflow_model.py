@@ -201,6 +201,10 @@ def test_model_folder_contents(logged: dict[str, Any], tmp_path: Path) -> None:
     assert lines == pip_requirements()
     assert (local / "input_example.json").is_file()
     assert (local / "threat_ensemble_model.py").is_file()  # logged as code: nothing of ours is pickled
+    import hashlib
+
+    digest = hashlib.sha256((logged["bundle"] / "manifest.json").read_bytes()).hexdigest()
+    assert f"EnsembleModel(bundle_digest={digest!r})" in (local / "threat_ensemble_model.py").read_text()
     assert not list(local.glob("*.pkl"))
 
 

@@ -136,7 +136,10 @@ def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
     assert set(state["trees"]) == {"random_forest"}  # the forest is a hashed side file, not in the checkpoint
 
 
-def test_sigterm_stops_with_a_message_and_resume_completes(tmp_path: Path, reference: dict) -> None:
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_stops_with_a_message_and_resume_completes(
+    tmp_path: Path, reference: dict, sig: signal.Signals, code: int
+) -> None:
     env = dict(os.environ, THREAT_ENSEMBLE_CRASH_AT="none")
     args = [
         *ARGS,
@@ -160,11 +163,17 @@ def test_sigterm_stops_with_a_message_and_resume_completes(tmp_path: Path, refer
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err[-3000:]
-    assert "received SIGTERM" in err and "--resume" in err
-    assert not (tmp_path / "bundle").exists()
+    assert proc.returncode == code, err[-3000:]
+    assert f"stopped: received {sig.name}; checkpoints are in" in err and "--resume" in err
+    assert "Traceback" not in err and not (tmp_path / "bundle").exists()
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())["mlflow_run_id"]
+    run = client.get_run(run_id)
+    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "interrupted")  # to be continued, not failed
     resumed = subprocess.run(train_cmd(*args, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert (tmp_path / "bundle" / "gate.json").exists()

@@ -24,6 +24,7 @@ import numpy as np
 
 from threat_ensemble.checkpointing import crash_point
 from threat_ensemble.errors import InputError
+from threat_ensemble.limits import MAX_JSON_BYTES, MAX_MANIFEST_BYTES
 
 # Format 1 (before): autoencoder.pt and two joblib pickles. Format 2: no file can run code when read.
 BUNDLE_FORMAT = 2
@@ -38,8 +39,6 @@ BUNDLE_FILES = (AE_FILE, RF_FILE, IF_FILE, PREPROCESSING_FILE, THRESHOLD_FILE, G
 VERSIONED_PACKAGES = (
     "threat-ensemble", "torch", "lightning", "scikit-learn", "numpy", "mlflow", "torchmetrics", "skops", "safetensors"
 )
-MAX_MANIFEST_BYTES = 1 << 20
-MAX_JSON_BYTES = 64 << 20  # preprocessing.json grows with text columns' categories; far below this
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -151,6 +150,30 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fh.fileno())
 
 
+def recover_interrupted_swap(output_dir: str | Path) -> list[str]:
+    """Undo what a run killed while writing ``output_dir`` left beside it (call with the folder's
+    lock held): a bundle hidden as ``.<name>.old-*`` when ``output_dir`` itself is missing is put
+    back; other such folders, temporary ``.<name>.tmp-*`` folders and probe files are removed.
+    Returns one line per action, for the run to print."""
+    dest = Path(output_dir).resolve()
+    notes: list[str] = []
+    if not dest.parent.is_dir():
+        return notes
+    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if olds and not dest.exists() and (olds[-1] / MANIFEST_FILE).is_file():
+        restored = olds.pop()
+        os.replace(restored, dest)
+        notes.append(f"restored {dest} from {restored.name} (a run was stopped while replacing it)")
+    leftovers = [*olds, *dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.probe-*")]
+    for path in leftovers:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        notes.append(f"removed {path.name}, left beside {dest.name} by a stopped run")
+    return notes
+
+
 def _swap_into_place(tmp: Path, dest: Path) -> None:
     if not dest.exists():
         os.replace(tmp, dest)
@@ -181,6 +204,12 @@ def read_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> Ver
     folder = Path(bundle_dir)
     manifest_path = folder / MANIFEST_FILE
     if not folder.is_dir():
+        hidden = sorted(folder.parent.glob(f".{folder.name}.old-*")) if not folder.exists() else []
+        if hidden:
+            raise BundleError(
+                f"{folder}: missing; {hidden[-1]} holds the bundle a stopped run was replacing "
+                "(the next train.py run on this folder restores it, or rename it back)"
+            )
         raise BundleError(f"{folder}: not a bundle folder")
     if not manifest_path.exists():
         raise BundleError(f"{folder}: not a bundle (no {MANIFEST_FILE})")

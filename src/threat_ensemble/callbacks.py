@@ -11,7 +11,9 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, atomi
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data import ThreatDataModule
+from threat_ensemble.mlflow_logger import ResilientMLFlowLogger
 from threat_ensemble.model import AutoencoderModule
 from threat_ensemble.models.ensemble import ThreatEnsemble
 from threat_ensemble.models.forests import (
@@ -62,6 +65,7 @@ class RunStateCallback(Callback):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.params = params  # None when resuming: MLflow params are immutable and already logged
         self._crash_at = os.environ.get(CRASH_ENV)
+        self.post_training = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
@@ -104,10 +108,59 @@ class RunStateCallback(Callback):
         if self._crash_at and batch_idx == 1:  # fault injection for the resume tests only
             crash_point(f"train_epoch{trainer.current_epoch}")
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.post_training = True  # first of the end-of-training hooks: the tree and validation stages follow
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.is_global_zero and isinstance(trainer.logger, MLFlowLogger) and trainer.logger.run_id:
-            status = "interrupted" if trainer.received_sigterm else "failed"
+            stopped = trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)
+            status = "interrupted" if stopped else "failed"
             mark_run(trainer.logger, status, f"{type(exception).__name__}: {exception}")
+
+
+class StopSignals:
+    """Ctrl-C (SIGINT) stops a run as SIGTERM does: during training, Lightning's own graceful stop
+    (the epoch's checkpoint stays the resume point); in the tree and validation stages, at once
+    (the forests' fit is cancelled between steps). Either way ``--resume`` continues it. A second
+    Ctrl-C interrupts at once."""
+
+    def __init__(self, trainer: L.Trainer, run_state: RunStateCallback) -> None:
+        self.trainer = trainer
+        self.run_state = run_state
+        self.sigint = False
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        import signal
+
+        first = not self.sigint
+        self.sigint = True
+        if first and not self.run_state.post_training:
+            rank_zero_info("interrupted (Ctrl-C): stopping after the current step; Ctrl-C again to stop at once")
+            signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+            return
+        raise KeyboardInterrupt
+
+
+def mark_killed(logger: MLFlowLogger) -> None:
+    """An interrupted run is KILLED in MLflow (Lightning finalises it as FAILED), to be continued."""
+    try:
+        logger.experiment.set_terminated(logger.run_id, status="KILLED")
+    except Exception as exc:
+        print(f"warning: could not mark the MLflow run as killed: {exc}")
 
 
 def _timed_call(fit: Any) -> tuple[Any, float]:
@@ -351,7 +404,10 @@ class EnsembleValidationCallback(Callback):
             )
         self.say(f"bundle written to {bundle} (manifest sha256 {ensemble.digest})")
         if logger is not None:
-            self._log_to_mlflow(logger, threshold, per_model, metrics, bundle, callback_metrics or {}, ensemble)
+            log = lambda: self._log_to_mlflow(  # noqa: E731
+                logger, threshold, per_model, metrics, bundle, callback_metrics or {}, ensemble
+            )
+            logger.guard("logging the run's results", log) if isinstance(logger, ResilientMLFlowLogger) else log()
         self.state.completed = True
         self.state.bundle_dir, self.state.bundle_digest = str(bundle), ensemble.digest
         self.state.save(self.checkpoint_dir)
@@ -403,7 +459,9 @@ class EnsembleValidationCallback(Callback):
         try:
             self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
         except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience
-            print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {exc}")
+            print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {str(exc)[:300]}")
+            if isinstance(logger, ResilientMLFlowLogger) and logger.failure is None:
+                logger.failure = f"logging the pyfunc model: {type(exc).__name__}"
             return
         self.say(f"mlflow model: {self.model_uri}")
         name = self.cfg.register_model

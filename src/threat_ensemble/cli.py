@@ -19,7 +19,8 @@ from threat_ensemble.errors import UsageError, run_cli
 
 EXIT_CODES = (
     "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
-    "143 stopped by SIGTERM (continue with --resume)"
+    "5 gate passed but MLflow tracking failed mid-run (bundle written; --resume logs it later), "
+    "143 stopped by SIGTERM, 130 stopped by Ctrl-C (continue either with --resume)"
 )
 
 # (flag, help, metavar); defaults come from TrainConfig so --help never drifts from the code.
@@ -43,6 +44,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("drop-columns", "comma-separated columns (names or indexes) to ignore", "A,B"),
         ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
         ("default-rows", "rows of the built-in data set when --data is not given", "N"),
+        ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
     ],
     "hardware": [
         ("gpus", "number of GPUs on this node (0 = CPU); overrides --accelerator/--devices", "N"),
@@ -227,22 +229,41 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _main(argv))
 
 
+def _data_warnings_as_lines(show: Any, category: type[Warning]) -> Any:
+    """``showwarning`` that prints our data warnings as one ``warning:`` line, others as before."""
+
+    def showwarning(message: Any, kind: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(kind, category):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, kind, *args, **kwargs)
+
+    return showwarning
+
+
 def _main(argv: list[str] | None) -> int:
     cfg, args = parse_config(argv)
     if args.print_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
     from threat_ensemble.pipeline import train
-    from threat_ensemble.tables import ImputeWarning
+    from threat_ensemble.tables import DataWarning
 
     with warnings.catch_warnings():
-        if cfg.quiet:  # library chatter off; our own counts (imputed cells) stay
+        if cfg.quiet:  # library chatter off; our own findings about the data (imputed cells, labels) stay
             warnings.simplefilter("ignore")
-            warnings.simplefilter("always", ImputeWarning)
+            warnings.simplefilter("always", DataWarning)
+        warnings.showwarning = _data_warnings_as_lines(warnings.showwarning, DataWarning)
         result = train(cfg)
     if result.gate is None:  # not rank 0 of a multi-process run
         return 0
     from threat_ensemble.console import summary_table
 
     print(summary_table(result))
+    if result.tracking_failure and result.passed:
+        print(
+            f"tracking failed: {result.tracking_failure}; the bundle in {result.bundle_dir} is complete; "
+            "run the same command with --resume once the tracking server is back to log the run (exit 5)",
+            file=sys.stderr,
+        )
     return result.exit_code

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from threat_ensemble.errors import UsageError
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH
 
 MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
 FUSIONS: tuple[str, ...] = ("stack", "fixed")
@@ -40,6 +41,7 @@ class TrainConfig:
     drop_columns: list[str] = field(default_factory=list)
     impute: bool = False
     default_rows: int = 20000
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
     # hardware
     gpus: int | None = None
     accelerator: str = "auto"
@@ -104,7 +106,7 @@ class TrainConfig:
                 raise UsageError(f"--{_flag(name)} must be within [0, 1], got {value}")
         if not 0.0 < self.threshold_percentile <= 100.0:
             raise UsageError(f"--threshold-percentile must be within (0, 100], got {self.threshold_percentile}")
-        positive = ("max_epochs", "batch_size", "patience", "num_nodes", "default_rows")
+        positive = ("max_epochs", "batch_size", "patience", "num_nodes", "default_rows", "max_decompressed_mb")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
@@ -246,11 +248,6 @@ def parse_weights(text: str) -> dict[str, float]:
     if total <= 0:
         raise UsageError(f"--weights: {text!r} sum to zero; give at least one positive weight")
     return {k: v / total for k, v in weights.items()}
-
-
-MAX_CONFIG_BYTES = 1 << 20
-MAX_YAML_ALIASES = 20  # anchors are fine, an alias bomb (billion laughs) is not
-MAX_YAML_DEPTH = 20
 
 
 def load_yaml_config(path: str | Path) -> dict[str, Any]:

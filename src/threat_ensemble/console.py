@@ -78,6 +78,11 @@ _CHATTER = (
     "exists and is not empty",  # the checkpoint folder holds our run_state.json by design
     "isinstance(treespec, LeafSpec)",  # a torch deprecation inside Lightning
     "Validating input example against model signature",  # MLflow, on every logged model
+    "GPU available:",  # Lightning's device census; the run says what it uses when it matters
+    "TPU available:",
+    "HPU available:",
+    "not found. Creating it",  # Lightning's MLflow logger, creating the experiment
+    "Creating initial MLflow database tables",
 )
 
 
@@ -95,7 +100,14 @@ class _DropChatter(logging.Filter):
 
 def silence_library_chatter() -> None:
     """Drop messages that tell a user nothing about their run; keep every real warning."""
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero", "mlflow.pyfunc"):
+    names = (
+        "lightning.pytorch.utilities.rank_zero",
+        "lightning.fabric.utilities.rank_zero",
+        "lightning.pytorch.loggers.mlflow",
+        "mlflow.pyfunc",
+        "mlflow.store.db.utils",
+    )
+    for name in names:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropChatter) for f in logger.filters):
             logger.addFilter(_DropChatter())

@@ -15,10 +15,10 @@ per-client windows with one sort and ``searchsorted``.
 from __future__ import annotations
 
 import bisect
-import gzip
 import ipaddress
 import re
 import warnings
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from threat_ensemble.errors import InputError
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
+from threat_ensemble.tables import gunzip_bounded
 
 FORMATS = ("auto", "raw", "common", "combined")
 MISSING = -1
@@ -233,21 +235,23 @@ class Requests:
 
 
 # ----------------------------------------------------------------------------- reading and detection
-def read_text(path: str | Path) -> str:
+def read_text(path: str | Path, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> str:
     """The file's bytes as latin-1 text (gzip is unpacked; a UTF-8 byte-order mark is dropped)."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: no such file")
-    if not p.is_file():
-        raise InputError(f"{p}: not a file")
     try:
+        if not p.is_file() and p.exists():
+            raise InputError(f"{p}: not a file")
         data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p}: no such file") from None
     except PermissionError:
         raise InputError(f"{p}: cannot be read (permission denied)") from None
+    except OSError as exc:  # a symbolic-link loop, a device error
+        raise InputError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
+            data = gunzip_bounded(data, max_decompressed_mb, str(p))
+        except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"{p}: damaged gzip file ({exc})") from None
     return as_text(data)
 
@@ -314,7 +318,8 @@ def parse_raw(text: str, source: str = "<text>") -> Requests:
             body_start = blank.end()
         length = _CONTENT_LENGTH.search(head)
         if length is not None:
-            end = body_start + int(length.group(1))
+            digits = length.group(1)  # 5,000 digits would exceed int(); anything past 18 is past the end
+            end = body_start + int(digits) if len(digits) <= 18 else n + 1
             if end > limit:
                 incomplete += 1
                 end = limit
@@ -356,6 +361,9 @@ def parse_access_log(text: str, fmt: str, source: str = "<text>") -> Requests:
     lines = lines.filter(nonblank)
     parts = pc.extract_regex(lines, LOG_PATTERNS[fmt])
     ok = np.asarray(parts.is_valid())
+    # a size beyond int64 (19+ digits) makes the line malformed, not the whole file unreadable
+    size_digits = pc.utf8_length(pc.struct_field(parts, ["size"]).fill_null(""))
+    ok &= np.asarray(pc.less_equal(size_digits, 18).fill_null(False), dtype=bool)
     time_text = pd.Series(np.asarray(pc.struct_field(parts, ["time"]).fill_null("")), dtype=object)
     local = pd.to_datetime(time_text.str.slice(0, 20), format="%d/%b/%Y:%H:%M:%S", errors="coerce")
     ok &= local.notna().to_numpy()
@@ -725,9 +733,11 @@ def featurize_text(text: str | bytes, fmt: str = "auto", source: str = "<text>")
     return extract_features(parse_text(as_text(text), fmt, source))
 
 
-def featurize_file(path: str | Path, fmt: str = "auto") -> pd.DataFrame:
+def featurize_file(
+    path: str | Path, fmt: str = "auto", max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
+) -> pd.DataFrame:
     """Features of every request in one file; windows are per file (one capture, one clock)."""
-    return extract_features(parse_text(read_text(path), fmt, str(path)))
+    return extract_features(parse_text(read_text(path, max_decompressed_mb), fmt, str(path)))
 
 
 def featurize_files(paths: Iterable[str | Path], fmt: str = "auto") -> pd.DataFrame:

@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 from threat_ensemble.errors import OneLineParser, UsageError, run_cli
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 FORMAT_CHOICES = ("auto", "raw", "common", "combined")
 EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no traceback), 1 unexpected error"
@@ -41,8 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-column", default="label", metavar="NAME", help="name of the label column (default: label)"
     )
+    parser.add_argument(
+        "--max-decompressed-mb",
+        type=_positive_int,
+        default=DEFAULT_MAX_DECOMPRESSED_MB,
+        metavar="MB",
+        help=f"refuse a .gz input that expands beyond this (default {DEFAULT_MAX_DECOMPRESSED_MB})",
+    )
     parser.add_argument("--quiet", action="store_true", help="no summary line; warnings and errors only")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text[:40]!r}")
+    return int(text)
 
 
 def check_args(args: argparse.Namespace) -> Path:
@@ -50,6 +64,8 @@ def check_args(args: argparse.Namespace) -> Path:
     labelled = args.normal or args.attack
     if not labelled and not args.input:
         raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
+    if labelled and not args.label_column.strip():
+        raise UsageError("--label-column: empty; give the name of the label column (default: label)")
     if labelled and args.input:
         raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
     from threat_ensemble.tables import check_output_table
@@ -70,7 +86,7 @@ def run(args: argparse.Namespace) -> str:
     frames = []
     for paths, value in ((args.normal, 0), (args.attack, 1), (args.input, None)):
         for path in paths:
-            frame = featurize_file(path, args.format)
+            frame = featurize_file(path, args.format, args.max_decompressed_mb)
             if value is not None:
                 frame[label] = value
             frames.append(frame)

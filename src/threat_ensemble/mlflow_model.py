@@ -39,12 +39,13 @@ RUNTIME_PACKAGES = (
 EXAMPLE_ROWS = 5
 # The model is logged as code ("models from code"), not as a cloudpickle of an instance: nothing
 # of ours is unpickled at load time and the model does not depend on the Python version.
+# The bundle's manifest digest is written into the code: the model refuses any other bundle.
 MODEL_CODE = """\
 from mlflow.models import set_model
 
 from threat_ensemble.mlflow_model import EnsembleModel
 
-set_model(EnsembleModel())
+set_model(EnsembleModel(bundle_digest={digest!r}))
 """
 
 
@@ -56,11 +57,13 @@ class EnsembleModel(PythonModel):
     [0, 1]) and ``verdict`` (1 = attack). ``params={"impute": True}`` fills missing or infinite
     numeric cells with the training medians instead of refusing them, like ``score.py --impute``."""
 
+    def __init__(self, bundle_digest: str | None = None) -> None:
+        self.bundle_digest = bundle_digest  # the manifest sha256 of the bundle this model was logged with
+
     def load_context(self, context: Any) -> None:
         from threat_ensemble.models.ensemble import ThreatEnsemble
 
-        pinned = (getattr(context, "model_config", None) or {}).get("bundle_digest")
-        self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=pinned)
+        self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=self.bundle_digest)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         return predict_frame(self.ensemble, model_input, impute=bool((params or {}).get("impute", False)))
@@ -158,7 +161,7 @@ def log_pyfunc_model(
         code = Path(tmp) / PACKAGE_DIR.name
         shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         model_code = Path(tmp) / "threat_ensemble_model.py"
-        model_code.write_text(MODEL_CODE, encoding="utf-8")
+        model_code.write_text(MODEL_CODE.format(digest=ensemble.digest), encoding="utf-8")
         with tracking_uri_set(tracking_uri), _run(run_id):
             info = mlflow.pyfunc.log_model(
                 name=artifact_path,
@@ -172,7 +175,6 @@ def log_pyfunc_model(
                     "feature_names": list(ensemble.preprocessing.encoder.feature_names),
                     "bundle_digest": ensemble.digest,
                 },
-                model_config={"bundle_digest": ensemble.digest},
             )
     return str(info.model_uri)
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.artifacts import check_output_dir
+from threat_ensemble.artifacts import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.errors import InputError, Preempted, UsageError
 from threat_ensemble.tables import (
@@ -27,7 +27,7 @@ from threat_ensemble.tables import (
     load_labelled_table,
 )
 
-EXIT_PASSED, EXIT_GATE_FAILED = 0, 3  # the other exit codes live in errors.py
+EXIT_PASSED, EXIT_GATE_FAILED, EXIT_TRACKING_FAILED = 0, 3, 5  # the other exit codes live in errors.py
 
 
 @dataclass
@@ -39,6 +39,7 @@ class TrainResult:
     bundle_dir: Path | None
     mlflow_run_id: str | None
     summary: dict[str, Any] = field(default_factory=dict)
+    tracking_failure: str | None = None  # the first MLflow error, when tracking failed mid-run
 
     @property
     def metrics(self) -> dict[str, float]:
@@ -55,7 +56,9 @@ class TrainResult:
 
     @property
     def exit_code(self) -> int:
-        return EXIT_PASSED if self.passed else EXIT_GATE_FAILED
+        if not self.passed:
+            return EXIT_GATE_FAILED
+        return EXIT_TRACKING_FAILED if self.tracking_failure else EXIT_PASSED
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -66,6 +69,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         "normal_label": cfg.normal_label,
         "drop_columns": cfg.drop_columns,
         "impute": cfg.impute,
+        "max_decompressed_mb": cfg.max_decompressed_mb,
     }
     if cfg.data is None:
         from threat_ensemble.http_traffic import default_table
@@ -164,6 +168,17 @@ def _params(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the run
+def describe_tables(table: LabelledTable, test: LabelledTable | None, normal_label: str) -> str:
+    """The class counts the run uses: a wrong --normal-label shows here, before any training."""
+    line = (
+        f"data: {table.source}: {len(table.y)} rows, {table.n_normal} normal (label {normal_label!r}) "
+        f"and {table.n_attack} attack, {table.features.shape[1]} feature columns"
+    )
+    if test is not None:
+        line += f"; test data: {test.source}: {test.n_normal} normal and {test.n_attack} attack rows"
+    return line
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run the whole pipeline for ``cfg``; raises InputError for unusable input."""
     table, test = load_inputs(cfg)
@@ -177,10 +192,15 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
 
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
+    if not cfg.quiet and launched_as_rank_zero():
+        print(describe_tables(table, test, cfg.normal_label))
     check_run_folders(cfg.output_dir, cfg.checkpoint_dir)
     if not launched_as_rank_zero():
         return _train_tables(cfg, table, test, rank_zero=False)
     with locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
+        for folder in (cfg.output_dir, f"{cfg.output_dir}{REJECTED_SUFFIX}"):
+            for note in recover_interrupted_swap(folder):
+                print(note, file=sys.stderr)
         return _train_tables(cfg, table, test, rank_zero=True)
 
 
@@ -203,9 +223,16 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from threat_ensemble.callbacks import EnsembleValidationCallback, ForestCallback, RunStateCallback
+    from threat_ensemble.callbacks import (
+        EnsembleValidationCallback,
+        ForestCallback,
+        RunStateCallback,
+        StopSignals,
+        mark_killed,
+    )
     from threat_ensemble.console import progress_callback, silence_library_chatter
     from threat_ensemble.data import ThreatDataModule
+    from threat_ensemble.mlflow_logger import ResilientMLFlowLogger, bound_http_retries
     from threat_ensemble.model import AutoencoderModule
 
     silence_library_chatter()
@@ -217,8 +244,10 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     resuming = state.mlflow_run_id is not None
     # Only the process launched as rank 0 touches the tracking store: other ranks and nodes
     # opening it at the same time race on creating its tables.
+    if rank_zero:
+        bound_http_retries()
     logger: MLFlowLogger | bool = (
-        MLFlowLogger(
+        ResilientMLFlowLogger(
             experiment_name=cfg.experiment,
             run_name=cfg.run_name,
             tracking_uri=uri,
@@ -239,15 +268,18 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         manifest_extra={"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary},
         tracking_uri=uri,
     )
-    checkpoint = _load_checkpoint(ckpt_path) if ckpt_path is not None else None
+    checkpoint = None
+    if ckpt_path is not None:
+        ckpt_path, checkpoint = _readable_checkpoint(ckpt_path)
     if checkpoint is not None and _run_state_entry(checkpoint).get("ae_finished"):
         if not rank_zero:  # the remaining stages run on rank 0 alone
             return TrainResult.other_rank(summary)
         return _finish_without_training(
             cfg, ckpt_path, checkpoint, model, datamodule, logger, forests, validation, summary
         )
+    run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params)
     callbacks = [
-        RunStateCallback(state, cfg.checkpoint_dir, params),
+        run_state_callback,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
         ModelCheckpoint(
             dirpath=cfg.checkpoint_dir,
@@ -272,18 +304,25 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         callbacks=callbacks,
         default_root_dir=cfg.checkpoint_dir,
         enable_progress_bar=not cfg.quiet,
-        enable_model_summary=not cfg.quiet,
+        enable_model_summary=False,  # 11 lines about a 4k-parameter MLP; the README describes it
         log_every_n_steps=1,
     )
+    stop = StopSignals(trainer, run_state_callback)
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except SystemExit as exc:
-        if trainer.received_sigterm:
-            raise Preempted(str(Path(cfg.checkpoint_dir).resolve())) from exc
+        with stop.installed():
+            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if stop.sigint or trainer.received_sigterm:
+            if isinstance(logger, MLFlowLogger):
+                mark_killed(logger)
+            name = "SIGINT" if stop.sigint else "SIGTERM"
+            raise Preempted(str(Path(cfg.checkpoint_dir).resolve()), name) from exc
         raise
     if not trainer.is_global_zero:
         return TrainResult.other_rank(summary)
-    return _result(validation, summary)
+    result = _result(validation, summary)
+    result.tracking_failure = getattr(logger, "failure", None)
+    return result
 
 
 def run_tags() -> dict[str, str]:
@@ -337,6 +376,30 @@ def _load_checkpoint(ckpt_path: Path) -> dict[str, Any]:
     return torch.load(ckpt_path, weights_only=True, map_location="cpu")
 
 
+def _readable_checkpoint(ckpt_path: Path) -> tuple[Path, dict[str, Any]]:
+    """``ckpt_path`` loaded, or, when it is damaged (a truncated write, a full disk), the newest
+    other checkpoint of the run that loads: every checkpoint holds the RNG state, so resuming
+    from an earlier epoch retraces the same steps. One line when none is usable."""
+    try:
+        return ckpt_path, _load_checkpoint(ckpt_path)
+    except Exception as exc:  # torch raises many kinds for a damaged zip or pickle
+        problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+    others = sorted(
+        (p for p in ckpt_path.parent.glob("*.ckpt") if p != ckpt_path), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    for other in others:
+        try:
+            checkpoint = _load_checkpoint(other)
+        except Exception:
+            continue
+        print(f"warning: {ckpt_path}: unreadable ({problem}); resuming from {other} instead", file=sys.stderr)
+        return other, checkpoint
+    raise InputError(
+        f"--resume: {ckpt_path} is unreadable ({problem}) and no other checkpoint in {ckpt_path.parent} loads; "
+        "start afresh without --resume"
+    )
+
+
 def _run_state_entry(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """RunStateCallback's entry in a Lightning checkpoint."""
     entries = checkpoint.get("callbacks", {}).values()
@@ -368,7 +431,9 @@ def _finish_without_training(
     val_loss = _run_state_entry(checkpoint).get("val_loss")
     validation.validate(datamodule, model, logger, {} if val_loss is None else {"val_loss": val_loss})
     logger.finalize("success")
-    return _result(validation, summary)
+    result = _result(validation, summary)
+    result.tracking_failure = getattr(logger, "failure", None)
+    return result
 
 
 def _result(validation: Any, summary: dict[str, Any]) -> TrainResult:

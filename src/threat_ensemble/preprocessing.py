@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError
+from threat_ensemble.errors import InputError, quote
 from threat_ensemble.tables import unusable_cells
 
 OTHER = "__other__"
@@ -64,7 +64,7 @@ class FeatureEncoder:
                 values = numeric.to_numpy(dtype=np.float64)
             except (TypeError, ValueError):
                 column = next(c for c in self.numeric_columns if not pd.api.types.is_numeric_dtype(frame[c]))
-                raise InputError(f"{source}: column {column!r} must be numeric, as in training") from None
+                raise InputError(f"{source}: column {quote(column)} must be numeric, as in training") from None
             bad = unusable_cells(values)  # NaN, ±inf, or a value float32 would turn into inf
             if bad.any():
                 fill = np.array([self.medians.get(c, 0.0) for c in self.numeric_columns])

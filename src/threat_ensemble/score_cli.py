@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, OneLineParser, run_cli
+from threat_ensemble.errors import InputError, OneLineParser, listed, run_cli
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 from threat_ensemble.preprocessing import Preprocessing
 
 DEFAULT_LABEL = "label"
@@ -62,6 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
         "MLflow has it as the run's and the model version's bundle_digest tag)",
     )
+    parser.add_argument(
+        "--max-decompressed-mb",
+        type=int,
+        default=DEFAULT_MAX_DECOMPRESSED_MB,
+        metavar="MB",
+        help=f"refuse a .csv.gz table that expands beyond this many MB (default {DEFAULT_MAX_DECOMPRESSED_MB})",
+    )
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
     parser.add_argument(
@@ -91,6 +99,7 @@ def _main(argv: list[str] | None) -> int:
             impute=args.impute,
             normal_label=args.normal_label,
             expect_digest=args.expect_digest,
+            max_decompressed_mb=args.max_decompressed_mb,
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
@@ -129,6 +138,7 @@ def score_file(
     impute: bool = False,
     normal_label: str = DEFAULT_NORMAL_LABEL,
     expect_digest: str | None = None,
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
 ) -> Scored:
     """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
     a labelled table, the detection metrics of each model on it.
@@ -142,7 +152,12 @@ def score_file(
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
     labels, features, source = read_features(
-        data, label_column, no_header, drop_columns, bundle_features=preprocessing.encoder.feature_names
+        data,
+        label_column,
+        no_header,
+        drop_columns,
+        bundle_features=preprocessing.encoder.feature_names,
+        max_decompressed_mb=max_decompressed_mb,
     )
     x = encode_features(preprocessing, features, source, impute)
     y = _labels_for_metrics(labels, normal_label, source)
@@ -193,13 +208,14 @@ def read_features(
     no_header: bool,
     drop_columns: list[str] | tuple[str, ...],
     bundle_features: list[str] | tuple[str, ...] = (),
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
 ) -> tuple[pd.Series | None, pd.DataFrame, str]:
     """The table's feature columns (numeric text converted as in training) and its labels, if any.
     A column named ``label`` is taken as the labels only when the bundle does not use it as a feature."""
     from threat_ensemble.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
 
     source = str(data)
-    frame = read_raw_table(data, no_header=no_header)
+    frame = read_raw_table(data, no_header=no_header, max_decompressed_mb=max_decompressed_mb)
     label = None
     if label_column is not None:  # named explicitly: must exist
         label = resolve_label_column(frame, str(label_column), source)
@@ -231,7 +247,9 @@ def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source
         raise InputError(f"{source}: missing feature columns {missing} (the bundle was trained on {len(expected)})")
     extra = [c for c in features.columns if c not in expected]
     if extra:
-        warnings.warn(f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {extra}", stacklevel=2)
+        warnings.warn(
+            f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {listed(extra)}", stacklevel=2
+        )
     features = features[expected]
     numeric = list(preprocessing.encoder.numeric_columns)
     not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]

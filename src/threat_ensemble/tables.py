@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError
+from threat_ensemble.errors import InputError, listed, quote
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")
+
 # A text column counts as numeric when at least this share of its values parse as numbers;
 # the rest are then typos or export damage, not categories.
 NUMERIC_SHARE = 0.9
@@ -26,8 +31,16 @@ MIN_ATTACK_ROWS = 10
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
-class ImputeWarning(UserWarning):
+class DataWarning(UserWarning):
+    """Something about the user's data worth a line (the CLIs print these as ``warning: ...``)."""
+
+
+class ImputeWarning(DataWarning):
     """``--impute`` filled missing or infinite numeric cells; the message says how many."""
+
+
+class LabelCaseWarning(DataWarning):
+    """Labels that differ from --normal-label only by case: counted as attacks, said out loud."""
 
 
 @dataclass
@@ -54,7 +67,9 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def read_raw_table(path: str | Path, *, no_header: bool = False) -> pd.DataFrame:
+def read_raw_table(
+    path: str | Path, *, no_header: bool = False, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
+) -> pd.DataFrame:
     """Read a ``.csv``/``.csv.gz``/``.txt``/``.parquet``/``.npz`` file into a DataFrame of all its columns."""
     p = Path(path)
     if not p.exists():
@@ -70,7 +85,7 @@ def read_raw_table(path: str | Path, *, no_header: bool = False) -> pd.DataFrame
         elif suffix == ".npz":
             frame = _read_npz(p)
         else:
-            frame = _read_csv(p, suffix, no_header)
+            frame = _read_csv(p, suffix, no_header, max_decompressed_mb)
     except PermissionError:
         raise InputError(f"{p}: cannot be read (permission denied)") from None
     if frame.shape[1] == 0:
@@ -84,7 +99,52 @@ def read_raw_table(path: str | Path, *, no_header: bool = False) -> pd.DataFrame
     return frame
 
 
-def _read_csv(p: Path, suffix: str, no_header: bool) -> pd.DataFrame:
+class DecompressionLimit(InputError):
+    """A compressed input that expands beyond --max-decompressed-mb."""
+
+
+def decompression_limit_error(p: Path | str, limit_mb: int) -> DecompressionLimit:
+    return DecompressionLimit(
+        f"{p}: expands beyond {limit_mb} MB when decompressed; raise --max-decompressed-mb if that is expected"
+    )
+
+
+class _BoundedReader(io.RawIOBase):
+    """A binary stream that refuses to yield more than ``limit`` bytes (a gzip bomb stops there)."""
+
+    def __init__(self, raw: Any, limit: int, error: InputError) -> None:
+        self.raw, self.limit, self.error, self.total = raw, limit, error, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self.raw.readinto(buffer)
+        self.total += n or 0
+        if self.total > self.limit:
+            raise self.error
+        return n
+
+
+def gunzip_bounded(data: bytes, limit_mb: int, source: str) -> bytes:
+    """``gzip.decompress`` (every member) that stops once the output passes ``limit_mb``."""
+    import zlib
+
+    limit, parts, total = limit_mb << 20, [], 0
+    while data:
+        inflater = zlib.decompressobj(wbits=31)
+        chunk = inflater.decompress(data, limit - total + 1)
+        total += len(chunk)
+        if total > limit or inflater.unconsumed_tail:
+            raise decompression_limit_error(source, limit_mb)
+        if not inflater.eof:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        parts.append(chunk)
+        data = inflater.unused_data.lstrip(b"\0")
+    return b"".join(parts)
+
+
+def _read_csv(p: Path, suffix: str, no_header: bool, max_decompressed_mb: int) -> pd.DataFrame:
     if p.stat().st_size == 0:
         raise InputError(f"{p}: file is empty")
     if suffix == ".csv.gz":
@@ -93,13 +153,18 @@ def _read_csv(p: Path, suffix: str, no_header: bool) -> pd.DataFrame:
                 raise InputError(f"{p}: not a gzip file, though its name ends in .gz")
     compression = "gzip" if suffix == ".csv.gz" else None
     try:
-        frame = pd.read_csv(
-            p,
-            header=None if no_header else "infer",
-            compression=compression,
-            low_memory=False,
-            skipinitialspace=True,
-        )
+        with contextlib.ExitStack() as stack:
+            source: Any = p
+            if compression:
+                unpacked = stack.enter_context(gzip.open(p, "rb"))
+                limit = decompression_limit_error(p, max_decompressed_mb)
+                source = io.BufferedReader(_BoundedReader(unpacked, max_decompressed_mb << 20, limit), 1 << 20)
+            frame = pd.read_csv(
+                source,
+                header=None if no_header else "infer",
+                low_memory=False,
+                skipinitialspace=True,
+            )
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as exc:
@@ -137,12 +202,33 @@ def _check_csv_header(p: Path, frame: pd.DataFrame, compression: str | None) -> 
 
 def _read_parquet(p: Path) -> pd.DataFrame:
     try:
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(p)
+        nested = [f for f in schema if pa_is_nested(f.type)]
+        if nested:
+            raise InputError(
+                f"{p}: column {quote(nested[0].name)} holds {nested[0].type} values (a nested Parquet type); "
+                "expected numbers or text in every column"
+            )
         return pd.read_parquet(p)
+    except InputError:
+        raise
     except ImportError as exc:
         raise InputError(f"{p}: reading Parquet needs pyarrow ({exc})") from None
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: not a readable Parquet file ({first})") from None
+
+
+def pa_is_nested(kind: Any) -> bool:
+    """A pyarrow type that is not a plain value: list, struct, map, union or dictionary of those."""
+    import pyarrow.types as pat
+
+    return bool(
+        pat.is_list(kind) or pat.is_large_list(kind) or pat.is_fixed_size_list(kind) or pat.is_struct(kind)
+        or pat.is_map(kind) or pat.is_union(kind)
+    )
 
 
 def _read_npz(p: Path) -> pd.DataFrame:
@@ -182,25 +268,35 @@ def resolve_label_column(frame: pd.DataFrame, label_column: str, source: str) ->
         index = int(label_column)
         if -frame.shape[1] <= index < frame.shape[1]:
             return str(frame.columns[index])
-    shown = ", ".join(list(frame.columns[:8])) + (", ..." if frame.shape[1] > 8 else "")
-    raise InputError(f"{source}: label column {label_column!r} not found (columns: {shown})")
+    shown = ", ".join(str(c)[:60] for c in frame.columns[:8]) + (", ..." if frame.shape[1] > 8 else "")
+    raise InputError(f"{source}: label column {quote(label_column)} not found (columns: {shown})")
 
 
 def binary_labels(values: pd.Series, normal_label: str, source: str, column: str) -> np.ndarray:
     """Map labels to 0 (equal to ``normal_label``) and 1 (anything else)."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise InputError(f"{source}: label column {column!r} is empty in data row {row + 1}")
+        raise InputError(f"{source}: label column {quote(column)} is empty in data row {row + 1}")
     if pd.api.types.is_numeric_dtype(values):
         try:
             normal = float(normal_label)
         except ValueError:
             raise InputError(
-                f"{source}: label column {column!r} is numeric but --normal-label is {normal_label!r}"
+                f"{source}: label column {quote(column)} is numeric but --normal-label is {quote(normal_label)}"
             ) from None
         is_normal = values.to_numpy(dtype=float) == normal
     else:
-        is_normal = values.astype(str).str.strip().to_numpy() == str(normal_label).strip()
+        text = values.astype(str).str.strip()
+        wanted = str(normal_label).strip()
+        is_normal = text.to_numpy() == wanted
+        near = text[~is_normal & (text.str.casefold() == wanted.casefold()).to_numpy()]
+        if len(near):
+            warnings.warn(
+                f"{source}: label column {quote(column)} holds {listed(sorted(near.unique()))} in {len(near)} rows, "
+                f"which differ from --normal-label {quote(wanted)} only by case; they count as attacks",
+                LabelCaseWarning,
+                stacklevel=2,
+            )
     return (~is_normal).astype(np.int64)
 
 
@@ -225,8 +321,8 @@ def infer_numeric(frame: pd.DataFrame, source: str) -> pd.DataFrame:
             bad = present & parsed.isna()
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
-                f"{source}: column {column!r} is numeric but data row {row + 1} holds "
-                f"{text.iloc[row]!r} ({int(bad.sum())} such rows); expected a number"
+                f"{source}: column {quote(column)} is numeric but data row {row + 1} holds "
+                f"{quote(text.iloc[row])} ({int(bad.sum())} such rows); expected a number"
             )
     return out
 
@@ -251,7 +347,7 @@ def non_finite_message(frame: pd.DataFrame, source: str) -> str | None:
     value = values[rows[0], cols[0]]
     shown = f"{value:g} (beyond the float32 range of the models)" if np.isfinite(value) else f"{value}"
     return (
-        f"{source}: column {numeric.columns[cols[0]]!r} holds {shown} in data row "
+        f"{source}: column {quote(numeric.columns[cols[0]])} holds {shown} in data row "
         f"{rows[0] + 1} ({int(bad.sum())} missing, infinite or out-of-range cells in all); pass --impute to "
         "fill them with training medians"
     )
@@ -291,10 +387,11 @@ def load_labelled_table(
     no_header: bool = False,
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
 ) -> LabelledTable:
     """Read a file and split it into feature columns and binary labels, refusing unusable input."""
     source = str(path)
-    frame = read_raw_table(path, no_header=no_header)
+    frame = read_raw_table(path, no_header=no_header, max_decompressed_mb=max_decompressed_mb)
     return labelled_table_from_frame(
         frame,
         source=source,
@@ -313,6 +410,7 @@ def labelled_table_from_frame(
     normal_label: str = "0",
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
 ) -> LabelledTable:
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
@@ -321,7 +419,7 @@ def labelled_table_from_frame(
     for name in drop_columns:
         resolved = resolve_drop_column(frame, str(name), source)
         if resolved == label:
-            raise InputError(f"{source}: --drop-columns names the label column {name!r}")
+            raise InputError(f"{source}: --drop-columns names the label column {quote(name)}")
         to_drop.append(resolved)
     y = binary_labels(frame[label], normal_label, source, label)
     features = frame.drop(columns=[label, *to_drop])
@@ -349,7 +447,7 @@ def resolve_drop_column(frame: pd.DataFrame, name: str, source: str) -> str:
         return name
     if name.lstrip("-").isdigit() and -frame.shape[1] <= int(name) < frame.shape[1]:
         return str(frame.columns[int(name)])
-    raise InputError(f"{source}: --drop-columns names {name!r}, which is not a column")
+    raise InputError(f"{source}: --drop-columns names {quote(name)}, which is not a column")
 
 
 def check_same_columns(train: pd.DataFrame, test: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -411,14 +509,22 @@ def check_output_table(
         raise InputError(f"{option} {out}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"{option} {out}: folder {parent} is not writable")
-    resolved = out.resolve()
+    resolved = _resolved(out)
     for source in inputs:
-        if Path(source).resolve() == resolved:
+        if _resolved(Path(source)) == resolved:
             raise InputError(f"{option} {out}: is also an input ({source}); write the output elsewhere")
     for folder in keep_out_of:
         if folder.resolve() in resolved.parents:
             raise InputError(f"{option} {out}: inside {folder}; writing there would break that bundle")
     return out
+
+
+def _resolved(path: Path) -> Path:
+    """The real path, or the absolute one where links loop (the read then fails with its reason)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:

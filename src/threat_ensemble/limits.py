@@ -1,0 +1,16 @@
+"""Bounds on everything the project reads from a file or a user, in one place (no imports, so the
+CLIs can show them in ``--help`` at once)."""
+
+# A gzip input may expand at most this much (--max-decompressed-mb): 5 MB of gzip can hold 1 GB.
+DEFAULT_MAX_DECOMPRESSED_MB = 1024
+# --config files: size, YAML aliases (anchors are fine, an alias bomb is not), nesting depth.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_YAML_ALIASES = 20
+MAX_YAML_DEPTH = 20
+# Bundle files: the manifest, and any JSON file (preprocessing.json grows with text columns' categories).
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_JSON_BYTES = 64 << 20
+# An error line quotes at most this many characters of an offending value, and lists at most
+# MAX_LISTED names (then a count).
+MAX_QUOTED_CHARS = 200
+MAX_LISTED = 5
