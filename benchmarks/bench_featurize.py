@@ -31,8 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from threat_ensemble.featurize import featurize_file
-    from threat_ensemble.http_traffic import generate_requests, to_access_log, to_raw_dump
+    from threat_ensemble.data.default_traffic import generate_requests, to_access_log, to_raw_dump
+    from threat_ensemble.http.features import featurize_file
 
     started = time.perf_counter()
     requests = generate_requests(args.requests, args.seed)

@@ -43,6 +43,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))  # synthetic.py: the tests' and benchmarks' generated flows
 
 TARGETS = {
     "ae_throughput_ratio": 1.25,
@@ -106,13 +107,13 @@ def machine() -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- data
 def make_frame(rows: int, seed: int) -> Any:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     return make_default_dataset(rows, seed=seed)
 
 
 def table_from_frame(frame: Any) -> Any:
-    from threat_ensemble.tables import LabelledTable
+    from threat_ensemble.data.tables import LabelledTable
 
     return LabelledTable(
         features=frame.drop(columns=["label", "family"]), y=frame["label"].to_numpy("int64"), source="bench data"
@@ -195,8 +196,8 @@ def bench_throughput(frame: Any, epochs: int, rounds: int, seed: int) -> dict[st
     import lightning as L
     from reference_way import PlainLoop
 
-    from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.model import AutoencoderModule
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.models.autoencoder import AutoencoderModule
 
     dm = ThreatDataModule(table_from_frame(frame), batch_size=256, seed=seed)
     dm.setup("fit")
@@ -234,8 +235,8 @@ def bench_time_to_quality(
     import lightning as L
     from reference_way import PlainLoop
 
-    from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.model import AutoencoderModule
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.models.autoencoder import AutoencoderModule
 
     dm = ThreatDataModule(table_from_frame(frame), batch_size=batch_size, seed=seed)
     dm.setup("fit")
@@ -294,7 +295,7 @@ def worker_ours(data_path: Path, work: Path, epochs: int, batch_size: int, lr: f
     import torch  # noqa: F401
 
     import threat_ensemble.callbacks as cbm
-    import threat_ensemble.data as datam
+    import threat_ensemble.data.datamodule as datam
     from threat_ensemble.config import TrainConfig
     from threat_ensemble.pipeline import train_tables
 
@@ -388,7 +389,7 @@ def worker_reference(data_path: Path, work: Path, epochs: int) -> dict[str, Any]
     import torch
     from reference_way import run_reference
 
-    import threat_ensemble.model  # noqa: F401  (build_autoencoder; imports lightning)
+    import threat_ensemble.models.autoencoder  # noqa: F401  (build_autoencoder; imports lightning)
 
     torch.set_num_threads(1)  # spared the 2-thread collapse (PLATFORM-NOTES), to its advantage
     import_s = time.perf_counter() - t_import

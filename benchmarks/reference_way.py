@@ -129,7 +129,7 @@ class PlainLoop:
         patience: int = 10,
         seed: int = SEED,
     ) -> None:
-        from threat_ensemble.model import build_autoencoder
+        from threat_ensemble.models.autoencoder import build_autoencoder
 
         torch.manual_seed(seed)
         self.x_val = x_val
@@ -275,7 +275,7 @@ def run_reference(
     stage("bundle", bundle)
 
     def validation() -> dict[str, float]:
-        from threat_ensemble.model import build_autoencoder
+        from threat_ensemble.models.autoencoder import build_autoencoder
 
         # read everything back from disk, as the reference's validate_ensemble does
         ae = build_autoencoder(len(center))

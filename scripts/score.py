@@ -5,10 +5,10 @@ import sys
 from pathlib import Path
 
 try:
-    from threat_ensemble.score_cli import main
+    from threat_ensemble.cli.score import main
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from threat_ensemble.score_cli import main
+    from threat_ensemble.cli.score import main
 
 if __name__ == "__main__":
     sys.exit(main())

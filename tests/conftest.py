@@ -19,7 +19,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 @pytest.fixture(scope="session")
 def small_frame() -> pd.DataFrame:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     return make_default_dataset(3000, seed=7).drop(columns=["family"])
 
@@ -38,14 +38,17 @@ def tracking_uri(tmp_path: Path) -> str:
 
 def saved_autoencoder(bundle: Path) -> dict:
     """A bundle's autoencoder: ``state_dict``, ``error_scale`` (tensors) and ``n_features``."""
-    from threat_ensemble.artifacts import AE_FILE
-    from threat_ensemble.model import autoencoder_from_bytes
+    from threat_ensemble.models.autoencoder import autoencoder_from_bytes
+    from threat_ensemble.models.bundle import AE_FILE
 
     net, scale = autoencoder_from_bytes((Path(bundle) / AE_FILE).read_bytes(), str(bundle))
     return {"state_dict": net.state_dict(), "error_scale": scale, "n_features": int(scale.numel())}
 
 
-def train_cmd(*args: str) -> list[str]:
+def train_cmd(*args: str, crash_at: str | None = None) -> list[str]:
+    """train.py with ``args``; with ``crash_at``, killed with SIGKILL at that point (tests/crash_run.py)."""
+    if crash_at:
+        return [sys.executable, str(ROOT / "tests" / "crash_run.py"), crash_at, *args]
     return [sys.executable, str(ROOT / "scripts" / "train.py"), *args]
 
 
@@ -54,9 +57,9 @@ def fit_autoencoder(frame: pd.DataFrame, tmp_path: Path, max_epochs: int = 4, **
     ``trainer_args`` override the defaults. Returns (model, datamodule, trainer)."""
     import lightning as L
 
-    from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.model import AutoencoderModule
-    from threat_ensemble.tables import LabelledTable
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.data.tables import LabelledTable
+    from threat_ensemble.models.autoencoder import AutoencoderModule
 
     table = LabelledTable(frame.drop(columns="label"), frame["label"].to_numpy(), "small")
     L.seed_everything(0, verbose=False)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import threat_ensemble.artifacts as artifacts
-from threat_ensemble.artifacts import BundleError, check_output_dir, verify_bundle, write_bundle
+import threat_ensemble.models.bundle as artifacts
 from threat_ensemble.errors import InputError
+from threat_ensemble.models.bundle import BundleError, check_output_dir, verify_bundle, write_bundle
 
 
 def _write(dest: Path, marker: str = "a") -> Path:

@@ -24,13 +24,13 @@ import pandas as pd
 import pytest
 
 from conftest import train_cmd
-from threat_ensemble.artifacts import BUNDLE_FILES, BUNDLE_FORMAT, MANIFEST_FILE, verify_bundle
+from threat_ensemble.models.bundle import BUNDLE_FILES, BUNDLE_FORMAT, MANIFEST_FILE, verify_bundle
 
 ROWS = 600
 
 
 def _frame(seed: int = 5, rows: int = ROWS) -> pd.DataFrame:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     return make_default_dataset(rows, seed=seed).drop(columns="family")
 
@@ -327,6 +327,7 @@ def refusals(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "bundle": bundle, "before": before, "results": results}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_refused_with_one_line(refusals: dict, case: Case) -> None:
     if case.skip:
@@ -346,6 +347,7 @@ def test_refused_with_one_line(refusals: dict, case: Case) -> None:
     assert not list(refusals["work"].glob(".bundle.tmp-*"))
 
 
+@pytest.mark.slow
 def test_notes_folder_left_alone(refusals: dict) -> None:
     assert (refusals["work"] / "notes" / "todo.txt").read_text() == "keep me"
 

@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from threat_ensemble.artifacts import (
+from threat_ensemble.cli.score import main as score_main
+from threat_ensemble.models.bundle import (
     AE_FILE,
     BUNDLE_FILES,
     GATE_FILE,
@@ -31,7 +32,6 @@ from threat_ensemble.artifacts import (
     BundleError,
 )
 from threat_ensemble.models.ensemble import NonFiniteScores, ThreatEnsemble
-from threat_ensemble.score_cli import main as score_main
 
 
 class _RunsCode:
@@ -56,9 +56,9 @@ class _SetsStateRunsCode:
 
 def _fit_tiny_ensemble(frame: pd.DataFrame) -> ThreatEnsemble:
     """Members fitted in seconds (an untrained autoencoder is enough to test loading)."""
-    from threat_ensemble.model import build_autoencoder
+    from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+    from threat_ensemble.models.autoencoder import build_autoencoder
     from threat_ensemble.models.forests import fit_isolation_forest, fit_random_forest
-    from threat_ensemble.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
 
     y = frame["label"].to_numpy()
     features = frame.drop(columns="label")
@@ -80,7 +80,7 @@ def _fit_tiny_ensemble(frame: pd.DataFrame) -> ThreatEnsemble:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     work = tmp_path_factory.mktemp("trust")
     frame = make_default_dataset(600, seed=3).drop(columns="family")
@@ -278,7 +278,7 @@ def test_the_saved_bundle_scores_as_the_object_that_saved_it(tiny: dict) -> None
 
 
 def test_the_mlflow_model_refuses_a_bundle_other_than_the_one_it_was_logged_with(tiny: dict) -> None:
-    from threat_ensemble.mlflow_model import EnsembleModel
+    from threat_ensemble.tracking.pyfunc import EnsembleModel
 
     context = SimpleNamespace(artifacts={"bundle": str(tiny["bundle"])})
     EnsembleModel(bundle_digest=tiny["digest"]).load_context(context)
@@ -327,7 +327,7 @@ def test_score_writes_the_format_its_output_name_says(tiny: dict, tmp_path: Path
 
 
 def test_spreadsheet_formulas_from_the_input_are_neutralised_in_csv(tmp_path: Path) -> None:
-    from threat_ensemble.tables import write_table_atomically
+    from threat_ensemble.data.tables import write_table_atomically
 
     labels = ['=HYPERLINK("http://x")', "+1", "-cmd", "@SUM(A1)", "normal", None]
     frame = pd.DataFrame({"label": labels, "n": range(6)})

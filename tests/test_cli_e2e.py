@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import NSL_KDD, saved_autoencoder, train_cmd
-from threat_ensemble.artifacts import BUNDLE_FILES, verify_bundle
+from threat_ensemble.evaluation.metrics import binary_metrics
+from threat_ensemble.models.bundle import BUNDLE_FILES, verify_bundle
 from threat_ensemble.models.ensemble import load_ensemble
-from threat_ensemble.scoring import binary_metrics
 
 GATE_KEYS = {"passed", "gates", "metrics", "per_model", "confusion_matrix", "n_test", "weights", "mlflow_run_id"}
 METRIC_KEYS = {"precision", "recall", "f1", "pr_auc", "roc_auc", "fpr"}
@@ -28,7 +28,7 @@ def _run(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     work = tmp_path_factory.mktemp("e2e")
     make_default_dataset(4000, seed=11).drop(columns="family").to_csv(work / "flows.csv", index=False)
@@ -62,6 +62,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {"work": work, "proc": proc, "uri": uri, "bundle": work / "bundle"}
 
 
+@pytest.mark.slow
 def test_cli_exit_code_follows_the_gate(trained: dict) -> None:
     proc = trained["proc"]
     assert proc.returncode in (0, 3), proc.stderr[-3000:]
@@ -73,6 +74,7 @@ def test_cli_exit_code_follows_the_gate(trained: dict) -> None:
     assert "INFO" not in proc.stderr and "Creating it" not in proc.stderr, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_bundle_is_complete_and_loadable(trained: dict) -> None:
     bundle = trained["bundle"]
     manifest = verify_bundle(bundle)
@@ -96,8 +98,9 @@ def test_bundle_is_complete_and_loadable(trained: dict) -> None:
         assert copy.stat().st_nlink == 1
 
 
+@pytest.mark.slow
 def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:
-    from threat_ensemble.tables import load_labelled_table
+    from threat_ensemble.data.tables import load_labelled_table
 
     ensemble = load_ensemble(trained["bundle"])
     holdout = load_labelled_table(trained["work"] / "holdout.csv")
@@ -112,6 +115,7 @@ def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:
     assert ensemble.error_scale is not None and len(ensemble.error_scale) == ensemble.autoencoder[0].in_features
 
 
+@pytest.mark.slow
 def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -138,6 +142,7 @@ def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
     assert {f"bundle/{name}" for name in (*BUNDLE_FILES, "manifest.json")} <= logged
 
 
+@pytest.mark.slow
 def test_failed_gate_exits_3(trained: dict) -> None:
     work = trained["work"]
     proc = _run(
@@ -227,6 +232,7 @@ def test_help_is_fast_and_lists_the_contract() -> None:
     assert elapsed < 5  # generous for a loaded CI machine; benchmarks measure the real figure
 
 
+@pytest.mark.slow
 def test_python_api_takes_arrays(tmp_path: Path, small_frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     import threat_ensemble
 
@@ -243,6 +249,7 @@ def test_python_api_takes_arrays(tmp_path: Path, small_frame: pd.DataFrame, monk
     assert result.summary["n_samples"] == len(y)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (NSL_KDD / "KDDTrain+_20Percent.txt").exists(), reason="shared NSL-KDD data not present")
 def test_nsl_kdd_trains_and_is_gated_on_the_independent_test_file(tmp_path: Path) -> None:
     proc = _run(
@@ -273,6 +280,7 @@ def test_nsl_kdd_trains_and_is_gated_on_the_independent_test_file(tmp_path: Path
     assert gate["metrics"]["pr_auc"] > 0.85
 
 
+@pytest.mark.slow
 def test_run_logs_plots_and_a_registered_pyfunc_model(trained: dict) -> None:
     from mlflow.tracking import MlflowClient
 
@@ -288,8 +296,9 @@ def test_run_logs_plots_and_a_registered_pyfunc_model(trained: dict) -> None:
     assert float(versions[0].tags["gate.f1.value"]) == pytest.approx(gate["gates"]["f1"]["value"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_bundle_config_round_trips_into_config(trained: dict) -> None:
-    from threat_ensemble.cli import parse_config
+    from threat_ensemble.cli.train import parse_config
 
     cfg, _ = parse_config(["--config", str(trained["bundle"] / "config.yaml")])
     assert cfg.max_epochs == 3 and cfg.test_data == "holdout.csv" and cfg.register_model == "threat-e2e"

@@ -12,14 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from threat_ensemble.cli import OPTIONS
-from threat_ensemble.cli import main as train_main
-from threat_ensemble.featurize_cli import main as featurize_main
-from threat_ensemble.score_cli import main as score_main
+from threat_ensemble.cli.featurize import main as featurize_main
+from threat_ensemble.cli.score import main as score_main
+from threat_ensemble.cli.train import OPTIONS
+from threat_ensemble.cli.train import main as train_main
 
 JUNK = st.one_of(
     st.text(max_size=40),
-    st.sampled_from(["", "-1", "0", "nan", "inf", "-inf", "1e309", "99999999999999999999", "auto", "a,b", "/", ".."]),
+    st.sampled_from(
+        ["", "-1", "0", "nan", "inf", "-inf", "1e309", "99999999999999999999", "auto", "a,b", "/", "..", "a\x00b"]
+    ),
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from threat_ensemble.cli import build_parser, parse_config
+from threat_ensemble.cli.train import build_parser, parse_config
 from threat_ensemble.config import TrainConfig, field_names, load_yaml_config, parse_weights
 from threat_ensemble.errors import UsageError
 

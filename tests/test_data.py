@@ -5,10 +5,10 @@ import pandas as pd
 import pytest
 import torch
 
-from threat_ensemble.data import ArrayDataset, ThreatDataModule, stratified_split
+from threat_ensemble.data.datamodule import ArrayDataset, ThreatDataModule, stratified_split
+from threat_ensemble.data.preprocessing import RobustScaler
+from threat_ensemble.data.tables import LabelledTable, check_class_counts
 from threat_ensemble.errors import InputError
-from threat_ensemble.preprocessing import RobustScaler
-from threat_ensemble.tables import LabelledTable, check_class_counts
 
 
 def _table(small_frame: pd.DataFrame) -> LabelledTable:

@@ -15,6 +15,8 @@ import pytest
 
 from conftest import saved_autoencoder, train_cmd
 
+pytestmark = pytest.mark.slow  # every test here trains end to end
+
 ARGS = ["--default-rows", "3000", "--max-epochs", "3", "--accelerator", "cpu"]
 
 
@@ -26,9 +28,9 @@ def _free_port() -> int:
 
 def _single_process_threshold(bundle: Path) -> tuple[float, float]:
     """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
-    from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.http_traffic import default_table
-    from threat_ensemble.model import build_autoencoder, error_scale, feature_errors, reconstruction_error
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.data.default_traffic import default_table
+    from threat_ensemble.models.autoencoder import build_autoencoder, error_scale, feature_errors, reconstruction_error
 
     dm = ThreatDataModule(default_table(3000, 42), seed=42)
     dm.setup()

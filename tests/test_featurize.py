@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT
+from threat_ensemble.data.tables import load_labelled_table
 from threat_ensemble.errors import InputError
-from threat_ensemble.featurize import (
+from threat_ensemble.http.features import (
     FEATURE_COLUMNS,
     FEATURES,
     TEXT_COLUMNS,
@@ -24,7 +25,6 @@ from threat_ensemble.featurize import (
     featurize_file,
     featurize_text,
 )
-from threat_ensemble.tables import load_labelled_table
 
 GET_LINE = "GET http://localhost:8080/a/b/c.php?id=2&name=caf%C3%A9&x=%2527 HTTP/1.1"
 UA = "Mozilla/5.0 (compatible; Konqueror/3.5; Linux) KHTML/3.5.8 (like Gecko)"
@@ -344,7 +344,7 @@ def test_columns_and_dtypes_are_stable_across_formats() -> None:
 
 
 def test_generated_traffic_is_seeded_and_featurized() -> None:
-    from threat_ensemble.http_traffic import generate_default_traffic, generate_traffic_text
+    from threat_ensemble.data.default_traffic import generate_default_traffic, generate_traffic_text
 
     frame = generate_default_traffic(600, seed=3, with_family=True)
     again = generate_default_traffic(600, seed=3, with_family=True)
@@ -414,7 +414,7 @@ def test_cli_warns_about_skipped_requests(tmp_path: Path) -> None:
 
 def test_cli_help_loads_no_heavy_module() -> None:
     code = (
-        "import sys\nfrom threat_ensemble.featurize_cli import main\n"
+        "import sys\nfrom threat_ensemble.cli.featurize import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'lightning', 'mlflow') if m in sys.modules))"
     )

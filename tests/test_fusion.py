@@ -12,6 +12,8 @@ import torch
 
 from conftest import saved_autoencoder, train_cmd
 
+pytestmark = pytest.mark.slow  # every test here trains end to end
+
 
 def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
     args = [
@@ -44,7 +46,7 @@ def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     work = tmp_path_factory.mktemp("fusion")
     make_default_dataset(4000, seed=21).drop(columns="family").to_csv(work / "flows.csv", index=False)
@@ -70,9 +72,9 @@ def test_shuffling_test_labels_changes_nothing_fitted(work: Path) -> None:
 
 
 def test_fixed_fusion_is_the_reference_weighted_mean(work: Path) -> None:
+    from threat_ensemble.data.tables import load_labelled_table
+    from threat_ensemble.evaluation.metrics import binary_metrics
     from threat_ensemble.models.ensemble import load_ensemble
-    from threat_ensemble.scoring import binary_metrics
-    from threat_ensemble.tables import load_labelled_table
 
     fixed = _train(work, "holdout.csv", "fixed", "--fusion", "fixed", "--weights", "ae=0.4,rf=0.4,if=0.2")
     assert fixed["threshold"]["fusion"] == {"kind": "fixed", "weights": {"ae": 0.4, "rf": 0.4, "if": 0.2}}

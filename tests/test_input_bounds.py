@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, train_cmd
+from threat_ensemble.data.tables import LabelCaseWarning, binary_labels, load_labelled_table, read_raw_table
 from threat_ensemble.errors import InputError, listed, quote
-from threat_ensemble.tables import LabelCaseWarning, binary_labels, load_labelled_table, read_raw_table
 
 
 def _gzip_bomb(path: Path, megabytes: int = 3) -> Path:
@@ -96,10 +96,8 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path: Path
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     base = ["--default-rows", "3000", "--max-epochs", "4", "--batch-size", "256", "--quiet", "--tracking-uri", uri]
     base += ["--output-dir", "bundle", "--checkpoint-dir", "ckpt"]
-    env = {"THREAT_ENSEMBLE_CRASH_AT": "train_epoch3"}  # killed in the last epoch: last.ckpt is the resume point
-    import os
-
-    first = subprocess.run(train_cmd(*base), cwd=tmp_path, env={**os.environ, **env}, capture_output=True, timeout=300)
+    # killed in the last epoch: last.ckpt is the resume point
+    first = subprocess.run(train_cmd(*base, crash_at="train_epoch3"), cwd=tmp_path, capture_output=True, timeout=300)
     assert first.returncode == -9
     last = tmp_path / "ckpt" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:4000])  # a truncated write

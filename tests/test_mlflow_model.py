@@ -85,7 +85,7 @@ def logged(trained: dict[str, Any]) -> dict[str, Any]:
     global tracking URI was before and after."""
     import mlflow
 
-    from threat_ensemble.mlflow_model import log_pyfunc_model
+    from threat_ensemble.tracking.pyfunc import log_pyfunc_model
 
     before = (mlflow.get_tracking_uri(), os.environ.get("MLFLOW_TRACKING_URI"))
     with pytest.MonkeyPatch.context() as mp:
@@ -103,7 +103,7 @@ def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
     """Rows of the default data the bundle never saw, with their label column."""
-    from threat_ensemble.http_traffic import generate_default_traffic
+    from threat_ensemble.data.default_traffic import generate_default_traffic
 
     return generate_default_traffic(300, seed=5)
 
@@ -111,7 +111,7 @@ def rows() -> pd.DataFrame:
 def load(uri: str, tracking_uri: str) -> Any:
     import mlflow
 
-    from threat_ensemble.mlflow_model import tracking_uri_set
+    from threat_ensemble.tracking.pyfunc import tracking_uri_set
 
     with tracking_uri_set(tracking_uri):
         return mlflow.pyfunc.load_model(uri)
@@ -150,7 +150,7 @@ def test_round_trip_matches_the_bundle(logged: dict[str, Any], rows: pd.DataFram
 
 def test_round_trip_matches_score_py(logged: dict[str, Any], rows: pd.DataFrame, tmp_path: Path) -> None:
     """The same rows through score.py's code path (a CSV in, a CSV out) give the same scores."""
-    from threat_ensemble.score_cli import score_file
+    from threat_ensemble.cli.score import score_file
 
     data, out = tmp_path / "rows.csv", tmp_path / "scores.csv"
     rows.to_csv(data, index=False)
@@ -188,7 +188,7 @@ def test_model_folder_contents(logged: dict[str, Any], tmp_path: Path) -> None:
     """Code without caches, the verified bundle, and exactly the requirements we gave."""
     import mlflow
 
-    from threat_ensemble.mlflow_model import pip_requirements, tracking_uri_set
+    from threat_ensemble.tracking.pyfunc import pip_requirements, tracking_uri_set
 
     with tracking_uri_set(logged["uri"]):
         local = Path(mlflow.artifacts.download_artifacts(logged["model_uri"], dst_path=str(tmp_path)))
@@ -212,7 +212,7 @@ def test_loads_where_the_package_is_not_installed(logged: dict[str, Any], rows: 
     """The model's own copy of threat_ensemble (code_paths) is what a bare environment imports."""
     import mlflow
 
-    from threat_ensemble.mlflow_model import tracking_uri_set
+    from threat_ensemble.tracking.pyfunc import tracking_uri_set
 
     with tracking_uri_set(logged["uri"]):
         local = mlflow.artifacts.download_artifacts(logged["model_uri"], dst_path=str(tmp_path / "model"))
@@ -238,8 +238,8 @@ def test_altered_model_refused_on_load(logged: dict[str, Any], tmp_path: Path) -
     """load_context verifies the bundle's manifest before unpickling anything."""
     import mlflow
 
-    from threat_ensemble.artifacts import BundleError
-    from threat_ensemble.mlflow_model import tracking_uri_set
+    from threat_ensemble.models.bundle import BundleError
+    from threat_ensemble.tracking.pyfunc import tracking_uri_set
 
     with tracking_uri_set(logged["uri"]):
         local = Path(mlflow.artifacts.download_artifacts(logged["model_uri"], dst_path=str(tmp_path)))
@@ -250,8 +250,8 @@ def test_altered_model_refused_on_load(logged: dict[str, Any], tmp_path: Path) -
 
 
 def test_altered_bundle_never_logged(trained: dict[str, Any], tmp_path: Path) -> None:
-    from threat_ensemble.artifacts import BundleError
-    from threat_ensemble.mlflow_model import log_pyfunc_model
+    from threat_ensemble.models.bundle import BundleError
+    from threat_ensemble.tracking.pyfunc import log_pyfunc_model
 
     bundle = tmp_path / "bundle"
     shutil.copytree(trained["bundle"], bundle)
@@ -263,7 +263,7 @@ def test_altered_bundle_never_logged(trained: dict[str, Any], tmp_path: Path) ->
 def test_register_with_gate_tags(logged: dict[str, Any], rows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
-    from threat_ensemble.mlflow_model import register_model
+    from threat_ensemble.tracking.pyfunc import register_model
 
     gate = logged["gate"]
     guard = NetworkGuard(monkeypatch)
@@ -288,7 +288,7 @@ def test_register_with_gate_tags(logged: dict[str, Any], rows: pd.DataFrame, mon
 
 
 def test_register_refuses_an_empty_name(logged: dict[str, Any]) -> None:
-    from threat_ensemble.mlflow_model import register_model
+    from threat_ensemble.tracking.pyfunc import register_model
 
     with pytest.raises(InputError, match="empty"):
         register_model(logged["model_uri"], "  ", logged["gate"], logged["uri"])
@@ -296,7 +296,7 @@ def test_register_refuses_an_empty_name(logged: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("passed", [True, False])
 def test_gate_tags_are_strings(passed: bool) -> None:
-    from threat_ensemble.mlflow_model import gate_tags
+    from threat_ensemble.tracking.pyfunc import gate_tags
 
     gate = {
         "passed": passed,
@@ -324,7 +324,7 @@ def test_gate_tags_are_strings(passed: bool) -> None:
 
 
 def test_pip_requirements_are_installable_pins() -> None:
-    from threat_ensemble.mlflow_model import RUNTIME_PACKAGES, pip_requirements
+    from threat_ensemble.tracking.pyfunc import RUNTIME_PACKAGES, pip_requirements
 
     pins = pip_requirements()
     assert [p.split("==")[0] for p in pins] == list(RUNTIME_PACKAGES)
@@ -335,7 +335,7 @@ def test_log_into_a_running_run_leaves_it_running(trained: dict[str, Any], rows:
     """As from the training callback, while Lightning still owns the run."""
     from mlflow import MlflowClient
 
-    from threat_ensemble.mlflow_model import log_pyfunc_model
+    from threat_ensemble.tracking.pyfunc import log_pyfunc_model
 
     client = MlflowClient(trained["uri"])
     run = client.create_run(client.get_experiment_by_name(EXPERIMENT).experiment_id)

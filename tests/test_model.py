@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from conftest import fit_autoencoder
-from threat_ensemble.model import (
+from threat_ensemble.models.autoencoder import (
     ERROR_SCALE_FLOOR,
     AutoencoderModule,
     build_autoencoder,

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from threat_ensemble.plots import (
+from threat_ensemble.evaluation.plots import (
     AE_HIST_FILE,
     CONFUSION_FILE,
     LOSS_FILE,
@@ -122,7 +122,7 @@ def test_import_is_cheap() -> None:
     import subprocess
     import sys
 
-    code = "import sys, threat_ensemble.plots; print('matplotlib' in sys.modules)"
+    code = "import sys, threat_ensemble.evaluation.plots; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

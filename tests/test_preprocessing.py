@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threat_ensemble.preprocessing import OTHER, FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.data.preprocessing import OTHER, FeatureEncoder, Preprocessing, RobustScaler
 
 
 def test_encoder_one_hot_and_unseen_categories() -> None:
@@ -53,7 +53,7 @@ def test_preprocessing_round_trips_through_json() -> None:
 
 
 def test_log_compression_tames_heavy_tails() -> None:
-    from threat_ensemble.preprocessing import signed_log1p
+    from threat_ensemble.data.preprocessing import signed_log1p
 
     assert signed_log1p(np.array([-np.e + 1, 0.0, np.e - 1])).tolist() == pytest.approx([-1.0, 0.0, 1.0])
     rng = np.random.default_rng(0)

@@ -4,7 +4,6 @@ with an uninterrupted run of the same seed."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -14,15 +13,13 @@ import torch
 
 from conftest import saved_autoencoder, train_cmd
 
+pytestmark = pytest.mark.slow  # every test here trains end to end
+
 # batch 256: several batches an epoch, so a kill lands mid-epoch
 ARGS = ["--default-rows", "3000", "--max-epochs", "4", "--batch-size", "256", "--quiet"]
 
 
 def _run(work: Path, *extra: str, crash_at: str | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.pop("THREAT_ENSEMBLE_CRASH_AT", None)
-    if crash_at:
-        env["THREAT_ENSEMBLE_CRASH_AT"] = crash_at
     args = [
         *ARGS,
         "--tracking-uri",
@@ -33,7 +30,8 @@ def _run(work: Path, *extra: str, crash_at: str | None = None, timeout: int = 30
         str(work / "ckpt"),
         *extra,
     ]
-    return subprocess.run(train_cmd(*args), cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+    cmd = train_cmd(*args, crash_at=crash_at)
+    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
 
 
 def _bundle(work: Path) -> dict:
@@ -140,7 +138,6 @@ def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
 def test_a_stop_signal_stops_with_a_message_and_resume_completes(
     tmp_path: Path, reference: dict, sig: signal.Signals, code: int
 ) -> None:
-    env = dict(os.environ, THREAT_ENSEMBLE_CRASH_AT="none")
     args = [
         *ARGS,
         "--max-epochs",
@@ -155,7 +152,7 @@ def test_a_stop_signal_stops_with_a_message_and_resume_completes(
         str(tmp_path / "ckpt"),
     ]
     proc = subprocess.Popen(
-        train_cmd(*args), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        train_cmd(*args), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     ckpt = tmp_path / "ckpt" / "last.ckpt"
     import time

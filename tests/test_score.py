@@ -37,7 +37,7 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from threat_ensemble.synthetic import make_default_dataset
+    from synthetic import make_default_dataset
 
     work = tmp_path_factory.mktemp("score")
     make_default_dataset(3000, seed=21).drop(columns="family").to_csv(work / "flows.csv", index=False)
@@ -74,7 +74,7 @@ def test_scores_every_row_with_every_model(trained: dict) -> None:
     out = pd.read_csv(trained["work"] / "scores.csv")
     assert len(out) == len(trained["new"]) == 400
     assert {"label", "ae", "rf", "if", "ensemble", "verdict"} <= set(out.columns)
-    from threat_ensemble.score_cli import SCORE_COLUMNS  # the names a label column may not take
+    from threat_ensemble.models.fusion import SCORE_COLUMNS  # the names a label column may not take
 
     assert set(out.columns) - {"label"} == set(SCORE_COLUMNS)
     assert out["label"].tolist() == trained["new"]["label"].tolist()
@@ -87,7 +87,7 @@ def test_scores_every_row_with_every_model(trained: dict) -> None:
 def test_labelled_rows_print_each_models_metrics(trained: dict) -> None:
     """With labels, score.py prints each member's and the ensemble's detection metrics on them,
     the same numbers the written scores give."""
-    from threat_ensemble.scoring import binary_metrics
+    from threat_ensemble.evaluation.metrics import binary_metrics
 
     proc = trained["scored"]
     out = pd.read_csv(trained["work"] / "scores.csv")
@@ -117,8 +117,8 @@ def test_labels_of_one_class_warn_and_a_wrong_normal_label_is_refused(trained: d
 
 
 def test_scores_match_the_loaded_ensemble(trained: dict) -> None:
+    from threat_ensemble.data.tables import load_labelled_table
     from threat_ensemble.models.ensemble import load_ensemble
-    from threat_ensemble.tables import load_labelled_table
 
     ensemble = load_ensemble(trained["bundle"])
     table = load_labelled_table(trained["work"] / "new.csv")
@@ -162,7 +162,7 @@ def test_a_label_named_like_an_output_column_is_refused(trained: dict) -> None:
 
 def test_a_feature_named_label_is_not_taken_for_the_labels(tmp_path: Path) -> None:
     """Without --label-column, ``label`` is the labels only when the bundle does not use it as a feature."""
-    from threat_ensemble.score_cli import read_features
+    from threat_ensemble.data.inputs import read_features
 
     pd.DataFrame({"label": [1.0, 2.0], "bytes": [3, 4], "attack": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
     labels, features, _ = read_features(tmp_path / "t.csv", None, False, (), bundle_features=["label", "bytes"])

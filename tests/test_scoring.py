@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
 
-from threat_ensemble.scoring import ae_score, binary_metrics, evaluate_gate, fuse, if_score
+from threat_ensemble.evaluation.metrics import binary_metrics, evaluate_gate
+from threat_ensemble.models.fusion import ae_score, fuse, if_score
 
 
 def test_ae_score_is_half_at_threshold_and_capped() -> None:
@@ -75,7 +76,7 @@ def _member_outputs(
 def test_stacked_fusion_cut_respects_the_false_positive_budget() -> None:
     import json
 
-    from threat_ensemble.scoring import apply_stacked_fusion, fit_stacked_fusion, stack_features
+    from threat_ensemble.models.fusion import apply_stacked_fusion, fit_stacked_fusion, stack_features
 
     n_normal = 4000
     raw, y = _member_outputs(seed=3, n_normal=n_normal, n_attack=400, normal_vote_b=20)
@@ -94,7 +95,7 @@ def test_stacked_fusion_cut_respects_the_false_positive_budget() -> None:
 def test_budget_holds_when_many_normal_rows_tie_at_the_cut() -> None:
     """Duplicated feature vectors give identical logits; a quantile landing on such a group flagged
     all of it (10% of normal rows for a 1% budget). The cut now stops below the budget."""
-    from threat_ensemble.scoring import apply_stacked_fusion, budget_cut, fit_stacked_fusion, stack_features
+    from threat_ensemble.models.fusion import apply_stacked_fusion, budget_cut, fit_stacked_fusion, stack_features
 
     raw, y = _member_outputs(seed=5, n_normal=2000, n_attack=300, normal_vote_b=30)
     duplicated = np.arange(200)  # one normal vector repeated: 10% of the normal rows, scoring high
@@ -110,7 +111,7 @@ def test_budget_holds_when_many_normal_rows_tie_at_the_cut() -> None:
 
 
 def test_stack_features_are_finite_at_the_extremes() -> None:
-    from threat_ensemble.scoring import stack_features
+    from threat_ensemble.models.fusion import stack_features
 
     raw = {"rf_vote": np.array([0.0, 1.0]), "ae_error": np.array([0.0, 1e9]), "if": np.array([0.2, 0.8])}
     x = stack_features(raw, n_trees=200)
@@ -119,7 +120,7 @@ def test_stack_features_are_finite_at_the_extremes() -> None:
 
 
 def test_stack_features_keep_the_vote_share_beside_its_logit() -> None:
-    from threat_ensemble.scoring import STACK_INPUTS, stack_features
+    from threat_ensemble.models.fusion import STACK_INPUTS, stack_features
 
     raw = {"rf_vote": np.array([0.0, 0.3, 0.74, 1.0]), "ae_error": np.ones(4), "if": np.full(4, 0.5)}
     x = stack_features(raw, n_trees=200)
@@ -136,7 +137,7 @@ def test_vote_share_input_fits_a_forest_whose_link_is_not_logit_linear() -> None
     logit alone cannot bend that way; with the share beside it, held-out rows fit better."""
     from sklearn.metrics import log_loss
 
-    from threat_ensemble.scoring import (
+    from threat_ensemble.models.fusion import (
         LEGACY_STACK_INPUTS,
         STACK_INPUTS,
         apply_stacked_fusion,
@@ -163,7 +164,7 @@ def test_vote_share_input_fits_a_forest_whose_link_is_not_logit_linear() -> None
 def test_a_fusion_saved_before_the_vote_share_input_still_scores() -> None:
     """Bundles written before ``rf_share`` hold three coefficients and no ``inputs`` key."""
     from threat_ensemble.models.ensemble import ThreatEnsemble as Ensemble
-    from threat_ensemble.scoring import stack_inputs
+    from threat_ensemble.models.fusion import stack_inputs
 
     legacy = {
         "kind": "stack",
@@ -181,7 +182,7 @@ def test_a_fusion_saved_before_the_vote_share_input_still_scores() -> None:
 
 
 def test_fusion_line_names_each_input_with_its_weight() -> None:
-    from threat_ensemble.scoring import describe_stacked_fusion
+    from threat_ensemble.models.fusion import describe_stacked_fusion
 
     state = {"inputs": ["rf", "rf_share", "ae", "if"], "coef": [2.274, 1.927, 1.21, -0.3], "target_fpr": 0.01}
     line = describe_stacked_fusion(state)

@@ -7,13 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threat_ensemble.errors import InputError
-from threat_ensemble.tables import (
+from threat_ensemble.data.tables import (
     check_same_columns,
     fingerprint,
     load_labelled_table,
     read_raw_table,
 )
+from threat_ensemble.errors import InputError
 
 
 def _frame() -> pd.DataFrame:

@@ -16,11 +16,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from threat_ensemble.data.preprocessing import FeatureEncoder
+from threat_ensemble.data.tables import LabelledTable, load_labelled_table, read_raw_table
 from threat_ensemble.errors import InputError
-from threat_ensemble.preprocessing import FeatureEncoder
-from threat_ensemble.tables import LabelledTable, load_labelled_table, read_raw_table
 
-pytestmark = pytest.mark.filterwarnings("ignore::threat_ensemble.tables.ImputeWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::threat_ensemble.data.tables.ImputeWarning")
 
 SETTINGS = settings(
     max_examples=int(os.environ.get("TABLES_PROPERTY_EXAMPLES", "60")),  # raise it for a deeper search

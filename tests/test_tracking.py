@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from threat_ensemble.errors import InputError
-from threat_ensemble.tracking import check_tracking_uri
+from threat_ensemble.tracking.store import check_tracking_uri
 
 
 def _closed_port() -> int:

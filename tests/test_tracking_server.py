@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import train_cmd
-from threat_ensemble.artifacts import BUNDLE_FILES, MANIFEST_FILE
+from threat_ensemble.models.bundle import BUNDLE_FILES, MANIFEST_FILE
 
 SERVER_START_S = 60
 
@@ -215,7 +215,7 @@ def test_a_server_that_dies_mid_run_costs_about_a_minute_and_the_bundle_is_writt
     assert "Traceback" not in err and "warning: MLflow tracking failed (" in out
     assert "tracking failed: " in err and "--resume once the tracking server is back" in err
     assert took < 240, f"{took:.0f}s after the server died"  # MLflow's own retries took 12.5 minutes
-    from threat_ensemble.artifacts import verify_bundle
+    from threat_ensemble.models.bundle import verify_bundle
 
     verify_bundle(work / "bundle")
     assert json.loads((work / "bundle" / "gate.json").read_text())["passed"] is True

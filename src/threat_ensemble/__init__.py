@@ -6,13 +6,7 @@ Importing the package is cheap; ``run`` and ``train`` load torch and Lightning w
 
 from __future__ import annotations
 
-import os
 from typing import Any
-
-# No network at run time: MLflow 3 otherwise sends usage telemetry when it is imported.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-# MLflow's per-file download bar (logging the pyfunc model) is noise in a training log.
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 __version__ = "0.1.0"
 __all__ = ["TrainConfig", "run", "train", "__version__"]

@@ -23,13 +23,14 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from threat_ensemble.artifacts import BundleError, bundle_destination, read_regular_file
-from threat_ensemble.checkpointing import CRASH_ENV, TREE_FILES, RunState, atomic_write_bytes, crash_point
+from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_bytes
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
-from threat_ensemble.data import ThreatDataModule
-from threat_ensemble.mlflow_logger import ResilientMLFlowLogger
-from threat_ensemble.model import AutoencoderModule
+from threat_ensemble.data.datamodule import ThreatDataModule
+from threat_ensemble.evaluation.metrics import detection_metrics, evaluate_gate
+from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
+from threat_ensemble.models.autoencoder import AutoencoderModule
+from threat_ensemble.models.bundle import BundleError, bundle_destination, read_regular_file
 from threat_ensemble.models.ensemble import ThreatEnsemble
 from threat_ensemble.models.forests import (
     CoreShare,
@@ -38,8 +39,8 @@ from threat_ensemble.models.forests import (
     forest_from_bytes,
     forest_to_bytes,
 )
-from threat_ensemble.plots import PLOT_FILES, loss_history, write_plots_or_warn
-from threat_ensemble.scoring import describe_stacked_fusion, detection_metrics, evaluate_gate
+from threat_ensemble.models.fusion import describe_stacked_fusion
+from threat_ensemble.tracking.logger import ResilientMLFlowLogger
 
 CONFIG_FILE = "config.yaml"
 
@@ -64,7 +65,6 @@ class RunStateCallback(Callback):
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.params = params  # None when resuming: MLflow params are immutable and already logged
-        self._crash_at = os.environ.get(CRASH_ENV)
         self.post_training = False
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -101,12 +101,6 @@ class RunStateCallback(Callback):
         if trainer.world_size > 1 or n_sync:
             how = f"{n_sync} SyncBatchNorm layers" if n_sync else "BatchNorm statistics averaged before validation"
             rank_zero_info(f"distributed: {trainer.world_size} processes, {how}")
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        if self._crash_at and batch_idx == 1:  # fault injection for the resume tests only
-            crash_point(f"train_epoch{trainer.current_epoch}")
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.post_training = True  # first of the end-of-training hooks: the tree and validation stages follow
@@ -258,7 +252,6 @@ class ForestCallback(Callback):
             else:
                 self.say(f"{name.replace('_', ' ')}: reusing the fitted model from {self.checkpoint_dir}")
             self.models[name] = model
-            crash_point(f"after_{name}")
 
     def _wait_for(self, name: str, pending: Future[tuple[Any, float]]) -> Any:
         """The forest fitted in the background, once done; says how long it took and how much of
@@ -362,7 +355,6 @@ class EnsembleValidationCallback(Callback):
         confusion = metrics.pop("confusion_matrix")
         for member in per_model.values():
             member.pop("confusion_matrix")
-        crash_point("validation")
         run_id = logger.run_id if logger is not None else None
         self.gate = {
             **evaluate_gate(
@@ -452,7 +444,7 @@ class EnsembleValidationCallback(Callback):
     ) -> None:
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
         the gate passed (or --register-anyway)."""
-        from threat_ensemble.mlflow_model import log_pyfunc_model, register_model
+        from threat_ensemble.tracking.pyfunc import log_pyfunc_model, register_model
 
         assert self.gate is not None
         uri = self.tracking_uri or logger.experiment.tracking_uri

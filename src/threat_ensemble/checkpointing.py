@@ -5,14 +5,12 @@ and the fitted trees as hashed side files (never pickled into a checkpoint, so l
 from __future__ import annotations
 
 import json
-import os
-import signal
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from threat_ensemble.errors import InputError
+from threat_ensemble.files import atomic_write
 
 RUN_STATE_FILE = "run_state.json"
 LAST_CHECKPOINT = "last.ckpt"
@@ -43,7 +41,6 @@ RESULT_OPTIONS = (
     "min_recall",
     "max_fpr",
 )
-CRASH_ENV = "THREAT_ENSEMBLE_CRASH_AT"
 
 
 @dataclass
@@ -78,18 +75,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write beside ``path``, flush to disk, rename over it: the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``data`` as ``path``, whole or not at all."""
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def result_options(config: dict[str, Any]) -> dict[str, Any]:
@@ -135,10 +122,3 @@ def clear_previous_run(checkpoint_dir: str | Path) -> None:
     for path in folder.iterdir():
         if path.name in ours or (path.name.startswith("autoencoder-") and path.suffix == ".ckpt"):
             path.unlink()
-
-
-def crash_point(name: str) -> None:
-    """Fault injection for the resume tests: ``THREAT_ENSEMBLE_CRASH_AT=name`` kills this process
-    with SIGKILL at that point, as a pre-empted machine would."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from threat_ensemble.errors import UsageError
+from threat_ensemble.errors import UsageError, check_path
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH
 
 MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
@@ -121,6 +121,8 @@ class TrainConfig:
         if self.num_threads < 0:
             raise UsageError(f"--num-threads must be 0 (auto) or positive, got {self.num_threads}")
         self._check_hardware_options()
+        for name in ("data", "test_data", "output_dir", "checkpoint_dir", "resume", "tracking_uri"):
+            check_path(f"--{_flag(name)}", getattr(self, name))
         if not 0 <= self.seed < 2**32:
             raise UsageError(f"--seed must be within [0, 2**32), got {self.seed}")
         if self.register_model is not None:
@@ -256,6 +258,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
     built, so alias bombs and deep nesting are refused in milliseconds."""
     import yaml
 
+    check_path("--config", path)
     p = Path(path)
     text = _read_config_text(p)
     try:

@@ -28,6 +28,12 @@ def listed(names: list, limit: int = MAX_LISTED) -> str:
     return f"[{shown}]" if len(names) <= limit else f"[{shown}, and {len(names) - limit} more]"
 
 
+def check_path(option: str, value: object) -> None:
+    """A path option holding a NUL byte (no file system takes one) is refused by name."""
+    if value is not None and "\x00" in str(value):
+        raise UsageError(f"{option} {quote(str(value), 80)}: contains a NUL byte; not a usable path")
+
+
 class InputError(ValueError):
     """Bad user input (file, column, value or option): the CLI exits 2 with this one-line message."""
 
@@ -97,6 +103,9 @@ def run_cli(body: Callable[[], int]) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
+        if isinstance(exc, ValueError) and "embedded null byte" in str(exc):  # a path no option checked
+            print("error: a file name contains a NUL byte; not a usable path", file=sys.stderr)
+            return EXIT_INPUT
         full = _storage_error(exc)
         if full is not None:  # a full disk or a read-only file system: the user's to fix, not a bug
             print(f"error: {full}", file=sys.stderr)

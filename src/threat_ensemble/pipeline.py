@@ -15,10 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.artifacts import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 from threat_ensemble.config import TrainConfig
-from threat_ensemble.errors import InputError, Preempted, UsageError
-from threat_ensemble.tables import (
+from threat_ensemble.data.tables import (
     LabelledTable,
     check_class_counts,
     check_same_columns,
@@ -26,6 +24,8 @@ from threat_ensemble.tables import (
     labelled_table_from_frame,
     load_labelled_table,
 )
+from threat_ensemble.errors import InputError, Preempted, UsageError
+from threat_ensemble.models.bundle import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_TRACKING_FAILED = 0, 3, 5  # the other exit codes live in errors.py
 
@@ -72,7 +72,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         "max_decompressed_mb": cfg.max_decompressed_mb,
     }
     if cfg.data is None:
-        from threat_ensemble.http_traffic import default_table
+        from threat_ensemble.data.default_traffic import default_table
 
         table = default_table(cfg.default_rows, cfg.seed)
     else:
@@ -189,7 +189,9 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
     """Train on ``table`` (and gate on ``test`` or the test split). The output and checkpoint
     folders are checked first and locked for the run (by the process launched as rank 0)."""
     from threat_ensemble.run_folders import check_run_folders, locked
+    from threat_ensemble.tracking import offline_mlflow
 
+    offline_mlflow()  # before anything imports MLflow
     check_class_counts(table)
     check_output_dir(cfg.output_dir)
     if not cfg.quiet and launched_as_rank_zero():
@@ -205,7 +207,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
 
 
 def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None, rank_zero: bool) -> TrainResult:
-    from threat_ensemble.tracking import check_tracking_uri
+    from threat_ensemble.tracking.store import check_tracking_uri
 
     uri = cfg.tracking_uri or default_tracking_uri()
     if cfg.quiet:
@@ -231,9 +233,9 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         mark_killed,
     )
     from threat_ensemble.console import progress_callback, silence_library_chatter
-    from threat_ensemble.data import ThreatDataModule
-    from threat_ensemble.mlflow_logger import ResilientMLFlowLogger, bound_http_retries
-    from threat_ensemble.model import AutoencoderModule
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.models.autoencoder import AutoencoderModule
+    from threat_ensemble.tracking.logger import ResilientMLFlowLogger, bound_http_retries
 
     silence_library_chatter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -419,7 +421,7 @@ def _finish_without_training(
 ) -> TrainResult:
     """The autoencoder had finished before the interruption: restore it from the checkpoint and
     complete the tree stage and the gate without training it again."""
-    from threat_ensemble.data import ThreatDataModule
+    from threat_ensemble.data.datamodule import ThreatDataModule
 
     model.load_state_dict(checkpoint["state_dict"])
     model.on_load_checkpoint(checkpoint)
@@ -456,8 +458,8 @@ def _result(validation: Any, summary: dict[str, Any]) -> TrainResult:
 
 def _gate_from_run_state(checkpoint_dir: Path) -> tuple[dict[str, Any] | None, Path | None]:
     """The gate of the bundle the run state names, read back verified against its digest."""
-    from threat_ensemble.artifacts import GATE_FILE, read_bundle
     from threat_ensemble.checkpointing import RunState
+    from threat_ensemble.models.bundle import GATE_FILE, read_bundle
 
     state = RunState.load(checkpoint_dir)
     if state is None or not state.completed or not state.bundle_dir:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from threat_ensemble.artifacts import MANIFEST_FILE
 from threat_ensemble.errors import InputError
+from threat_ensemble.models.bundle import MANIFEST_FILE
 
 
 def check_run_folders(output_dir: str | Path, checkpoint_dir: str | Path) -> None:

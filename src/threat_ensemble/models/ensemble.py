@@ -19,7 +19,9 @@ import torch
 from sklearn.ensemble import IsolationForest
 from torch import nn
 
-from threat_ensemble.artifacts import (
+from threat_ensemble.data.preprocessing import Preprocessing
+from threat_ensemble.models.autoencoder import autoencoder_from_bytes, autoencoder_to_bytes, reconstruction_error
+from threat_ensemble.models.bundle import (
     AE_FILE,
     GATE_FILE,
     IF_FILE,
@@ -31,10 +33,8 @@ from threat_ensemble.artifacts import (
     read_bundle,
     write_bundle,
 )
-from threat_ensemble.model import autoencoder_from_bytes, autoencoder_to_bytes, reconstruction_error
 from threat_ensemble.models.forests import N_TREES, forest_from_bytes, forest_scores, forest_to_bytes
-from threat_ensemble.preprocessing import Preprocessing
-from threat_ensemble.scoring import (
+from threat_ensemble.models.fusion import (
     CUTOFF,
     ae_score,
     apply_stacked_fusion,

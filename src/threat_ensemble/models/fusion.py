@@ -1,19 +1,17 @@
-"""Per-model scores in [0, 1], their fusion, detection metrics and the quality gate (all vectorised)."""
+"""Each member's score in [0, 1] and how the three are fused into one: the reference's fixed weighted
+mean, or a logistic regression stacked on the validation split with a false-positive budget (vectorised)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
-from torchmetrics.functional.classification import (
-    binary_auroc,
-    binary_average_precision,
-    binary_confusion_matrix,
-)
 
 CUTOFF = 0.5
 MEMBERS = ("ae", "rf", "if")  # the ensemble's members, in the order every report lists them
+# What ThreatEnsemble.score returns for each row (and score.py writes): member scores, the raw
+# outputs the stacked fusion uses, the fused score and the verdict.
+SCORE_COLUMNS = (*MEMBERS, "ae_error", "rf_vote", "ensemble", "verdict")
 
 
 def ae_score(errors: np.ndarray, threshold: float) -> np.ndarray:
@@ -146,51 +144,3 @@ def apply_stacked_fusion(state: dict[str, Any], x: np.ndarray) -> np.ndarray:
     z = (x - np.asarray(state["mean"])) / np.asarray(state["scale"])
     logits = z @ np.asarray(state["coef"]) + float(state["intercept"])
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -500, 500)))
-
-
-def binary_metrics(y_true: np.ndarray, score: np.ndarray, cutoff: float = CUTOFF) -> dict[str, Any]:
-    """Precision, recall, F1 and FPR at ``score >= cutoff``, PR-AUC (average precision) and ROC-AUC."""
-    # copies: torch warns about (and may write into) read-only arrays such as pandas' column views
-    target = torch.from_numpy(np.array(y_true, dtype=np.int64))
-    preds = torch.from_numpy(np.array(score, dtype=np.float64))
-    cm = binary_confusion_matrix((preds >= cutoff).long(), target).tolist()
-    (tn, fp), (fn, tp) = cm
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    both_classes = 0 < int(target.sum()) < len(target)
-    return {
-        "precision": float(precision),
-        "recall": float(recall),
-        "f1": float(f1),
-        "pr_auc": float(binary_average_precision(preds, target)) if both_classes else float("nan"),
-        "roc_auc": float(binary_auroc(preds, target)) if both_classes else float("nan"),
-        "fpr": float(fp / (fp + tn)) if fp + tn else 0.0,
-        "confusion_matrix": [[int(tn), int(fp)], [int(fn), int(tp)]],
-    }
-
-
-def detection_metrics(y_true: np.ndarray, scores: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
-    """:func:`binary_metrics` of each member's score and of the fused one (``ensemble``)."""
-    return {name: binary_metrics(y_true, scores[name]) for name in (*MEMBERS, "ensemble")}
-
-
-def evaluate_gate(
-    metrics: dict[str, Any],
-    min_pr_auc: float,
-    min_f1: float,
-    *,
-    min_recall: float | None = None,
-    max_fpr: float | None = None,
-) -> dict[str, Any]:
-    """Each gate with its value, bound and verdict; NaN never passes. Recall and FPR gates are
-    optional and appear only when a bound is given."""
-    gates: dict[str, dict[str, Any]] = {}
-    for name, bound in (("pr_auc", min_pr_auc), ("f1", min_f1), ("recall", min_recall)):
-        if bound is not None:
-            value = float(metrics[name])
-            gates[name] = {"value": value, "min": float(bound), "passed": bool(value >= bound)}
-    if max_fpr is not None:
-        value = float(metrics["fpr"])
-        gates["fpr"] = {"value": value, "max": float(max_fpr), "passed": bool(value <= max_fpr)}
-    return {"passed": all(g["passed"] for g in gates.values()), "gates": gates}

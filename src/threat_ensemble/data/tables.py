@@ -544,28 +544,17 @@ def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_table_atomically(frame: pd.DataFrame, out: Path) -> None:
-    """Write in the format the name says (.csv, .csv.gz, .parquet) to a temporary file in the same
-    folder, flush it to disk, then rename over ``out``: a crash leaves the previous file or none,
-    never a truncated one. CSV text cells that would run as spreadsheet formulas are neutralised."""
-    import os
-    import tempfile
+    """Write in the format the name says (.csv, .csv.gz, .parquet), whole or not at all
+    (``files.atomic_write``). CSV text cells that would run as spreadsheet formulas are neutralised."""
+    from threat_ensemble.files import atomic_write
 
     suffix = output_suffix(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent if str(out.parent) else ".")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions of a new file
-        with os.fdopen(fd, "wb") as fh:
-            if suffix == ".parquet":
-                frame.to_parquet(fh, index=False)
-            else:
-                neutralise_formulas(frame).to_csv(
-                    fh, index=False, lineterminator="\n", compression="gzip" if suffix == ".csv.gz" else None
-                )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(fh: Any) -> None:
+        if suffix == ".parquet":
+            frame.to_parquet(fh, index=False)
+        else:
+            compression = "gzip" if suffix == ".csv.gz" else None
+            neutralise_formulas(frame).to_csv(fh, index=False, lineterminator="\n", compression=compression)
+
+    atomic_write(out, write)

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threat_ensemble.data.tables import unusable_cells
 from threat_ensemble.errors import InputError, quote
-from threat_ensemble.tables import unusable_cells
 
 OTHER = "__other__"
 MISSING = "__missing__"

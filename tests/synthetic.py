@@ -1,7 +1,7 @@
 """A fast synthetic table of per-request HTTP features (normal traffic and seven attack
 families), drawn directly as numbers: the tests' and benchmarks' data, at any size in a blink.
 The trainer's built-in default data is generated raw traffic run through the featurizer
-(``threat_ensemble.http_traffic``).
+(``threat_ensemble.data.default_traffic``).
 
 Attack rows start as normal rows and change only their family's signature features, so classes
 overlap: scanners and brute force are loud in the per-client rates, injections in the query
@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.tables import LabelledTable
+from threat_ensemble.data.tables import LabelledTable
 
 ATTACK_SHARE = 0.17
 FAMILIES = {

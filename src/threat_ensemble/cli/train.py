@@ -246,8 +246,8 @@ def _main(argv: list[str] | None) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
+    from threat_ensemble.data.tables import DataWarning
     from threat_ensemble.pipeline import train
-    from threat_ensemble.tables import DataWarning
 
     with warnings.catch_warnings():
         if cfg.quiet:  # library chatter off; our own findings about the data (imputed cells, labels) stay

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, OneLineParser, listed, run_cli
+from threat_ensemble.cli import add_decompression_limit
+from threat_ensemble.data.inputs import DEFAULT_LABEL, encode_features, read_features
+from threat_ensemble.data.preprocessing import Preprocessing
+from threat_ensemble.errors import OneLineParser, check_path, run_cli
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
-from threat_ensemble.preprocessing import Preprocessing
 
-DEFAULT_LABEL = "label"
 DEFAULT_NORMAL_LABEL = "0"
-SCORE_COLUMNS = ("ae", "rf", "if", "ae_error", "rf_vote", "ensemble", "verdict")  # what the output adds
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,13 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
         "MLflow has it as the run's and the model version's bundle_digest tag)",
     )
-    parser.add_argument(
-        "--max-decompressed-mb",
-        type=int,
-        default=DEFAULT_MAX_DECOMPRESSED_MB,
-        metavar="MB",
-        help=f"refuse a .csv.gz table that expands beyond this many MB (default {DEFAULT_MAX_DECOMPRESSED_MB})",
-    )
+    add_decompression_limit(parser)
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
     parser.add_argument(
@@ -145,9 +139,11 @@ def score_file(
 
     Everything that can be refused (output path, manifest, table, columns) is checked before the
     slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
-    from threat_ensemble.artifacts import PREPROCESSING_FILE, read_bundle
-    from threat_ensemble.tables import check_output_table, write_table_atomically
+    from threat_ensemble.data.tables import check_output_table, write_table_atomically
+    from threat_ensemble.models.bundle import PREPROCESSING_FILE, read_bundle
 
+    for option, value in (("--bundle", bundle), ("--data", data), ("--output", output)):
+        check_path(option, value)
     out = check_output_table(output, inputs=(data,), keep_out_of=(Path(bundle),))
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
@@ -175,7 +171,7 @@ def score_file(
     write_table_atomically(result, out)
     if labels is None or y is None:
         return Scored(len(result))
-    from threat_ensemble.scoring import detection_metrics
+    from threat_ensemble.evaluation.metrics import detection_metrics
 
     return Scored(len(result), str(labels.name), detection_metrics(y, scores))
 
@@ -185,7 +181,7 @@ def _labels_for_metrics(labels: pd.Series | None, normal_label: str, source: str
     None, with a warning, when a label cell is empty (the labels are still copied through)."""
     if labels is None:
         return None
-    from threat_ensemble.tables import binary_labels
+    from threat_ensemble.data.tables import binary_labels
 
     column = str(labels.name)
     if labels.isna().any():
@@ -200,71 +196,3 @@ def _labels_for_metrics(labels: pd.Series | None, normal_label: str, source: str
             stacklevel=2,
         )
     return y
-
-
-def read_features(
-    data: str | Path,
-    label_column: str | None,
-    no_header: bool,
-    drop_columns: list[str] | tuple[str, ...],
-    bundle_features: list[str] | tuple[str, ...] = (),
-    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
-) -> tuple[pd.Series | None, pd.DataFrame, str]:
-    """The table's feature columns (numeric text converted as in training) and its labels, if any.
-    A column named ``label`` is taken as the labels only when the bundle does not use it as a feature."""
-    from threat_ensemble.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
-
-    source = str(data)
-    frame = read_raw_table(data, no_header=no_header, max_decompressed_mb=max_decompressed_mb)
-    label = None
-    if label_column is not None:  # named explicitly: must exist
-        label = resolve_label_column(frame, str(label_column), source)
-    elif DEFAULT_LABEL in frame.columns and DEFAULT_LABEL not in bundle_features:
-        label = DEFAULT_LABEL
-    if label is not None and str(label) in SCORE_COLUMNS:
-        raise InputError(
-            f"{source}: label column {str(label)!r} has the name of an output column "
-            f"({', '.join(SCORE_COLUMNS)}); rename it"
-        )
-    dropped = []
-    for name in drop_columns:
-        resolved = resolve_drop_column(frame, str(name), source)
-        if resolved != label:
-            dropped.append(resolved)
-    labels = frame[label].reset_index(drop=True) if label is not None else None
-    features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
-    return labels, infer_numeric(features, source), source
-
-
-def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> np.ndarray:
-    """Encode with the bundle's preprocessing: missing columns are an error naming them, extra
-    columns are ignored with a warning, non-finite numbers are refused unless ``impute``."""
-    from threat_ensemble.tables import count_non_finite, non_finite_message
-
-    expected = list(preprocessing.encoder.feature_names)
-    missing = [c for c in expected if c not in features.columns]
-    if missing:
-        raise InputError(f"{source}: missing feature columns {missing} (the bundle was trained on {len(expected)})")
-    extra = [c for c in features.columns if c not in expected]
-    if extra:
-        warnings.warn(
-            f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {listed(extra)}", stacklevel=2
-        )
-    features = features[expected]
-    numeric = list(preprocessing.encoder.numeric_columns)
-    not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]
-    if not_numeric:
-        raise InputError(f"{source}: column {not_numeric[0]!r} holds text; it was numeric in training")
-    if impute:
-        n_bad = count_non_finite(features[numeric])
-        if n_bad:
-            warnings.warn(
-                f"{source}: --impute: filled {n_bad} missing, infinite or out-of-range numeric cells with "
-                "training medians",
-                stacklevel=2,
-            )
-    else:
-        problem = non_finite_message(features[numeric], source)
-        if problem:
-            raise InputError(problem.replace("training medians", "the bundle's training medians"))
-    return preprocessing.encode(features, source)

@@ -29,9 +29,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from threat_ensemble.data.tables import gunzip_bounded
 from threat_ensemble.errors import InputError
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
-from threat_ensemble.tables import gunzip_bounded
 
 FORMATS = ("auto", "raw", "common", "combined")
 MISSING = -1

@@ -1,6 +1,6 @@
 """A seeded, offline generator of raw HTTP traffic to a made-up outdoor-gear shop
 (``shop.harborpine.test``), written as CSIC-style raw request dumps and combined access-log lines,
-and a default data set made by passing that text through :mod:`threat_ensemble.featurize`.
+and a default data set made by passing that text through :mod:`threat_ensemble.http.features`.
 
 Normal traffic is browsing sessions with benign oddities (long and quoted search queries, encoded
 but harmless characters, phrases that look like SQL, link previews of outside URLs, crawlers,
@@ -27,7 +27,7 @@ from urllib.parse import quote, quote_plus
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.tables import LabelledTable
+from threat_ensemble.data.tables import LabelledTable
 
 HOST = "shop.harborpine.test"
 START = pd.Timestamp("2026-03-02 00:00:00", tz="UTC")  # a Monday
@@ -795,7 +795,7 @@ def generate_default_traffic(
 ) -> pd.DataFrame:
     """The default data set: generated traffic as raw text, featurized by the same extractor users run
     on their files, plus ``label`` (0 normal, 1 attack) and, when asked, ``family``."""
-    from threat_ensemble.featurize import featurize_text
+    from threat_ensemble.http.features import featurize_text
 
     text = generate_traffic_text(n_requests, seed, raw_share)
     frames = []
@@ -844,7 +844,7 @@ def write_traffic_files(folder: str | Path, n_requests: int = 20000, seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m threat_ensemble.http_traffic DIR``: write the example traffic files."""
+    """``python -m threat_ensemble.data.default_traffic DIR``: write the example traffic files."""
     import argparse
 
     parser = argparse.ArgumentParser(description=write_traffic_files.__doc__)

@@ -24,12 +24,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from mlflow.pyfunc import PythonModel
 
 from threat_ensemble.errors import InputError
+from threat_ensemble.models.fusion import MEMBERS
+from threat_ensemble.tracking import offline_mlflow
 
-OUTPUT_COLUMNS = ("ae", "rf", "if", "ensemble", "verdict")
-PACKAGE_DIR = Path(__file__).resolve().parent
+offline_mlflow()  # this module imports MLflow itself
+from mlflow.pyfunc import PythonModel  # noqa: E402
+
+OUTPUT_COLUMNS = (*MEMBERS, "ensemble", "verdict")  # SCORE_COLUMNS without the fusion's raw inputs
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the threat_ensemble package, copied into the model
 # What a loaded model imports: threat_ensemble's own dependencies (pyproject.toml), pinned to the
 # versions that trained it. An explicit list also stops mlflow from inferring requirements by
 # loading the model in a subprocess.
@@ -43,7 +47,7 @@ EXAMPLE_ROWS = 5
 MODEL_CODE = """\
 from mlflow.models import set_model
 
-from threat_ensemble.mlflow_model import EnsembleModel
+from threat_ensemble.tracking.pyfunc import EnsembleModel
 
 set_model(EnsembleModel(bundle_digest={digest!r}))
 """
@@ -73,8 +77,8 @@ def predict_frame(ensemble: Any, frame: pd.DataFrame, impute: bool = False) -> p
     """Score ``frame`` as ``scripts/score.py`` does: only the bundle's feature columns, text that is
     really numbers converted, non-finite cells refused unless ``impute``, then
     ``Ensemble.score(preprocessing.encode(...))``."""
-    from threat_ensemble.score_cli import encode_features
-    from threat_ensemble.tables import infer_numeric
+    from threat_ensemble.data.inputs import encode_features
+    from threat_ensemble.data.tables import infer_numeric
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
@@ -140,7 +144,7 @@ def log_pyfunc_model(
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-    from threat_ensemble.artifacts import verify_bundle
+    from threat_ensemble.models.bundle import verify_bundle
     from threat_ensemble.models.ensemble import ThreatEnsemble
 
     bundle = Path(bundle_dir).resolve()

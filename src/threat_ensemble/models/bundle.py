@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from threat_ensemble.checkpointing import crash_point
 from threat_ensemble.errors import InputError
 from threat_ensemble.limits import MAX_JSON_BYTES, MAX_MANIFEST_BYTES
 
@@ -124,8 +123,6 @@ def write_bundle(
     try:
         for name, data in files.items():
             (tmp / name).write_bytes(data)
-            if name == RF_FILE:
-                crash_point("bundle")
         extra = [p.name for p in extra_files(tmp)] if extra_files is not None else []
         manifest = {
             "format": BUNDLE_FORMAT,

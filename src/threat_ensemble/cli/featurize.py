@@ -9,8 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from threat_ensemble.errors import OneLineParser, UsageError, run_cli
-from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
+from threat_ensemble.cli import add_decompression_limit
+from threat_ensemble.errors import OneLineParser, UsageError, check_path, run_cli
 
 FORMAT_CHOICES = ("auto", "raw", "common", "combined")
 EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no traceback), 1 unexpected error"
@@ -42,21 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-column", default="label", metavar="NAME", help="name of the label column (default: label)"
     )
-    parser.add_argument(
-        "--max-decompressed-mb",
-        type=_positive_int,
-        default=DEFAULT_MAX_DECOMPRESSED_MB,
-        metavar="MB",
-        help=f"refuse a .gz input that expands beyond this (default {DEFAULT_MAX_DECOMPRESSED_MB})",
-    )
+    add_decompression_limit(parser)
     parser.add_argument("--quiet", action="store_true", help="no summary line; warnings and errors only")
     return parser
-
-
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text[:40]!r}")
-    return int(text)
 
 
 def check_args(args: argparse.Namespace) -> Path:
@@ -68,7 +56,12 @@ def check_args(args: argparse.Namespace) -> Path:
         raise UsageError("--label-column: empty; give the name of the label column (default: label)")
     if labelled and args.input:
         raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
-    from threat_ensemble.tables import check_output_table
+    from threat_ensemble.data.tables import check_output_table
+
+    for option in ("normal", "attack", "input"):
+        for path in getattr(args, option):
+            check_path(f"--{option}", path)
+    check_path("--output", args.output)
 
     return check_output_table(args.output, inputs=(*args.normal, *args.attack, *args.input))
 
@@ -77,7 +70,7 @@ def run(args: argparse.Namespace) -> str:
     """Featurize every file, label, write; return the summary line."""
     import pandas as pd
 
-    from threat_ensemble.featurize import FEATURE_COLUMNS, featurize_file
+    from threat_ensemble.http.features import FEATURE_COLUMNS, featurize_file
 
     out = check_args(args)
     label = args.label_column
@@ -91,7 +84,7 @@ def run(args: argparse.Namespace) -> str:
                 frame[label] = value
             frames.append(frame)
     table = pd.concat(frames, ignore_index=True)
-    from threat_ensemble.tables import write_table_atomically
+    from threat_ensemble.data.tables import write_table_atomically
 
     write_table_atomically(table, out)
     if args.input:

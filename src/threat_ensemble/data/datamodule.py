@@ -10,8 +10,8 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
-from threat_ensemble.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
-from threat_ensemble.tables import LabelledTable, check_same_columns
+from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.data.tables import LabelledTable, check_same_columns
 
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192

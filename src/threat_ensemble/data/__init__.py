@@ -1,0 +1,1 @@
+"""Tables in, model inputs out: reading and checking tables, preprocessing, the DataModule, the default data set."""

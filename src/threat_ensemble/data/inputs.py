@@ -1,0 +1,86 @@
+"""Rows a trained ensemble is asked to score: the table's feature columns (read and converted as in
+training) and its labels if it has any, encoded with the bundle's own preprocessing. Shared by
+``scripts/score.py`` and the MLflow model; light (no torch), so bad input is refused at once."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from threat_ensemble.data.preprocessing import Preprocessing
+from threat_ensemble.errors import InputError, listed
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
+from threat_ensemble.models.fusion import SCORE_COLUMNS
+
+DEFAULT_LABEL = "label"  # taken as the labels when present and not a feature of the bundle
+
+
+def read_features(
+    data: str | Path,
+    label_column: str | None,
+    no_header: bool,
+    drop_columns: list[str] | tuple[str, ...],
+    bundle_features: list[str] | tuple[str, ...] = (),
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+) -> tuple[pd.Series | None, pd.DataFrame, str]:
+    """The table's feature columns (numeric text converted as in training) and its labels, if any.
+    A column named ``label`` is taken as the labels only when the bundle does not use it as a feature."""
+    from threat_ensemble.data.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
+
+    source = str(data)
+    frame = read_raw_table(data, no_header=no_header, max_decompressed_mb=max_decompressed_mb)
+    label = None
+    if label_column is not None:  # named explicitly: must exist
+        label = resolve_label_column(frame, str(label_column), source)
+    elif DEFAULT_LABEL in frame.columns and DEFAULT_LABEL not in bundle_features:
+        label = DEFAULT_LABEL
+    if label is not None and str(label) in SCORE_COLUMNS:
+        raise InputError(
+            f"{source}: label column {str(label)!r} has the name of an output column "
+            f"({', '.join(SCORE_COLUMNS)}); rename it"
+        )
+    dropped = []
+    for name in drop_columns:
+        resolved = resolve_drop_column(frame, str(name), source)
+        if resolved != label:
+            dropped.append(resolved)
+    labels = frame[label].reset_index(drop=True) if label is not None else None
+    features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
+    return labels, infer_numeric(features, source), source
+
+
+def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> np.ndarray:
+    """Encode with the bundle's preprocessing: missing columns are an error naming them, extra
+    columns are ignored with a warning, non-finite numbers are refused unless ``impute``."""
+    from threat_ensemble.data.tables import count_non_finite, non_finite_message
+
+    expected = list(preprocessing.encoder.feature_names)
+    missing = [c for c in expected if c not in features.columns]
+    if missing:
+        raise InputError(f"{source}: missing feature columns {missing} (the bundle was trained on {len(expected)})")
+    extra = [c for c in features.columns if c not in expected]
+    if extra:
+        warnings.warn(
+            f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {listed(extra)}", stacklevel=2
+        )
+    features = features[expected]
+    numeric = list(preprocessing.encoder.numeric_columns)
+    not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]
+    if not_numeric:
+        raise InputError(f"{source}: column {not_numeric[0]!r} holds text; it was numeric in training")
+    if impute:
+        n_bad = count_non_finite(features[numeric])
+        if n_bad:
+            warnings.warn(
+                f"{source}: --impute: filled {n_bad} missing, infinite or out-of-range numeric cells with "
+                "training medians",
+                stacklevel=2,
+            )
+    else:
+        problem = non_finite_message(features[numeric], source)
+        if problem:
+            raise InputError(problem.replace("training medians", "the bundle's training medians"))
+    return preprocessing.encode(features, source)

@@ -1,0 +1,1 @@
+"""How a trained ensemble is judged: metrics, the gate, plots."""

@@ -1,0 +1,1 @@
+"""Raw HTTP traffic (request dumps, access logs) to one feature row per request."""

@@ -1,0 +1,58 @@
+"""``python tests/crash_run.py POINT [train.py options]``: train.py, killed with SIGKILL at POINT, as a
+pre-empted machine would be. The fault injection lives here, in the tests, installed by wrapping the
+production hooks; nothing in the package reads a crash switch.
+
+POINT: ``train_epochN`` (second batch of epoch N, 0-based), ``after_random_forest`` (its side file
+saved), ``validation`` (metrics computed, before the gate and the bundle) or ``bundle`` (every bundle
+file written to the temporary folder, before the manifest and the swap)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _kill() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def install(point: str) -> None:
+    import threat_ensemble.callbacks as callbacks
+    import threat_ensemble.models.bundle as artifacts
+
+    if point.startswith("train_epoch"):
+        epoch = int(point.removeprefix("train_epoch"))
+        original = callbacks.RunStateCallback.on_train_batch_end
+
+        def on_train_batch_end(self: Any, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if trainer.current_epoch == epoch and batch_idx == 1:
+                _kill()
+            original(self, trainer, module, outputs, batch, batch_idx)
+
+        callbacks.RunStateCallback.on_train_batch_end = on_train_batch_end
+    elif point == "after_random_forest":
+        save = callbacks.ForestCallback._save_side_file
+
+        def save_then_die(self: Any, name: str, model: Any) -> None:
+            save(self, name, model)
+            if name == "random_forest":
+                _kill()
+
+        callbacks.ForestCallback._save_side_file = save_then_die
+    elif point == "validation":
+        callbacks.evaluate_gate = lambda *args, **kwargs: _kill()
+    elif point == "bundle":
+        artifacts.sha256_file = lambda path: _kill()  # the manifest's first hash: all files written
+    else:
+        raise SystemExit(f"unknown crash point {point!r}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    install(sys.argv[1])
+    from threat_ensemble.cli.train import main
+
+    sys.exit(main(sys.argv[2:]))
