@@ -104,7 +104,7 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path: Path
     resumed = subprocess.run(train_cmd(*base, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert "warning: ckpt/last.ckpt: unreadable (RuntimeError: " in resumed.stderr
-    assert "; resuming from ckpt/autoencoder-epoch=002.ckpt instead" in resumed.stderr
+    assert "; resuming from ckpt/autoencoder-epoch=003.ckpt instead" in resumed.stderr
     assert (tmp_path / "bundle" / "gate.json").is_file()
     for path in (tmp_path / "ckpt").glob("*.ckpt"):
         path.write_bytes(b"garbage")

@@ -151,13 +151,38 @@ def test_missing_columns_are_named(trained: dict) -> None:
     assert not (work / "m.csv").exists()
 
 
-def test_a_label_named_like_an_output_column_is_refused(trained: dict) -> None:
+def test_a_label_named_like_an_output_column_is_kept_and_the_outputs_prefixed(trained: dict) -> None:
     work = trained["work"]
     trained["new"].rename(columns={"label": "verdict"}).to_csv(work / "clash.csv", index=False)
     args = ("--bundle", "bundle", "--data", "clash.csv", "--output", "c.csv", "--label-column", "verdict")
-    line = _one_error_line(_score(work, *args))
-    assert "clash.csv: label column 'verdict' has the name of an output column" in line
-    assert not (work / "c.csv").exists()
+    proc = _score(work, *args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "the label column is named 'verdict', like an output column; the outputs are written as score_ae" in (
+        proc.stderr
+    )
+    out = pd.read_csv(work / "c.csv")
+    assert out["verdict"].tolist() == trained["new"]["label"].tolist()  # the user's labels, untouched
+    assert {"score_ae", "score_ensemble", "score_verdict"} <= set(out.columns)
+    assert "detection on clash.csv (label column 'verdict', normal = '0')" in proc.stdout
+
+
+def test_score_takes_the_bundles_label_column_and_normal_label(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from synthetic import make_default_dataset
+
+    work = tmp_path_factory.mktemp("own-labels")
+    frame = make_default_dataset(1500, seed=5).drop(columns="family")
+    frame["verdict"] = np.where(frame.pop("label") == 0, "benign", "attack")
+    frame.to_csv(work / "flows.csv", index=False)
+    args = ["--data", "flows.csv", "--label-column", "verdict", "--normal-label", "benign", "--max-epochs", "2"]
+    args += ["--quiet", "--tracking-uri", f"sqlite:///{work / 'm.db'}", "--output-dir", "b", "--checkpoint-dir", "c"]
+    trained_run = subprocess.run(train_cmd(*args), cwd=work, capture_output=True, text=True, timeout=300)
+    assert trained_run.returncode in (0, 3), trained_run.stderr[-2000:]
+    assert (work / "b" / "gate.json").is_file()
+    proc = _score(work, "--bundle", "b", "--data", "flows.csv", "--output", "s.parquet")  # no label options
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "detection on flows.csv (label column 'verdict', normal = 'benign')" in proc.stdout
+    out = pd.read_parquet(work / "s.parquet")
+    assert out["verdict"].tolist() == frame["verdict"].tolist() and "score_verdict" in out.columns
 
 
 def test_a_feature_named_label_is_not_taken_for_the_labels(tmp_path: Path) -> None:

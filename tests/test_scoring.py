@@ -201,3 +201,14 @@ def test_optional_gates() -> None:
     assert gate["gates"]["fpr"] == {"value": 0.02, "max": 0.05, "passed": True}
     assert gate["passed"] is False
     assert set(evaluate_gate(metrics, 0.85, 0.8)["gates"]) == {"pr_auc", "f1"}
+
+
+def test_a_test_split_too_small_for_the_gate_is_said_out_loud() -> None:
+    from threat_ensemble.evaluation.metrics import MIN_GATE_ROWS_PER_CLASS, small_test_warning
+
+    y = np.array([1] * 5 + [0] * 200)
+    assert small_test_warning(y, "test split") == (
+        f"warning: the test split holds 5 attack and 200 normal rows; with fewer than {MIN_GATE_ROWS_PER_CLASS} "
+        "of either, the gate's figures rest on a handful of rows"
+    )
+    assert small_test_warning(np.array([1] * 40 + [0] * 40), "test split") is None

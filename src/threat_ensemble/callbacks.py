@@ -19,7 +19,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_info
 
@@ -27,7 +27,7 @@ from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_byt
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data.datamodule import ThreatDataModule
-from threat_ensemble.evaluation.metrics import detection_metrics, evaluate_gate
+from threat_ensemble.evaluation.metrics import detection_metrics, evaluate_gate, small_test_warning
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.models.autoencoder import AutoencoderModule
 from threat_ensemble.models.bundle import BundleError, bundle_destination, read_regular_file
@@ -155,6 +155,18 @@ def mark_killed(logger: MLFlowLogger) -> None:
         logger.experiment.set_terminated(logger.run_id, status="KILLED")
     except Exception as exc:
         print(f"warning: could not mark the MLflow run as killed: {exc}")
+
+
+class EpochCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, its file names counting epochs from 1 as the progress lines
+    do: ``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``."""
+
+    def format_checkpoint_name(
+        self, metrics: dict[str, Any], filename: str | None = None, ver: int | None = None, prefix: str | None = None
+    ) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
 def _timed_call(fit: Any) -> tuple[Any, float]:
@@ -350,6 +362,9 @@ class EnsembleValidationCallback(Callback):
             lambda: ensemble.score(dm.x_test),
             self.say,
         )
+        small = small_test_warning(dm.y_test, dm.test_source)
+        if small:
+            print(small)
         per_model = detection_metrics(dm.y_test, scores)
         metrics = per_model.pop("ensemble")
         confusion = metrics.pop("confusion_matrix")

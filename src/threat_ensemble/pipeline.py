@@ -222,11 +222,12 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     configure_threads(cfg, hardware["accelerator"])
 
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
     from lightning.pytorch.loggers import MLFlowLogger
 
     from threat_ensemble.callbacks import (
         EnsembleValidationCallback,
+        EpochCheckpoint,
         ForestCallback,
         RunStateCallback,
         StopSignals,
@@ -251,7 +252,7 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     logger: MLFlowLogger | bool = (
         ResilientMLFlowLogger(
             experiment_name=cfg.experiment,
-            run_name=cfg.run_name,
+            run_name=cfg.run_name or default_run_name(cfg),
             tracking_uri=uri,
             artifact_location=artifact_location_for(uri),
             run_id=state.mlflow_run_id,
@@ -283,7 +284,7 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     callbacks = [
         run_state_callback,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
-        ModelCheckpoint(
+        EpochCheckpoint(
             dirpath=cfg.checkpoint_dir,
             filename="autoencoder-{epoch:03d}",
             monitor="val_loss",
@@ -325,6 +326,15 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     result = _result(validation, summary)
     result.tracking_failure = getattr(logger, "failure", None)
     return result
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    """A run name that tells runs apart in the MLflow UI: the data's name and the start time
+    (MLflow's random names are drawn after the seed is set, so every run of a seed got the same)."""
+    from datetime import datetime
+
+    data = Path(cfg.data).name.split(".")[0] if cfg.data else f"default-{cfg.default_rows}"
+    return f"{data[:40]}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_tags() -> dict[str, str]:

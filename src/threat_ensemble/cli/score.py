@@ -21,8 +21,9 @@ from threat_ensemble.data.inputs import DEFAULT_LABEL, encode_features, read_fea
 from threat_ensemble.data.preprocessing import Preprocessing
 from threat_ensemble.errors import OneLineParser, check_path, run_cli
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
+from threat_ensemble.models.fusion import SCORE_COLUMNS
 
-DEFAULT_NORMAL_LABEL = "0"
+OUTPUT_PREFIX = "score_"  # on every output column when the labels carry an output's name
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--normal-label",
-        default=DEFAULT_NORMAL_LABEL,
         metavar="VALUE",
-        help=f"label of normal rows, for the metrics; any other value is an attack (default {DEFAULT_NORMAL_LABEL!r})",
+        help="label of normal rows, for the metrics; any other value is an attack (default: the bundle's own, "
+        "as trained with train.py --normal-label)",
     )
     parser.add_argument(
         "--expect-digest",
@@ -102,7 +103,7 @@ def _main(argv: list[str] | None) -> int:
     if scored.metrics is not None:
         from threat_ensemble.console import detection_table
 
-        title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {args.normal_label!r})"
+        title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {scored.normal_label!r})"
         print(detection_table(scored.metrics, title))
     return 0
 
@@ -119,6 +120,7 @@ class Scored:
     n_rows: int
     label_column: str | None = None
     metrics: dict[str, dict[str, Any]] | None = None
+    normal_label: str | None = None
 
 
 def score_file(
@@ -130,7 +132,7 @@ def score_file(
     no_header: bool = False,
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
-    normal_label: str = DEFAULT_NORMAL_LABEL,
+    normal_label: str | None = None,
     expect_digest: str | None = None,
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
 ) -> Scored:
@@ -147,6 +149,9 @@ def score_file(
     out = check_output_table(output, inputs=(data,), keep_out_of=(Path(bundle),))
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
+    trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
+    if normal_label is None and trained.get("normal_label") is not None:
+        normal_label = str(trained["normal_label"])  # the bundle's own; train.py recorded it
     labels, features, source = read_features(
         data,
         label_column,
@@ -154,6 +159,7 @@ def score_file(
         drop_columns,
         bundle_features=preprocessing.encoder.feature_names,
         max_decompressed_mb=max_decompressed_mb,
+        trained_label=str(trained["label_column"]) if trained.get("label_column") is not None else None,
     )
     x = encode_features(preprocessing, features, source, impute)
     y = _labels_for_metrics(labels, normal_label, source)
@@ -163,23 +169,34 @@ def score_file(
     # loaded again from disk, pinned to the digest just checked: a bundle swapped in between is refused
     scores = ThreatEnsemble.load(bundle, expect_digest=verified.digest).score(x)
     result = pd.DataFrame(index=range(len(features)))
+    prefix = ""
     if labels is not None:
         result[str(labels.name)] = labels.to_numpy()
+        if str(labels.name) in SCORE_COLUMNS:  # an output must never shadow the user's labels
+            prefix = OUTPUT_PREFIX
+            warnings.warn(
+                f"{source}: the label column is named {str(labels.name)!r}, like an output column; "
+                f"the outputs are written as {prefix}ae, {prefix}rf, ..., {prefix}verdict",
+                stacklevel=2,
+            )
     for key, values in scores.items():
         column = np.asarray(values)
-        result[key] = column.astype(np.int64) if key == "verdict" else column
+        result[prefix + key] = column.astype(np.int64) if key == "verdict" else column
     write_table_atomically(result, out)
     if labels is None or y is None:
         return Scored(len(result))
     from threat_ensemble.evaluation.metrics import detection_metrics
 
-    return Scored(len(result), str(labels.name), detection_metrics(y, scores))
+    return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label)
 
 
-def _labels_for_metrics(labels: pd.Series | None, normal_label: str, source: str) -> np.ndarray | None:
+def _labels_for_metrics(labels: pd.Series | None, normal_label: str | None, source: str) -> np.ndarray | None:
     """0/1 labels for the metrics (before any slow work, so a wrong --normal-label answers at once);
     None, with a warning, when a label cell is empty (the labels are still copied through)."""
     if labels is None:
+        return None
+    if normal_label is None:
+        warnings.warn(f"{source}: no --normal-label, and the bundle records none; no detection metrics", stacklevel=2)
         return None
     from threat_ensemble.data.tables import binary_labels
 

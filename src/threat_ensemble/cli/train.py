@@ -83,7 +83,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("checkpoint-dir", "autoencoder checkpoints", "DIR"),
         ("tracking-uri", "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)", "URI"),
         ("experiment", "MLflow experiment name", "NAME"),
-        ("run-name", "MLflow run name", "NAME"),
+        ("run-name", "MLflow run name (default: the data's name and the start time: flows-20261201-142501)", "NAME"),
         (
             "register-model",
             "register the run's MLflow pyfunc model (every run logs one) under NAME in the model registry "
@@ -173,6 +173,18 @@ class _HelpFormatter(DefaultHelpFormatter):
 
     def _get_help_string(self, action: Any) -> str:
         return action.help or ""
+
+    def _format_action_invocation(self, action: Any) -> str:
+        # jsonargparse adds ``--drop-columns+`` (append to a list); ``--drop-columns A,B`` is the form we document
+        shown = [o for o in action.option_strings if not o.endswith("+")]
+        if shown == list(action.option_strings) or not shown:
+            return super()._format_action_invocation(action)
+        saved = action.option_strings
+        action.option_strings = shown
+        try:
+            return super()._format_action_invocation(action)
+        finally:
+            action.option_strings = saved
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, Any]:

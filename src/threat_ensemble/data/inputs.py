@@ -13,7 +13,6 @@ import pandas as pd
 from threat_ensemble.data.preprocessing import Preprocessing
 from threat_ensemble.errors import InputError, listed
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
-from threat_ensemble.models.fusion import SCORE_COLUMNS
 
 DEFAULT_LABEL = "label"  # taken as the labels when present and not a feature of the bundle
 
@@ -25,9 +24,11 @@ def read_features(
     drop_columns: list[str] | tuple[str, ...],
     bundle_features: list[str] | tuple[str, ...] = (),
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+    trained_label: str | None = None,
 ) -> tuple[pd.Series | None, pd.DataFrame, str]:
-    """The table's feature columns (numeric text converted as in training) and its labels, if any.
-    A column named ``label`` is taken as the labels only when the bundle does not use it as a feature."""
+    """The table's feature columns (numeric text converted as in training) and its labels, if any:
+    ``label_column`` when given (it must exist), else the bundle's own label column
+    (``trained_label``) or a column named ``label``, when present and not a feature of the bundle."""
     from threat_ensemble.data.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
 
     source = str(data)
@@ -35,13 +36,9 @@ def read_features(
     label = None
     if label_column is not None:  # named explicitly: must exist
         label = resolve_label_column(frame, str(label_column), source)
-    elif DEFAULT_LABEL in frame.columns and DEFAULT_LABEL not in bundle_features:
-        label = DEFAULT_LABEL
-    if label is not None and str(label) in SCORE_COLUMNS:
-        raise InputError(
-            f"{source}: label column {str(label)!r} has the name of an output column "
-            f"({', '.join(SCORE_COLUMNS)}); rename it"
-        )
+    else:
+        candidates = [c for c in (trained_label, DEFAULT_LABEL) if c is not None]
+        label = next((c for c in candidates if c in frame.columns and c not in bundle_features), None)
     dropped = []
     for name in drop_columns:
         resolved = resolve_drop_column(frame, str(name), source)

@@ -43,6 +43,23 @@ def detection_metrics(y_true: np.ndarray, scores: dict[str, np.ndarray]) -> dict
     return {name: binary_metrics(y_true, scores[name]) for name in (*MEMBERS, "ensemble")}
 
 
+# Below this many rows of either class in the test data, the gate's figures swing with a handful of
+# rows; the run says so (it still gates).
+MIN_GATE_ROWS_PER_CLASS = 30
+
+
+def small_test_warning(y_true: np.ndarray, source: str) -> str | None:
+    """One line when the test data is too small for the gate to mean much, else None."""
+    n_attack = int(np.asarray(y_true).sum())
+    n_normal = len(y_true) - n_attack
+    if min(n_attack, n_normal) >= MIN_GATE_ROWS_PER_CLASS:
+        return None
+    return (
+        f"warning: the {source} holds {n_attack} attack and {n_normal} normal rows; with fewer than "
+        f"{MIN_GATE_ROWS_PER_CLASS} of either, the gate's figures rest on a handful of rows"
+    )
+
+
 def evaluate_gate(
     metrics: dict[str, Any],
     min_pr_auc: float,
