@@ -65,29 +65,8 @@ def test_train_flags_and_unknown_options(
     _check(code, capsys)
 
 
-SCORE_OPTIONS = [
-    "--bundle",
-    "--data",
-    "--output",
-    "--label-column",
-    "--normal-label",
-    "--drop-columns",
-    "--expect-digest",
-    "--max-decompressed-mb",
-]
-
-
-@SETTINGS
-@given(option=st.sampled_from(SCORE_OPTIONS), value=JUNK)
-def test_score_options_given_junk(
-    tiny_table: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
-) -> None:
-    base = {"--bundle": "nowhere", "--data": str(tiny_table), "--output": "scores.csv"}
-    base[option] = value
-    code = score_main([f"{k}={v}" for k, v in base.items()])
-    _check(code, capsys)
-
-
+SCORE_OPTIONS = ["--bundle", "--data", "--output", "--label-column", "--normal-label", "--drop-columns"]
+SCORE_OPTIONS += ["--expect-digest", "--max-decompressed-mb"]
 FEATURIZE_OPTIONS = [
     "--normal",
     "--attack",
@@ -100,13 +79,22 @@ FEATURIZE_OPTIONS = [
 
 
 @SETTINGS
-@given(option=st.sampled_from(FEATURIZE_OPTIONS), value=JUNK)
-def test_featurize_options_given_junk(
-    tiny_table: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+@given(
+    choice=st.one_of(
+        st.tuples(st.just("score"), st.sampled_from(SCORE_OPTIONS)),
+        st.tuples(st.just("featurize"), st.sampled_from(FEATURIZE_OPTIONS)),
+    ),
+    value=JUNK,
+)
+def test_score_and_featurize_options_given_junk(
+    tiny_table: Path, capsys: pytest.CaptureFixture[str], choice: tuple[str, str], value: str
 ) -> None:
+    tool, option = choice
     log = tiny_table.with_name("a.log")
     log.write_text('1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1\n')
-    base = {"--normal": str(log), "--output": "f.csv"}
+    if tool == "score":
+        base, main = {"--bundle": "nowhere", "--data": str(tiny_table), "--output": "scores.csv"}, score_main
+    else:
+        base, main = {"--normal": str(log), "--output": "f.csv"}, featurize_main
     base[option] = value
-    code = featurize_main([f"{k}={v}" for k, v in base.items()])
-    _check(code, capsys)
+    _check(main([f"{k}={v}" for k, v in base.items()]), capsys)

@@ -81,5 +81,10 @@ def test_a_failed_gate_never_replaces_a_passing_bundle(tmp_path: Path) -> None:
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     run_id = json.loads((tmp_path / "bundle" / "gate.json").read_text())["mlflow_run_id"]
     assert client.get_run(run_id).data.tags["bundle_digest"] == digest
+    names = [
+        client.get_run(json.loads((d / "gate.json").read_text())["mlflow_run_id"]).info.run_name
+        for d in (tmp_path / "bundle", rejected)
+    ]
+    assert all(re.fullmatch(r"default-3000-\d{8}-\d{6}", n) for n in names), names  # not one seeded random name
     version = client.get_model_version("shop", "1")
     assert version.tags["bundle_digest"] == digest and version.run_id == run_id

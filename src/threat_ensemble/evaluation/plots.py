@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from threat_ensemble.models.fusion import CUTOFF
+
 PR_FILE = "pr_curves.png"
 ROC_FILE = "roc_curves.png"
 AE_HIST_FILE = "ae_error_hist.png"
@@ -22,7 +24,6 @@ PLOT_FILES = (PR_FILE, ROC_FILE, AE_HIST_FILE, CONFUSION_FILE, LOSS_FILE)
 
 CURVES = (("ae", "autoencoder"), ("rf", "random forest"), ("if", "isolation forest"), ("ensemble", "ensemble"))
 COLORS = {"ae": "tab:blue", "rf": "tab:green", "if": "tab:orange", "ensemble": "black"}
-CUTOFF = 0.5  # every member score and the fused score mean "attack" at >= 0.5 (scoring.CUTOFF)
 DPI = 100
 
 
@@ -104,6 +105,14 @@ def _operating_point(y: np.ndarray, score: np.ndarray) -> tuple[float, float, fl
     return precision, tp / max(int(y.sum()), 1), fp / max(int((y == 0).sum()), 1)
 
 
+def _line_style(key: str) -> dict[str, Any]:
+    """The ensemble dashed and on top, the members solid beneath it: where the ensemble follows a
+    member (often the forest), both stay visible."""
+    if key == "ensemble":
+        return {"color": COLORS[key], "lw": 2.0, "ls": "--", "zorder": 3}
+    return {"color": COLORS[key], "lw": 1.6, "zorder": 2}
+
+
 def _pr_figure(fig: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> Any:
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
@@ -112,8 +121,7 @@ def _pr_figure(fig: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> Any:
         score = np.asarray(scores[key], np.float64)
         precision, recall, _ = precision_recall_curve(y, score, drop_intermediate=True)
         ap = average_precision_score(y, score)
-        width = 2.2 if key == "ensemble" else 1.4
-        ax.step(recall, precision, where="post", color=COLORS[key], lw=width, label=f"{label} (AP {ap:.3f})")
+        ax.step(recall, precision, where="post", label=f"{label} (AP {ap:.3f})", **_line_style(key))
         p, r, _ = _operating_point(y, score)
         ax.plot([r], [p], "o", color=COLORS[key], ms=7, mec="black", mew=0.8)
     prevalence = float(y.mean())
@@ -130,17 +138,21 @@ def _roc_figure(fig: Any, y: np.ndarray, scores: dict[str, np.ndarray]) -> Any:
     from sklearn.metrics import roc_auc_score, roc_curve
 
     ax = fig.add_subplot()
+    floor = 0.5 / max(int((y == 0).sum()), 1)  # half the smallest non-zero FPR: where FPR 0 is drawn
     for key, label in CURVES:
         score = np.asarray(scores[key], np.float64)
         fpr, tpr, _ = roc_curve(y, score)
         auc = roc_auc_score(y, score)
-        width = 2.2 if key == "ensemble" else 1.4
-        ax.plot(fpr, tpr, color=COLORS[key], lw=width, label=f"{label} (AUC {auc:.3f})")
+        ax.plot(np.maximum(fpr, floor), tpr, label=f"{label} (AUC {auc:.3f})", **_line_style(key))
         _, r, f = _operating_point(y, score)
-        ax.plot([f], [r], "o", color=COLORS[key], ms=7, mec="black", mew=0.8)
-    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
+        ax.plot([max(f, floor)], [r], "o", color=COLORS[key], ms=7, mec="black", mew=0.8)
+    chance = np.geomspace(floor, 1, 50)
+    ax.plot(chance, chance, color="grey", ls=":", lw=1, label="chance")
     ax.plot([], [], "o", color="grey", label="operating point (score >= 0.5)")
-    ax.set(xlim=(-0.01, 1), ylim=(0, 1.02), xlabel="false-positive rate", ylabel="true-positive rate (recall)")
+    # a log FPR axis: detectors differ at FPRs of 0.1% to 5%, which a linear axis squeezes into its edge
+    ax.set_xscale("log")
+    ax.set(xlim=(floor, 1), ylim=(0, 1.02), xlabel="false-positive rate (log scale; 0 drawn at the left edge)")
+    ax.set_ylabel("true-positive rate (recall)")
     ax.set_title(f"ROC on {len(y)} test rows ({int(y.sum())} attacks)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=9)
