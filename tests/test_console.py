@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
-from conftest import fit_autoencoder
+from conftest import fit_autoencoder, train_cmd
 from threat_ensemble.console import EpochLines, progress_callback, silence_library_chatter, summary_table
 
 
@@ -107,3 +107,17 @@ def test_mlflow_model_validation_chatter_is_dropped() -> None:
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert records == ["something a user should see"]
+
+
+@pytest.mark.slow
+def test_a_default_run_prints_our_lines_not_the_libraries_notices(tmp_path: Path) -> None:
+    import subprocess
+
+    args = ["--default-rows", "3000", "--max-epochs", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'fresh.db'}"]
+    proc = subprocess.run(train_cmd(*args), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode in (0, 3), proc.stderr[-2000:]
+    assert (tmp_path / "artifacts" / "gate.json").is_file()
+    output = proc.stdout + proc.stderr
+    assert output.startswith("data: default data (generated HTTP traffic): 3000 rows, 2476 normal")
+    for noise in ("GPU available", "TPU available", "Trainable params", "database tables", "Creating it", "Traceback"):
+        assert noise not in output, noise

@@ -83,6 +83,7 @@ _CHATTER = (
     "HPU available:",
     "not found. Creating it",  # Lightning's MLflow logger, creating the experiment
     "Creating initial MLflow database tables",
+    "Updating database tables",  # MLflow migrating a new SQLite store
 )
 
 
