@@ -166,8 +166,7 @@ def score_file(
 
     from threat_ensemble.models.ensemble import ThreatEnsemble
 
-    # loaded again from disk, pinned to the digest just checked: a bundle swapped in between is refused
-    scores = ThreatEnsemble.load(bundle, expect_digest=verified.digest).score(x)
+    scores = ThreatEnsemble.from_verified(verified).score(x)  # the bytes checked above, not read again
     result = pd.DataFrame(index=range(len(features)))
     prefix = ""
     if labels is not None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from threat_ensemble.errors import InputError
+from threat_ensemble.errors import InputError, listed, quote
 from threat_ensemble.limits import MAX_JSON_BYTES, MAX_MANIFEST_BYTES
 
 # Format 1 (before): autoencoder.pt and two joblib pickles. Format 2: no file can run code when read.
@@ -225,7 +225,7 @@ def read_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> Ver
     if missing:
         raise BundleError(f"{folder}: files listed in the manifest are missing: {missing}")
     if extra:
-        raise BundleError(f"{folder}: files not in the manifest: {_few(extra)}")
+        raise BundleError(f"{folder}: files not in the manifest: {listed(extra)}")
     contents = {}
     for name, expected in files.items():
         data = read_regular_file(folder / name)
@@ -273,15 +273,16 @@ def _manifest_files(manifest: Any, path: Path) -> dict[str, str]:
             f"loaded, because a pickle can run code; retrain to write format {BUNDLE_FORMAT}"
         )
     if version != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: unknown bundle format {_short(version)}; this version reads format {BUNDLE_FORMAT}")
+        known = f"this version reads format {BUNDLE_FORMAT}"
+        raise BundleError(f"{path}: unknown bundle format {quote(version, 80)}; {known}")
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
         raise BundleError(f"{path}: not a valid manifest ('files' must list the bundle's files)")
     for name, expected in files.items():
         if name in ("", ".", "..", MANIFEST_FILE) or "/" in name or "\\" in name:
-            raise BundleError(f"{path}: not a valid manifest (file name {_short(name)})")
+            raise BundleError(f"{path}: not a valid manifest (file name {quote(name, 80)})")
         if not isinstance(expected, str) or not _SHA256.fullmatch(expected):
-            raise BundleError(f"{path}: not a valid manifest (the sha256 of {_short(name)} is not 64 hex digits)")
+            raise BundleError(f"{path}: not a valid manifest (the sha256 of {quote(name, 80)} is not 64 hex digits)")
     absent = [name for name in BUNDLE_FILES if name not in files]
     if absent:
         raise BundleError(f"{path}: the manifest does not list required files {absent}")
@@ -326,17 +327,3 @@ def _kind(mode: int) -> str:
         if test(mode):
             return name
     return "a device or socket"
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _few(names: list[str], limit: int = 5) -> str:
-    shown = ", ".join(repr(n[:80]) for n in names[:limit])
-    return f"[{shown}]" if len(names) <= limit else f"[{shown}, ... {len(names) - limit} more]"
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -29,6 +29,7 @@ from threat_ensemble.models.bundle import (
     RF_FILE,
     THRESHOLD_FILE,
     BundleError,
+    VerifiedBundle,
     json_bytes,
     read_bundle,
     write_bundle,
@@ -142,7 +143,12 @@ class ThreatEnsemble:
         the manifest against ``expect_digest``) before it is parsed; nothing in a bundle can run
         code. Refuses, with one line naming the file, a bundle that is incomplete, altered, of an
         old format, or whose numbers are not finite."""
-        bundle = read_bundle(bundle_dir, expect_digest)
+        return cls.from_verified(read_bundle(bundle_dir, expect_digest))
+
+    @classmethod
+    def from_verified(cls, bundle: VerifiedBundle) -> ThreatEnsemble:
+        """The ensemble from a bundle already read and checked (:func:`models.bundle.read_bundle`),
+        parsed from the bytes that were hashed; nothing is read from disk again."""
         folder = bundle.folder
         net, scale = autoencoder_from_bytes(bundle.files[AE_FILE], str(folder / AE_FILE))
         thresholds, gate = bundle.json(THRESHOLD_FILE), bundle.json(GATE_FILE)  # every JSON file parses
