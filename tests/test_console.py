@@ -10,7 +10,13 @@ import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
 from conftest import fit_autoencoder, train_cmd
-from threat_ensemble.console import EpochLines, progress_callback, silence_library_chatter, summary_table
+from threat_ensemble.console import (
+    EpochLines,
+    TrainingBar,
+    progress_callback,
+    silence_library_chatter,
+    summary_table,
+)
 
 
 def _metrics(f1: float) -> dict[str, float]:
@@ -73,6 +79,29 @@ def test_epoch_lines_give_every_epoch_its_own_losses(small_frame: pd.DataFrame, 
     assert len(set(losses)) == 3  # each line carries its own epoch's loss, not the one before
     last_val = float(lines[-1].split("val_loss ")[1].split()[0])
     assert last_val == pytest.approx(float(trainer.callback_metrics["val_loss"]), rel=1e-3)
+
+
+def test_the_terminal_bar_closes_when_training_ends_and_counts_epochs_from_one(
+    small_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """Lightning keeps its Rich bar live until teardown, so its last frame was drawn again below
+    the lines the forest and bundle steps print after training."""
+    import lightning as L
+
+    screen = io.StringIO()
+    bar = TrainingBar(leave=True, console_kwargs={"file": screen, "force_terminal": True, "width": 120})
+    live_at_train_end: list[bool] = []
+
+    class AfterTraining(L.Callback):  # runs after the bar's own on_train_end, as the forest step does
+        def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+            live_at_train_end.append(bar.progress is not None and bar.progress.live.is_started)
+            print("random forest: done", file=screen)
+
+    fit_autoencoder(small_frame, tmp_path, max_epochs=2, enable_progress_bar=True, callbacks=[bar, AfterTraining()])
+    assert live_at_train_end == [False]
+    text = screen.getvalue()
+    assert "Epoch 2/2" in text and "Epoch 0/" not in text and "v_num" not in text
+    assert "Epoch" not in text.split("random forest: done")[1]  # nothing of the bar below the later lines
 
 
 def test_chatter_is_dropped_and_real_warnings_stay() -> None:

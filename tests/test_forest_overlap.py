@@ -108,3 +108,30 @@ def test_spare_cores_counts_the_torch_threads_of_each_cpu_process(monkeypatch: p
     monkeypatch.setattr(callbacks.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 3)
     assert callbacks.spare_cores(trainer) == 5
+
+
+def test_calibration_on_a_small_split_gives_the_default_folds_result_without_their_warning() -> None:
+    """A frozen forest is calibrated on one fold holding every row: the same model as the default
+    five folds, without their "least populated class" warning on a split with 3 attack rows."""
+    import warnings
+
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5)).astype(np.float32)
+    y = (x[:, 0] > 1.0).astype(int)
+    x_cal = rng.normal(size=(60, 5)).astype(np.float32)
+    y_cal = np.zeros(60, dtype=int)
+    y_cal[:3] = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = fit_random_forest(x, y, x_cal, y_cal, seed=0, n_jobs=1)
+    assert [str(w.message) for w in caught] == []
+    assert isinstance(model, CalibratedClassifierCV) and model.get_params()["cv"] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        default = CalibratedClassifierCV(FrozenEstimator(model.estimator.estimator), method="isotonic").fit(
+            x_cal, y_cal
+        )
+    assert np.array_equal(model.predict_proba(x), default.predict_proba(x))

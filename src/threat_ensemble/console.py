@@ -64,12 +64,29 @@ class EpochLines(ProgressBar):
         print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
 
 
+class TrainingBar(RichProgressBar):
+    """Rich's bar, closed when training ends (Lightning keeps it live until teardown, so its last
+    frame was drawn again below the forest and bundle lines), counting epochs from 1 as the
+    checkpoint names and the plain lines do, without the logger's version."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return f"Epoch {current_epoch + 1}/{self.trainer.max_epochs}"
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._stop_progress()
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def progress_callback(quiet: bool, stream: Any = None) -> ProgressBar | None:
     """Rich's bar when the output is a terminal, plain epoch lines when it is not, none if quiet."""
     if quiet:
         return None
     out = stream or sys.stdout
-    return RichProgressBar(leave=True) if out.isatty() else EpochLines(stream)
+    return TrainingBar(leave=True) if out.isatty() else EpochLines(stream)
 
 
 _CHATTER = (
@@ -84,6 +101,7 @@ _CHATTER = (
     "not found. Creating it",  # Lightning's MLflow logger, creating the experiment
     "Creating initial MLflow database tables",
     "Updating database tables",  # MLflow migrating a new SQLite store
+    "`Trainer.fit` stopped:",  # the closing line says how many epochs ran
 )
 
 

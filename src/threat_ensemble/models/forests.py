@@ -111,7 +111,12 @@ def fit_random_forest(
         forest.set_params(n_jobs=cores.n_jobs())  # the calibration's prediction pass, too
     model: Any = forest
     if len(np.unique(y_cal)) >= 2:
-        model = CalibratedClassifierCV(FrozenEstimator(forest), method="isotonic").fit(x_cal, y_cal)
+        # A frozen forest's predictions do not depend on how the rows are split into folds, so one
+        # fold holding every row gives the same calibration as the default five, without the
+        # folds' "least populated class" warning on a small split; the split is not kept.
+        one_fold = [(np.arange(0), np.arange(len(y_cal)))]
+        model = CalibratedClassifierCV(FrozenEstimator(forest), method="isotonic", cv=one_fold).fit(x_cal, y_cal)
+        model.set_params(cv=None)
     forest.set_params(n_jobs=n_jobs)  # what the saved model uses when it scores
     return model
 
