@@ -4,7 +4,8 @@ production hooks; nothing in the package reads a crash switch.
 
 POINT: ``train_epochN`` (second batch of epoch N, 0-based), ``after_random_forest`` (its side file
 saved), ``validation`` (metrics computed, before the gate and the bundle) or ``bundle`` (every bundle
-file written to the temporary folder, before the manifest and the swap)."""
+file written to the temporary folder, before the manifest and the swap). ``POINT+sigterm`` sends
+SIGTERM there instead, as a scheduler stopping the job would."""
 
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+SIGNAL = signal.SIGKILL
+
 
 def _kill() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL)
 
 
 def install(point: str) -> None:
+    global SIGNAL
+    if point.endswith("+sigterm"):
+        point, SIGNAL = point.removesuffix("+sigterm"), signal.SIGTERM
     import threat_ensemble.callbacks as callbacks
     import threat_ensemble.models.bundle as artifacts
 

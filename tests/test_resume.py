@@ -174,3 +174,37 @@ def test_a_stop_signal_stops_with_a_message_and_resume_completes(
     resumed = subprocess.run(train_cmd(*args, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert (tmp_path / "bundle" / "gate.json").exists()
+
+
+def _val_loss_epochs(work: Path, run_id: str) -> int:
+    return len(_client(work).get_metric_history(run_id, "val_loss"))
+
+
+def test_an_early_stopped_run_resumed_after_training_trains_no_further_epoch(tmp_path: Path) -> None:
+    """Stopped early (patience 1 of 30 epochs), killed in the tree stage: the resume goes through
+    Lightning's ckpt_path and straight to the tree stage and the gate, with no new epoch."""
+    extra = ("--max-epochs", "30", "--patience", "1", "--lr", "0.05")
+    killed = _run(tmp_path, *extra, crash_at="after_random_forest")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    state = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())
+    epochs = _val_loss_epochs(tmp_path, state["mlflow_run_id"])
+    assert epochs < 30  # it did stop early
+    resumed = _run(tmp_path, *extra, "--resume")
+    assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
+    gate = json.loads((tmp_path / "bundle" / "gate.json").read_text())
+    assert gate["mlflow_run_id"] == state["mlflow_run_id"]
+    assert _val_loss_epochs(tmp_path, state["mlflow_run_id"]) == epochs
+    final = _client(tmp_path).get_run(state["mlflow_run_id"]).data.metrics
+    assert "ae_final_val_loss" in final and final["ensemble_f1"] == gate["metrics"]["f1"]
+
+
+def test_sigterm_in_the_tree_stage_stops_with_a_message_and_resume_completes(tmp_path: Path, reference: dict) -> None:
+    stopped = _run(tmp_path, crash_at="after_random_forest+sigterm")
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    assert "stopped: received SIGTERM; checkpoints are in" in stopped.stderr and "Traceback" not in stopped.stderr
+    assert not (tmp_path / "bundle").exists()
+    run_id = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())["mlflow_run_id"]
+    assert _client(tmp_path).get_run(run_id).info.status == "KILLED"
+    resumed = _run(tmp_path, "--resume")
+    assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
+    assert _bundle(tmp_path)["gate"] == reference["gate"]

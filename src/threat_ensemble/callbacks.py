@@ -1,8 +1,10 @@
-"""Callbacks: run state and RNG in every checkpoint, then (at the end of training) the tree stage,
+"""Callbacks: run state and RNG in every checkpoint, then (at the end of fitting) the tree stage,
 ensemble validation, the gate and the bundle.
 
-The tree and validation stages are plain methods that the callbacks call from ``on_train_end``; a
-resumed run whose autoencoder had already finished calls the same methods without training again.
+The tree and validation stages run in ``on_fit_end``, which Lightning calls after every fit: one
+that trained, and one resumed (through ``ckpt_path``) from a checkpoint whose autoencoder had
+already finished, where Lightning restores the module, the data module and the callbacks and
+trains no further epoch.
 """
 
 from __future__ import annotations
@@ -61,11 +63,15 @@ class RunStateCallback(Callback):
     and puts into every checkpoint the torch RNG state (so a resumed epoch shuffles and drops out
     exactly as the uninterrupted one) and whether the autoencoder is finished."""
 
-    def __init__(self, state: RunState, checkpoint_dir: str | Path, params: dict[str, Any] | None) -> None:
+    def __init__(
+        self, state: RunState, checkpoint_dir: str | Path, params: dict[str, Any] | None, quiet: bool = False
+    ) -> None:
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.params = params  # None when resuming: MLflow params are immutable and already logged
+        self.say = _say(quiet)
         self.post_training = False
+        self.restored_finished = False  # resumed from a checkpoint whose autoencoder had finished
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not trainer.is_global_zero:
@@ -80,17 +86,13 @@ class RunStateCallback(Callback):
     def state_dict(self) -> dict[str, Any]:
         trainer = getattr(self, "_trainer", None)
         finished = trainer is not None and (trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs)
-        metrics = dict(trainer.callback_metrics) if trainer is not None else {}
-        state: dict[str, Any] = {
-            "torch_rng": torch.get_rng_state(),
-            "ae_finished": bool(finished),
-            "val_loss": float(metrics["val_loss"]) if "val_loss" in metrics else None,
-        }
+        state: dict[str, Any] = {"torch_rng": torch.get_rng_state(), "ae_finished": bool(finished)}
         if torch.cuda.is_available():
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.restored_finished = bool(state_dict.get("ae_finished"))
         torch.set_rng_state(state_dict["torch_rng"])
         if "cuda_rng" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda_rng"])
@@ -101,9 +103,18 @@ class RunStateCallback(Callback):
         if trainer.world_size > 1 or n_sync:
             how = f"{n_sync} SyncBatchNorm layers" if n_sync else "BatchNorm statistics averaged before validation"
             rank_zero_info(f"distributed: {trainer.world_size} processes, {how}")
+        if self.restored_finished:
+            self.say("autoencoder already trained; completing the tree stage and the gate")
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.restored_finished:  # stopped early: no further epoch (at max_epochs Lightning runs none)
+            trainer.should_stop = True
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.post_training = True  # first of the end-of-training hooks: the tree and validation stages follow
+        self.post_training = True
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.post_training = True  # first of the fit-end hooks: the tree and validation stages follow
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.is_global_zero and isinstance(trainer.logger, MLFlowLogger) and trainer.logger.run_id:
@@ -116,12 +127,14 @@ class StopSignals:
     """Ctrl-C (SIGINT) stops a run as SIGTERM does: during training, Lightning's own graceful stop
     (the epoch's checkpoint stays the resume point); in the tree and validation stages, at once
     (the forests' fit is cancelled between steps). Either way ``--resume`` continues it. A second
-    Ctrl-C interrupts at once."""
+    Ctrl-C interrupts at once. SIGTERM when Lightning's own handler is not installed (before
+    training starts, and in those stages) stops at once too."""
 
     def __init__(self, trainer: L.Trainer, run_state: RunStateCallback) -> None:
         self.trainer = trainer
         self.run_state = run_state
         self.sigint = False
+        self.sigterm = False
 
     @contextmanager
     def installed(self) -> Iterator[None]:
@@ -132,10 +145,24 @@ class StopSignals:
             yield
             return
         previous = signal.signal(signal.SIGINT, self._on_sigint)
+        previous_term = signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
             yield
         finally:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
+
+    @property
+    def received(self) -> str | None:
+        """The stop signal's name, if one stopped the run."""
+        if self.sigint:
+            return "SIGINT"
+        return "SIGTERM" if self.sigterm or self.trainer.received_sigterm else None
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        self.sigterm = True
+        if not self.trainer.received_sigterm:  # set by Lightning's handler, which runs first while installed
+            raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         import signal
@@ -159,7 +186,16 @@ def mark_killed(logger: MLFlowLogger) -> None:
 
 class EpochCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, its file names counting epochs from 1 as the progress lines
-    do: ``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``."""
+    do (``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``), and
+    ``last.ckpt`` after every epoch: Lightning writes it only when the monitored checkpoint
+    improved, so a run killed after an epoch without improvement (an early stop always ends on
+    one) retrained from the last improving epoch."""
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)  # where Lightning saves when validating every epoch
+        if self.save_last and self._should_save_on_train_epoch_end(trainer):
+            if not self._should_skip_saving_checkpoint(trainer):  # true when it was saved this step
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def format_checkpoint_name(
         self, metrics: dict[str, Any], filename: str | None = None, ver: int | None = None, prefix: str | None = None
@@ -234,7 +270,7 @@ class ForestCallback(Callback):
                 self._pending[name] = self._executor.submit(_timed_call, fit)
         self.say(f"forests: fitting on {spare} spare core{'s' if spare > 1 else ''} while the autoencoder trains")
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
             self.fit_or_load(_datamodule(trainer))
 
@@ -322,12 +358,15 @@ class EnsembleValidationCallback(Callback):
         self.gate: dict[str, Any] | None = None
         self.bundle_dir: Path | None = None
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
         pl_module.restore_best_weights()
         if trainer.is_global_zero:
             logger = trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
-            self.validate(_datamodule(trainer), pl_module, logger, dict(trainer.callback_metrics))
+            metrics = dict(trainer.callback_metrics)
+            if "val_loss" not in metrics and pl_module.last_val_loss is not None:  # no epoch ran in this process
+                metrics["val_loss"] = pl_module.last_val_loss
+            self.validate(_datamodule(trainer), pl_module, logger, metrics)
 
     def validate(
         self,

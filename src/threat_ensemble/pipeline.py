@@ -271,16 +271,9 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         manifest_extra={"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary},
         tracking_uri=uri,
     )
-    checkpoint = None
     if ckpt_path is not None:
-        ckpt_path, checkpoint = _readable_checkpoint(ckpt_path)
-    if checkpoint is not None and _run_state_entry(checkpoint).get("ae_finished"):
-        if not rank_zero:  # the remaining stages run on rank 0 alone
-            return TrainResult.other_rank(summary)
-        return _finish_without_training(
-            cfg, ckpt_path, checkpoint, model, datamodule, logger, forests, validation, summary
-        )
-    run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params)
+        ckpt_path = _readable_checkpoint(ckpt_path)
+    run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params, quiet=cfg.quiet)
     callbacks = [
         run_state_callback,
         EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
@@ -315,11 +308,10 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         with stop.installed():
             trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except (SystemExit, KeyboardInterrupt) as exc:
-        if stop.sigint or trainer.received_sigterm:
+        if stop.received:
             if isinstance(logger, MLFlowLogger):
                 mark_killed(logger)
-            name = "SIGINT" if stop.sigint else "SIGTERM"
-            raise Preempted(str(Path(cfg.checkpoint_dir).resolve()), name) from exc
+            raise Preempted(str(Path(cfg.checkpoint_dir).resolve()), stop.received) from exc
         raise
     if not trainer.is_global_zero:
         return TrainResult.other_rank(summary)
@@ -382,70 +374,34 @@ def launched_as_rank_zero() -> bool:
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("RANK", "NODE_RANK", "LOCAL_RANK", "SLURM_PROCID"))
 
 
-def _load_checkpoint(ckpt_path: Path) -> dict[str, Any]:
+def _readable_checkpoint(ckpt_path: Path) -> Path:
+    """``ckpt_path`` when it loads, or, when it is damaged (a truncated write, a full disk), the
+    newest other checkpoint of the run that loads: every checkpoint holds the RNG state, so resuming
+    from an earlier epoch retraces the same steps. One line when none is usable."""
     import torch
 
-    return torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    def problem(path: Path) -> str | None:
+        try:
+            torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:  # torch raises many kinds for a damaged zip or pickle
+            text = str(exc).strip()
+            return f"{type(exc).__name__}: {text.splitlines()[0][:120] if text else ''}"
+        return None
 
-
-def _readable_checkpoint(ckpt_path: Path) -> tuple[Path, dict[str, Any]]:
-    """``ckpt_path`` loaded, or, when it is damaged (a truncated write, a full disk), the newest
-    other checkpoint of the run that loads: every checkpoint holds the RNG state, so resuming
-    from an earlier epoch retraces the same steps. One line when none is usable."""
-    try:
-        return ckpt_path, _load_checkpoint(ckpt_path)
-    except Exception as exc:  # torch raises many kinds for a damaged zip or pickle
-        problem = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ''}"
+    first = problem(ckpt_path)
+    if first is None:
+        return ckpt_path
     others = sorted(
         (p for p in ckpt_path.parent.glob("*.ckpt") if p != ckpt_path), key=lambda p: p.stat().st_mtime, reverse=True
     )
     for other in others:
-        try:
-            checkpoint = _load_checkpoint(other)
-        except Exception:
-            continue
-        print(f"warning: {ckpt_path}: unreadable ({problem}); resuming from {other} instead", file=sys.stderr)
-        return other, checkpoint
+        if problem(other) is None:
+            print(f"warning: {ckpt_path}: unreadable ({first}); resuming from {other} instead", file=sys.stderr)
+            return other
     raise InputError(
-        f"--resume: {ckpt_path} is unreadable ({problem}) and no other checkpoint in {ckpt_path.parent} loads; "
+        f"--resume: {ckpt_path} is unreadable ({first}) and no other checkpoint in {ckpt_path.parent} loads; "
         "start afresh without --resume"
     )
-
-
-def _run_state_entry(checkpoint: dict[str, Any]) -> dict[str, Any]:
-    """RunStateCallback's entry in a Lightning checkpoint."""
-    entries = checkpoint.get("callbacks", {}).values()
-    return next((v for v in entries if isinstance(v, dict) and "ae_finished" in v), {})
-
-
-def _finish_without_training(
-    cfg: TrainConfig,
-    ckpt_path: Path,
-    checkpoint: dict[str, Any],
-    model: Any,
-    datamodule: Any,
-    logger: Any,
-    forests: Any,
-    validation: Any,
-    summary: dict[str, Any],
-) -> TrainResult:
-    """The autoencoder had finished before the interruption: restore it from the checkpoint and
-    complete the tree stage and the gate without training it again."""
-    from threat_ensemble.data.datamodule import ThreatDataModule
-
-    model.load_state_dict(checkpoint["state_dict"])
-    model.on_load_checkpoint(checkpoint)
-    model.restore_best_weights()
-    datamodule.load_state_dict(checkpoint.get(ThreatDataModule.__qualname__, {}))
-    if not cfg.quiet:
-        print(f"autoencoder already trained ({ckpt_path}); completing the tree stage and the gate")
-    forests.fit_or_load(datamodule)
-    val_loss = _run_state_entry(checkpoint).get("val_loss")
-    validation.validate(datamodule, model, logger, {} if val_loss is None else {"val_loss": val_loss})
-    logger.finalize("success")
-    result = _result(validation, summary)
-    result.tracking_failure = getattr(logger, "failure", None)
-    return result
 
 
 def _result(validation: Any, summary: dict[str, Any]) -> TrainResult:

@@ -154,6 +154,7 @@ class AutoencoderModule(L.LightningModule):
         self._val_errors: list[torch.Tensor] = []
         self._val_index: list[torch.Tensor] = []
         self._best_state: dict[str, torch.Tensor] | None = None
+        self.last_val_loss: float | None = None  # the latest epoch's, kept in checkpoints
         self._train_loss_sum: torch.Tensor | None = None
         self._train_rows = 0
         self._throughput: list[float] = []
@@ -226,6 +227,7 @@ class AutoencoderModule(L.LightningModule):
         scale = error_scale(errors)
         threshold = torch.quantile((errors / scale).mean(dim=1), self.hparams.threshold_percentile / 100.0)
         self.log("val_loss", val_loss.float(), prog_bar=True)
+        self.last_val_loss = float(val_loss)
         self.log("ae_threshold", threshold.float())
         self.lr_schedulers().step(val_loss.item())
         if val_loss < self.best_val_loss:
@@ -295,6 +297,8 @@ class AutoencoderModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self._best_state is not None:
             checkpoint["best_state_dict"] = self._best_state
+        checkpoint["last_val_loss"] = self.last_val_loss
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._best_state = checkpoint.get("best_state_dict")
+        self.last_val_loss = checkpoint.get("last_val_loss")

@@ -189,9 +189,17 @@ class UntrustedModelError(InputError):
 
 
 def forest_to_bytes(model: Any) -> bytes:
-    """A fitted forest as skops bytes (a zip of JSON and numpy arrays; no pickle)."""
+    """A fitted forest as skops bytes (a zip of JSON and numpy arrays; no pickle). skops does not
+    share objects, so a calibrated forest is written without its ``estimator`` parameter, which
+    holds the same frozen forest as the fitted calibrator (twice the bytes and the time);
+    :func:`forest_from_bytes` puts it back."""
+    import copy
+
     import skops.io as sio
 
+    if getattr(model, "calibrated_classifiers_", None):
+        model = copy.copy(model)
+        model.estimator = None
     return sio.dumps(model)
 
 
@@ -205,8 +213,12 @@ def forest_from_bytes(data: bytes, source: str) -> Any:
         if untrusted:
             shown = ", ".join(untrusted[:3]) + (f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else "")
             raise UntrustedModelError(f"{source}: holds types this package does not trust ({shown}); not loaded")
-        return sio.loads(data, trusted=list(TRUSTED_TYPES))
+        model = sio.loads(data, trusted=list(TRUSTED_TYPES))
     except UntrustedModelError:
         raise
     except Exception as exc:  # a damaged or foreign archive: skops raises many kinds
         raise UntrustedModelError(f"{source}: not a readable skops forest ({type(exc).__name__})") from None
+    calibrated = getattr(model, "calibrated_classifiers_", None)
+    if calibrated and getattr(model, "estimator", None) is None:
+        model.estimator = calibrated[0].estimator
+    return model
