@@ -22,6 +22,7 @@ try:
     import threat_ensemble  # noqa: F401
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "datasets"))  # default_traffic.py, the generator
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    from threat_ensemble.data.default_traffic import generate_requests, to_access_log, to_raw_dump
+    from default_traffic import generate_requests, to_access_log, to_raw_dump  # datasets/
+
     from threat_ensemble.http.features import featurize_file
 
     started = time.perf_counter()

@@ -103,7 +103,7 @@ def generate(only: set[str] | None, nsl_kdd: Path | None, work: Path) -> dict[st
         print("refresh_docs: featurize, then train on the features ...", flush=True)
         folder = work / "featurize"
         folder.mkdir()
-        _run(["-m", "threat_ensemble.data.default_traffic", "traffic/", "--requests", "20000"], folder)
+        _run([str(ROOT / "datasets" / "default_traffic.py"), "traffic/", "--requests", "20000"], folder)
         files = [
             "--normal",
             "traffic/normal.txt",

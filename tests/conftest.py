@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 NSL_KDD = SHARED / "data" / "nsl-kdd"
+sys.path.insert(0, str(ROOT / "datasets"))  # default_traffic.py: the generator behind the default data set
 
 # Tiny models train fastest on one thread, and the suite runs on 2 cores (PLATFORM-NOTES.md).
 os.environ.setdefault("OMP_NUM_THREADS", "1")

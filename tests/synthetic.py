@@ -1,7 +1,7 @@
 """A fast synthetic table of per-request HTTP features (normal traffic and seven attack
 families), drawn directly as numbers: the tests' and benchmarks' data, at any size in a blink.
 The trainer's built-in default data is generated raw traffic run through the featurizer
-(``threat_ensemble.data.default_traffic``).
+(``datasets/default_traffic.py``).
 
 Attack rows start as normal rows and change only their family's signature features, so classes
 overlap: scanners and brute force are loud in the per-client rates, injections in the query

@@ -29,7 +29,7 @@ def _free_port() -> int:
 def _single_process_threshold(bundle: Path) -> tuple[float, float]:
     """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
     from threat_ensemble.data.datamodule import ThreatDataModule
-    from threat_ensemble.data.default_traffic import default_table
+    from threat_ensemble.data.default_data import default_table
     from threat_ensemble.models.autoencoder import build_autoencoder, error_scale, feature_errors, reconstruction_error
 
     dm = ThreatDataModule(default_table(3000, 42), seed=42)

@@ -344,7 +344,7 @@ def test_columns_and_dtypes_are_stable_across_formats() -> None:
 
 
 def test_generated_traffic_is_seeded_and_featurized() -> None:
-    from threat_ensemble.data.default_traffic import generate_default_traffic, generate_traffic_text
+    from default_traffic import generate_default_traffic, generate_traffic_text  # datasets/
 
     frame = generate_default_traffic(600, seed=3, with_family=True)
     again = generate_default_traffic(600, seed=3, with_family=True)

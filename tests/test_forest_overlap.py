@@ -20,7 +20,9 @@ from threat_ensemble.models.forests import fit_random_forest
 
 
 def _forest_callback(tmp_path: Path) -> callbacks.ForestCallback:
-    return callbacks.ForestCallback(seed=5, state=RunState("fp", {}), checkpoint_dir=tmp_path / "ckpt", quiet=True)
+    return callbacks.ForestCallback(
+        seed=5, state=RunState("fp", {}), checkpoint_dir=tmp_path / "ckpt", outcome=callbacks.FitOutcome(), quiet=True
+    )
 
 
 def _record_fitting_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
@@ -50,10 +52,12 @@ def test_forests_fit_beside_the_autoencoder_and_equal_a_fit_after_it(
     assert said[0] == "forests: fitting on 1 spare core while the autoencoder trains"
     assert re.fullmatch(r"random forest: done in \d+\.\ds beside the autoencoder \(\d+\.\ds after it\)", said[1])
     assert said[2].startswith("isolation forest: done in ")
-    assert set(forests.models) == {"random_forest", "isolation_forest"}
+    assert set(forests.outcome.forests) == {"random_forest", "isolation_forest"}
     assert set(forests.state.trees) == {"random_forest", "isolation_forest"}  # side files saved, hashes kept
     after = fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=5)
-    assert np.array_equal(forests.models["random_forest"].predict_proba(dm.x_test), after.predict_proba(dm.x_test))
+    assert np.array_equal(
+        forests.outcome.forests["random_forest"].predict_proba(dm.x_test), after.predict_proba(dm.x_test)
+    )
 
 
 def test_without_a_spare_core_the_forests_fit_after_training(
@@ -97,7 +101,7 @@ def test_a_failed_training_stops_the_background_forests(
     assert forests._executor is not None
     forests._executor.shutdown(wait=True)  # returns once the fit stopped at its next step
     assert len(outcome) == 1 and isinstance(outcome[0], ForestFitCancelled)
-    assert not forests.models and not forests.state.trees  # nothing half-fitted kept or saved
+    assert not forests.outcome.forests and not forests.state.trees  # nothing half-fitted kept or saved
     assert not any(t.name.startswith("forests") for t in threading.enumerate())
 
 

@@ -103,7 +103,7 @@ def _quiet_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def rows() -> pd.DataFrame:
     """Rows of the default data the bundle never saw, with their label column."""
-    from threat_ensemble.data.default_traffic import generate_default_traffic
+    from default_traffic import generate_default_traffic  # datasets/
 
     return generate_default_traffic(300, seed=5)
 

@@ -16,10 +16,12 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
@@ -41,7 +43,7 @@ from threat_ensemble.models.forests import (
     forest_from_bytes,
     forest_to_bytes,
 )
-from threat_ensemble.models.fusion import describe_stacked_fusion
+from threat_ensemble.models.fusion import CUTOFF, describe_stacked_fusion
 from threat_ensemble.tracking.logger import ResilientMLFlowLogger
 
 CONFIG_FILE = "config.yaml"
@@ -205,6 +207,19 @@ class EpochCheckpoint(ModelCheckpoint):
         return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
+@dataclass
+class FitOutcome:
+    """What the end-of-fit steps hand on, owned by the engine: each step reads what the steps
+    before it left here, never another step's attributes."""
+
+    forests: dict[str, Any] = field(default_factory=dict)  # fitted, by TREE_FILES name
+    forest_bytes: dict[str, bytes] = field(default_factory=dict)  # each as stored (skops), for the bundle
+    ensemble: ThreatEnsemble | None = None
+    scores: dict[str, np.ndarray] | None = None  # on the test rows
+    gate: dict[str, Any] | None = None
+    bundle_dir: Path | None = None
+
+
 def _timed_call(fit: Any) -> tuple[Any, float]:
     start = time.perf_counter()
     return fit(), time.perf_counter() - start
@@ -232,13 +247,14 @@ class ForestCallback(Callback):
     saved as a side file beside the checkpoints with its sha256 in the run state, so a resumed run
     reuses it instead of fitting again."""
 
-    def __init__(self, seed: int, state: RunState, checkpoint_dir: str | Path, quiet: bool = False) -> None:
+    def __init__(
+        self, seed: int, state: RunState, checkpoint_dir: str | Path, outcome: FitOutcome, quiet: bool = False
+    ) -> None:
         self.seed = seed
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
+        self.outcome = outcome  # where the fitted forests and their stored bytes go
         self.say = _say(quiet)
-        self.models: dict[str, Any] = {}
-        self.blobs: dict[str, bytes] = {}  # each model as stored (skops bytes), for the bundle
         self._cores: CoreShare | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
@@ -299,7 +315,7 @@ class ForestCallback(Callback):
                 self._save_side_file(name, model)
             else:
                 self.say(f"{name.replace('_', ' ')}: reusing the fitted model from {self.checkpoint_dir}")
-            self.models[name] = model
+            self.outcome.forests[name] = model
 
     def _wait_for(self, name: str, pending: Future[tuple[Any, float]]) -> Any:
         """The forest fitted in the background, once done; says how long it took and how much of
@@ -323,58 +339,37 @@ class ForestCallback(Callback):
             return None
         if hashlib.sha256(data).hexdigest() != expected:
             return None
-        self.blobs[name] = data
+        self.outcome.forest_bytes[name] = data
         return forest_from_bytes(data, str(path))
 
     def _save_side_file(self, name: str, model: Any) -> None:
         data = forest_to_bytes(model)
         atomic_write_bytes(self.checkpoint_dir / TREE_FILES[name], data)
-        self.blobs[name] = data
+        self.outcome.forest_bytes[name] = data
         self.state.trees[name] = hashlib.sha256(data).hexdigest()
         self.state.save(self.checkpoint_dir)
 
 
-class EnsembleValidationCallback(Callback):
-    """Restores the autoencoder's best weights, fuses the three members' scores on the test set,
-    computes per-model and ensemble metrics, evaluates the gate, writes the bundle and logs it all
-    to MLflow (rank 0)."""
+def _mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
+    return trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
 
-    def __init__(
-        self,
-        cfg: TrainConfig,
-        forests: ForestCallback,
-        state: RunState,
-        checkpoint_dir: str | Path,
-        manifest_extra: dict[str, Any],
-        tracking_uri: str | None = None,
-    ) -> None:
+
+class FusionCallback(Callback):
+    """The trained ensemble as one object (the best epoch's autoencoder, the forests, the
+    DataModule's preprocessing) with its fusion fitted on the validation split (rank 0)."""
+
+    def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
         self.cfg = cfg
-        self.tracking_uri = tracking_uri
-        self.forests = forests
-        self.state = state
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.manifest_extra = manifest_extra
+        self.outcome = outcome
         self.say = _say(cfg.quiet)
-        self.gate: dict[str, Any] | None = None
-        self.bundle_dir: Path | None = None
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
         pl_module.restore_best_weights()
         if trainer.is_global_zero:
-            logger = trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
-            metrics = dict(trainer.callback_metrics)
-            if "val_loss" not in metrics and pl_module.last_val_loss is not None:  # no epoch ran in this process
-                metrics["val_loss"] = pl_module.last_val_loss
-            self.validate(_datamodule(trainer), pl_module, logger, metrics)
+            self.outcome.ensemble = self.build(_datamodule(trainer), pl_module)
 
-    def validate(
-        self,
-        dm: ThreatDataModule,
-        module: AutoencoderModule,
-        logger: MLFlowLogger | None,
-        callback_metrics: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    def build(self, dm: ThreatDataModule, module: AutoencoderModule) -> ThreatEnsemble:
         assert dm.preprocessing is not None
         threshold = float(module.threshold)
         if not math.isfinite(threshold):
@@ -383,8 +378,8 @@ class EnsembleValidationCallback(Callback):
             preprocessing=dm.preprocessing,
             autoencoder=module.net,
             threshold=threshold,
-            random_forest=self.forests.models["random_forest"],
-            isolation_forest=self.forests.models["isolation_forest"],
+            random_forest=self.outcome.forests["random_forest"],
+            isolation_forest=self.outcome.forests["isolation_forest"],
             fusion={"kind": "fixed", "weights": self.cfg.weight_map},
             error_scale=module.error_scale.detach().cpu().numpy(),
         )
@@ -396,6 +391,26 @@ class EnsembleValidationCallback(Callback):
                 self.say,
             )
             self.say(describe_stacked_fusion(ensemble.fusion))
+        return ensemble
+
+
+class EnsembleValidationCallback(Callback):
+    """Scores the test rows with the ensemble, computes each member's and the ensemble's metrics
+    and evaluates the gate (rank 0)."""
+
+    def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
+        self.cfg = cfg
+        self.outcome = outcome
+        self.say = _say(cfg.quiet)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            logger = _mlflow_logger(trainer)
+            self.validate(_datamodule(trainer), logger.run_id if logger is not None else None)
+
+    def validate(self, dm: ThreatDataModule, run_id: str | None) -> dict[str, Any]:
+        ensemble = self.outcome.ensemble
+        assert ensemble is not None
         scores = timed(
             f"ensemble: scoring {len(dm.y_test)} rows of the {dm.test_source}",
             lambda: ensemble.score(dm.x_test),
@@ -409,83 +424,75 @@ class EnsembleValidationCallback(Callback):
         confusion = metrics.pop("confusion_matrix")
         for member in per_model.values():
             member.pop("confusion_matrix")
-        run_id = logger.run_id if logger is not None else None
-        self.gate = {
-            **evaluate_gate(
-                metrics, self.cfg.min_pr_auc, self.cfg.min_f1, min_recall=self.cfg.min_recall, max_fpr=self.cfg.max_fpr
-            ),
+        cfg = self.cfg
+        self.outcome.scores = scores
+        self.outcome.gate = {
+            **evaluate_gate(metrics, cfg.min_pr_auc, cfg.min_f1, min_recall=cfg.min_recall, max_fpr=cfg.max_fpr),
             "metrics": metrics,
             "per_model": per_model,
             "confusion_matrix": confusion,
             "n_test": int(len(dm.y_test)),
             "test_source": dm.test_source,
-            "weights": self.cfg.weight_map,
-            "fusion": self.cfg.fusion,
-            "cutoff": 0.5,
+            "weights": cfg.weight_map,
+            "fusion": cfg.fusion,
+            "cutoff": CUTOFF,
             "mlflow_run_id": run_id,
         }
+        return self.outcome.gate
+
+
+class BundleCallback(Callback):
+    """Writes the bundle (the ensemble, gate.json, the configuration and the plots) atomically to
+    --output-dir, or beside it when a failed gate would replace a passing bundle (rank 0)."""
+
+    def __init__(
+        self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, manifest_extra: dict
+    ) -> None:
+        self.cfg = cfg
+        self.outcome = outcome
+        self.state = state
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.manifest_extra = manifest_extra
+        self.say = _say(cfg.quiet)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            assert isinstance(pl_module, AutoencoderModule)
+            self.write(_datamodule(trainer), pl_module, _mlflow_logger(trainer))
+
+    def write(self, dm: ThreatDataModule, module: AutoencoderModule, logger: MLFlowLogger | None) -> Path:
+        ensemble, gate, scores = self.outcome.ensemble, self.outcome.gate, self.outcome.scores
+        assert ensemble is not None and gate is not None and scores is not None
         history = _loss_history(logger)
-        destination = bundle_destination(self.cfg.output_dir, bool(self.gate["passed"]))
+        destination = bundle_destination(self.cfg.output_dir, bool(gate["passed"]))
         bundle = ensemble.save(
             destination,
-            gate=self.gate,
+            gate=gate,
             threshold_info={
                 "percentile": self.cfg.threshold_percentile,
                 "n_val": int(len(dm.ae_val)),
                 "best_val_loss": float(module.best_val_loss),
             },
-            manifest_extra={**self.manifest_extra, "mlflow_run_id": run_id},
-            forest_bytes=self.forests.blobs,
+            manifest_extra={**self.manifest_extra, "mlflow_run_id": gate["mlflow_run_id"]},
+            forest_bytes=self.outcome.forest_bytes,
             extra_files=lambda folder: [
                 self._write_config(folder),
-                *write_plots_or_warn(folder, dm.y_test, scores, scores["ae_error"], threshold, history, warn=print),
+                *write_plots_or_warn(
+                    folder, dm.y_test, scores, scores["ae_error"], ensemble.threshold, history, warn=print
+                ),
             ],
         )
-        self.gate["bundle_digest"] = ensemble.digest  # pins this bundle from outside (not in gate.json itself)
-        self.bundle_dir = bundle
+        gate["bundle_digest"] = ensemble.digest  # pins this bundle from outside (not in gate.json itself)
+        self.outcome.bundle_dir = bundle
         if destination != Path(self.cfg.output_dir):
             print(
                 f"gate failed: the passing bundle in {self.cfg.output_dir} is kept; "
                 f"this run's bundle is in {bundle}"
             )
         self.say(f"bundle written to {bundle} (manifest sha256 {ensemble.digest})")
-        if logger is not None:
-            log = lambda: self._log_to_mlflow(  # noqa: E731
-                logger, threshold, per_model, metrics, bundle, callback_metrics or {}, ensemble
-            )
-            logger.guard("logging the run's results", log) if isinstance(logger, ResilientMLFlowLogger) else log()
-        self.state.completed = True
         self.state.bundle_dir, self.state.bundle_digest = str(bundle), ensemble.digest
         self.state.save(self.checkpoint_dir)
-        return self.gate
-
-    def _log_to_mlflow(
-        self,
-        logger: MLFlowLogger,
-        threshold: float,
-        per_model: dict[str, dict[str, float]],
-        metrics: dict[str, float],
-        bundle: Path,
-        callback_metrics: dict[str, Any],
-        ensemble: ThreatEnsemble | None = None,
-    ) -> None:
-        assert self.gate is not None
-        final = {"ae_threshold": threshold, "gate_passed": float(self.gate["passed"])}
-        for key in ("train_loss", "val_loss"):
-            if key in callback_metrics:
-                final[f"ae_final_{key}"] = float(callback_metrics[key])
-        for member, values in per_model.items():
-            final.update({f"{member}_{k}": v for k, v in values.items()})
-        final.update({f"ensemble_{k}": v for k, v in metrics.items()})
-        logger.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
-        logger.experiment.log_artifacts(logger.run_id, str(bundle), artifact_path="bundle")
-        for name in PLOT_FILES:
-            if (bundle / name).is_file():
-                logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
-        if self.gate.get("bundle_digest"):
-            logger.experiment.set_tag(logger.run_id, "bundle_digest", self.gate["bundle_digest"])
-        self._log_and_register_model(logger, bundle, ensemble)
-        mark_run(logger, "completed")
+        return bundle
 
     def _write_config(self, folder: Path) -> Path:
         """The effective configuration, as YAML that ``--config`` accepts back."""
@@ -493,31 +500,79 @@ class EnsembleValidationCallback(Callback):
         path.write_text(self.cfg.to_yaml(), encoding="utf-8")
         return path
 
+
+class TrackingCallback(Callback):
+    """Logs the results to the MLflow run (final metrics, the bundle, the plots, the bundle's
+    digest), logs the ensemble as a pyfunc model and registers it (--register-model), then marks
+    the run completed in the run state (rank 0). Tracking trouble never hides the run's result."""
+
+    def __init__(
+        self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, tracking_uri: str
+    ) -> None:
+        self.cfg = cfg
+        self.outcome = outcome
+        self.state = state
+        self.checkpoint_dir = Path(checkpoint_dir)
+        self.tracking_uri = tracking_uri
+        self.say = _say(cfg.quiet)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        assert isinstance(pl_module, AutoencoderModule)
+        logger = _mlflow_logger(trainer)
+        if logger is not None:
+            metrics = dict(trainer.callback_metrics)
+            if "val_loss" not in metrics and pl_module.last_val_loss is not None:  # no epoch ran in this process
+                metrics["val_loss"] = pl_module.last_val_loss
+            log = lambda: self.log_results(logger, metrics)  # noqa: E731
+            logger.guard("logging the run's results", log) if isinstance(logger, ResilientMLFlowLogger) else log()
+        self.state.completed = True
+        self.state.save(self.checkpoint_dir)
+
+    def log_results(self, logger: MLFlowLogger, callback_metrics: dict[str, Any]) -> None:
+        ensemble, gate, bundle = self.outcome.ensemble, self.outcome.gate, self.outcome.bundle_dir
+        assert ensemble is not None and gate is not None and bundle is not None
+        final = {"ae_threshold": ensemble.threshold, "gate_passed": float(gate["passed"])}
+        for key in ("train_loss", "val_loss"):
+            if key in callback_metrics:
+                final[f"ae_final_{key}"] = float(callback_metrics[key])
+        for member, values in gate["per_model"].items():
+            final.update({f"{member}_{k}": v for k, v in values.items()})
+        final.update({f"ensemble_{k}": v for k, v in gate["metrics"].items()})
+        logger.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
+        logger.experiment.log_artifacts(logger.run_id, str(bundle), artifact_path="bundle")
+        for name in PLOT_FILES:
+            if (bundle / name).is_file():
+                logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
+        logger.experiment.set_tag(logger.run_id, "bundle_digest", gate["bundle_digest"])
+        self._log_and_register_model(logger, bundle, ensemble, gate)
+        mark_run(logger, "completed")
+
     def _log_and_register_model(
-        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble | None = None
+        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble, gate: dict[str, Any]
     ) -> None:
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
         the gate passed (or --register-anyway)."""
         from threat_ensemble.tracking.pyfunc import log_pyfunc_model, register_model
 
-        assert self.gate is not None
         uri = self.tracking_uri or logger.experiment.tracking_uri
         try:
-            self.model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
+            model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
         except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience
             print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {str(exc)[:300]}")
             if isinstance(logger, ResilientMLFlowLogger) and logger.failure is None:
                 logger.failure = f"logging the pyfunc model: {type(exc).__name__}"
             return
-        self.say(f"mlflow model: {self.model_uri}")
+        self.say(f"mlflow model: {model_uri}")
         name = self.cfg.register_model
         if not name:
             return
-        if not (self.gate["passed"] or self.cfg.register_anyway):
+        if not (gate["passed"] or self.cfg.register_anyway):
             print(f"model not registered: the gate failed (add --register-anyway to register {name!r} anyway)")
             return
-        self.model_version = register_model(self.model_uri, name, self.gate, uri)
-        print(f"registered model {name!r} version {self.model_version} ({self.model_uri})")
+        version = register_model(model_uri, name, gate, uri)
+        print(f"registered model {name!r} version {version} ({model_uri})")
 
 
 def _loss_history(logger: MLFlowLogger | None) -> dict[str, list[float]] | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from threat_ensemble.data.default_data import DEFAULT_ROWS, check_default_rows
 from threat_ensemble.errors import UsageError, check_path
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH
 
@@ -40,7 +41,7 @@ class TrainConfig:
     no_header: bool = False
     drop_columns: list[str] = field(default_factory=list)
     impute: bool = False
-    default_rows: int = 20000
+    default_rows: int = DEFAULT_ROWS
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
     # hardware
     gpus: int | None = None
@@ -110,6 +111,7 @@ class TrainConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
+        check_default_rows(self.default_rows)
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if self.gpus is not None and self.gpus < 0:

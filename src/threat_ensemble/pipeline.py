@@ -72,7 +72,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         "max_decompressed_mb": cfg.max_decompressed_mb,
     }
     if cfg.data is None:
-        from threat_ensemble.data.default_traffic import default_table
+        from threat_ensemble.data.default_data import default_table
 
         table = default_table(cfg.default_rows, cfg.seed)
     else:
@@ -226,11 +226,15 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     from lightning.pytorch.loggers import MLFlowLogger
 
     from threat_ensemble.callbacks import (
+        BundleCallback,
         EnsembleValidationCallback,
         EpochCheckpoint,
+        FitOutcome,
         ForestCallback,
+        FusionCallback,
         RunStateCallback,
         StopSignals,
+        TrackingCallback,
         mark_killed,
     )
     from threat_ensemble.console import progress_callback, silence_library_chatter
@@ -262,15 +266,15 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         else False
     )
     params = None if resuming else {**_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
-    forests = ForestCallback(cfg.seed, state, cfg.checkpoint_dir, quiet=cfg.quiet)
-    validation = EnsembleValidationCallback(
-        cfg,
-        forests,
-        state,
-        cfg.checkpoint_dir,
-        manifest_extra={"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary},
-        tracking_uri=uri,
-    )
+    outcome = FitOutcome()
+    manifest_extra = {"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary}
+    end_of_fit = [  # in this order, each in on_fit_end, each reading what the ones before left in outcome
+        ForestCallback(cfg.seed, state, cfg.checkpoint_dir, outcome, quiet=cfg.quiet),
+        FusionCallback(cfg, outcome),
+        EnsembleValidationCallback(cfg, outcome),
+        BundleCallback(cfg, outcome, state, cfg.checkpoint_dir, manifest_extra),
+        TrackingCallback(cfg, outcome, state, cfg.checkpoint_dir, uri),
+    ]
     if ckpt_path is not None:
         ckpt_path = _readable_checkpoint(ckpt_path)
     run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params, quiet=cfg.quiet)
@@ -285,8 +289,7 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
             save_top_k=1,
             save_last=True,
         ),
-        forests,
-        validation,
+        *end_of_fit,
     ]
     progress = progress_callback(cfg.quiet)
     if progress is not None:  # first, so the last epoch's line comes before the tree stage's
@@ -315,7 +318,7 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
         raise
     if not trainer.is_global_zero:
         return TrainResult.other_rank(summary)
-    result = _result(validation, summary)
+    result = _result(outcome, Path(cfg.checkpoint_dir), summary)
     result.tracking_failure = getattr(logger, "failure", None)
     return result
 
@@ -404,13 +407,13 @@ def _readable_checkpoint(ckpt_path: Path) -> Path:
     )
 
 
-def _result(validation: Any, summary: dict[str, Any]) -> TrainResult:
+def _result(outcome: Any, checkpoint_dir: Path, summary: dict[str, Any]) -> TrainResult:
     """The run's result from the validation step, in memory: gate.json's content plus the bundle's
     digest, and where the bundle went (``--output-dir``, or beside it when a failed gate would have
     replaced a passing bundle)."""
-    gate, bundle = validation.gate, validation.bundle_dir
+    gate, bundle = outcome.gate, outcome.bundle_dir
     if gate is None:  # ddp_spawn: the stage ran in a spawned rank 0; it left the bundle and its digest
-        gate, bundle = _gate_from_run_state(validation.checkpoint_dir)
+        gate, bundle = _gate_from_run_state(checkpoint_dir)
     if gate is None or bundle is None:
         raise RuntimeError("training ended without the validation stage")
     return TrainResult(

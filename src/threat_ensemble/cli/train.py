@@ -43,7 +43,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("no-header", "CSV files have no header row; columns are named by 0-based index", None),
         ("drop-columns", "comma-separated columns (names or indexes) to ignore", "A,B"),
         ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
-        ("default-rows", "rows of the built-in data set when --data is not given", "N"),
+        ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
         ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
     ],
     "hardware": [

@@ -163,7 +163,7 @@ def log_pyfunc_model(
     )
     with tempfile.TemporaryDirectory(prefix="threat-ensemble-code-") as tmp:
         code = Path(tmp) / PACKAGE_DIR.name
-        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.parquet"))
         model_code = Path(tmp) / "threat_ensemble_model.py"
         model_code.write_text(MODEL_CODE.format(digest=ensemble.digest), encoding="utf-8")
         with tracking_uri_set(tracking_uri), _run(run_id):

@@ -1,6 +1,10 @@
 """A seeded, offline generator of raw HTTP traffic to a made-up outdoor-gear shop
 (``shop.harborpine.test``), written as CSIC-style raw request dumps and combined access-log lines,
-and a default data set made by passing that text through :mod:`threat_ensemble.http.features`.
+and the package's default data set made by passing that text through
+:mod:`threat_ensemble.http.features` (shipped as ``threat_ensemble/data/default_traffic.parquet``).
+
+    python datasets/default_traffic.py traffic/           # raw dumps and access logs to featurize
+    python datasets/default_traffic.py --write-default    # the shipped default data set, again
 
 Normal traffic is browsing sessions with benign oddities (long and quoted search queries, encoded
 but harmless characters, phrases that look like SQL, link previews of outside URLs, crawlers,
@@ -26,8 +30,6 @@ from urllib.parse import quote, quote_plus
 
 import numpy as np
 import pandas as pd
-
-from threat_ensemble.data.tables import LabelledTable
 
 HOST = "shop.harborpine.test"
 START = pd.Timestamp("2026-03-02 00:00:00", tz="UTC")  # a Monday
@@ -813,16 +815,6 @@ def generate_default_traffic(
     return pd.concat(frames, ignore_index=True)
 
 
-def default_table(n_rows: int = 20000, seed: int = 42) -> LabelledTable:
-    """The trainer's built-in default data: ``n_rows`` generated requests, featurized."""
-    frame = generate_default_traffic(n_rows, seed)
-    return LabelledTable(
-        features=frame.drop(columns=["label"]),
-        y=frame["label"].to_numpy(np.int64),
-        source="default data (generated HTTP traffic)",
-    )
-
-
 def write_traffic_files(folder: str | Path, n_requests: int = 20000, seed: int = 42) -> dict[str, Path]:
     """Write the generated traffic as files a user would have, split by ground truth: ``normal.txt``
     and ``attack.txt`` (raw dumps), ``normal.log`` and ``attack.log`` (combined access logs)."""
@@ -844,16 +836,26 @@ def write_traffic_files(folder: str | Path, n_requests: int = 20000, seed: int =
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m threat_ensemble.data.default_traffic DIR``: write the example traffic files."""
+    """Write the example traffic files to a folder, or the package's default data set."""
     import argparse
 
-    parser = argparse.ArgumentParser(description=write_traffic_files.__doc__)
-    parser.add_argument("folder", help="output folder (created when missing)")
-    parser.add_argument("--requests", type=int, default=20000, help="requests in all (default 20000)")
+    from threat_ensemble.data.default_data import DEFAULT_DATA_FILE, DEFAULT_ROWS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", help="write normal/attack raw dumps and access logs here")
+    parser.add_argument("--requests", type=int, default=DEFAULT_ROWS, help=f"requests in all (default {DEFAULT_ROWS})")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--write-default", action="store_true", help=f"write {DEFAULT_DATA_FILE.name} into the package")
     args = parser.parse_args(argv)
-    for path in write_traffic_files(args.folder, args.requests, args.seed).values():
-        print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
+    if args.write_default:
+        frame = generate_default_traffic(DEFAULT_ROWS, seed=42)
+        frame.to_parquet(DEFAULT_DATA_FILE, compression="zstd", index=False)
+        print(f"{DEFAULT_DATA_FILE}  {len(frame)} rows, {DEFAULT_DATA_FILE.stat().st_size / 1e3:.0f} kB")
+    if args.folder:
+        for path in write_traffic_files(args.folder, args.requests, args.seed).values():
+            print(f"{path}  {path.stat().st_size / 1e6:.1f} MB")
+    if not (args.write_default or args.folder):
+        parser.error("give a folder, --write-default, or both")
     return 0
 
 

@@ -1,0 +1,94 @@
+"""Each end-of-fit step on small fitted members, without a Trainer: the steps hand on their results
+through FitOutcome only (the forests, the ensemble and its fusion, the gate, the bundle)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import fit_autoencoder
+from threat_ensemble.callbacks import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
+from threat_ensemble.checkpointing import RunState
+from threat_ensemble.config import TrainConfig
+from threat_ensemble.models.ensemble import ThreatEnsemble
+from threat_ensemble.models.forests import fit_isolation_forest, fit_random_forest, forest_to_bytes
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    from synthetic import make_default_dataset
+
+    frame = make_default_dataset(3000, seed=7).drop(columns=["family"])
+    module, dm, _ = fit_autoencoder(frame, tmp_path_factory.mktemp("ae"), max_epochs=3)
+    module.restore_best_weights()
+    forests = {
+        "random_forest": fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=0, n_jobs=1),
+        "isolation_forest": fit_isolation_forest(dm.x_normal_train, seed=0, n_jobs=1),
+    }
+    return module, dm, forests
+
+
+def _outcome(forests: dict) -> FitOutcome:
+    return FitOutcome(forests=dict(forests), forest_bytes={k: forest_to_bytes(v) for k, v in forests.items()})
+
+
+def _steps(fitted: tuple, tmp_path: Path, **options: object) -> tuple[FitOutcome, TrainConfig, RunState]:
+    module, dm, forests = fitted
+    cfg = TrainConfig(output_dir=str(tmp_path / "bundle"), checkpoint_dir=str(tmp_path / "ckpt"), quiet=True, **options)
+    outcome = _outcome(forests)
+    outcome.ensemble = FusionCallback(cfg, outcome).build(dm, module)
+    EnsembleValidationCallback(cfg, outcome).validate(dm, run_id="run-1")
+    return outcome, cfg, RunState("fp", {})
+
+
+def test_fusion_step_builds_one_ensemble_with_a_fitted_stack(fitted: tuple, tmp_path: Path) -> None:
+    module, dm, _ = fitted
+    outcome, _, _ = _steps(fitted, tmp_path)
+    ensemble = outcome.ensemble
+    assert ensemble is not None and ensemble.fusion["kind"] == "stack"
+    assert ensemble.threshold == pytest.approx(float(module.threshold))
+    fixed, _, _ = _steps(fitted, tmp_path / "fixed", fusion="fixed")
+    assert fixed.ensemble is not None and fixed.ensemble.fusion["kind"] == "fixed"
+
+
+def test_validation_step_gates_the_test_rows_it_scored(fitted: tuple, tmp_path: Path) -> None:
+    _, dm, _ = fitted
+    outcome, _, _ = _steps(fitted, tmp_path)
+    gate, scores = outcome.gate, outcome.scores
+    assert gate is not None and scores is not None
+    assert gate["n_test"] == len(dm.y_test) == len(scores["ensemble"])
+    assert set(gate["per_model"]) == {"ae", "rf", "if"} and gate["mlflow_run_id"] == "run-1"
+    flagged = scores["ensemble"] >= gate["cutoff"]
+    recall = float((flagged & (dm.y_test == 1)).sum() / (dm.y_test == 1).sum())
+    assert gate["metrics"]["recall"] == pytest.approx(recall)
+    assert gate["passed"] == (gate["metrics"]["f1"] >= 0.80 and gate["metrics"]["pr_auc"] >= 0.85)
+
+
+def test_bundle_step_writes_what_the_earlier_steps_made(fitted: tuple, tmp_path: Path) -> None:
+    module, dm, _ = fitted
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
+    assert bundle == outcome.bundle_dir == Path(cfg.output_dir)
+    loaded = ThreatEnsemble.load(bundle, expect_digest=state.bundle_digest)
+    assert outcome.gate is not None and outcome.gate["bundle_digest"] == state.bundle_digest
+    again = loaded.score(dm.x_test)
+    assert outcome.scores is not None
+    for key in ("ae", "rf", "if", "ensemble"):
+        np.testing.assert_array_equal(again[key], outcome.scores[key], err_msg=key)
+    assert (bundle / "config.yaml").is_file() and (bundle / "gate.json").is_file()
+
+
+def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path: Path) -> None:
+    module, dm, _ = fitted
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    assert outcome.gate is not None and outcome.gate["passed"], "the small run must pass for this test"
+    good = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {}).write(dm, module, None)
+    failing, cfg2, state2 = _steps(fitted, tmp_path, min_pr_auc=1.0, min_f1=1.0)
+    assert failing.gate is not None and not failing.gate["passed"]
+    cfg2.output_dir = cfg.output_dir
+    rejected = BundleCallback(cfg2, failing, state2, tmp_path / "ckpt", {}).write(dm, module, None)
+    assert rejected != good and rejected.exists()
+    assert pd.read_json(good / "gate.json", typ="series")["passed"]
