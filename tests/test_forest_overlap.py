@@ -139,3 +139,22 @@ def test_calibration_on_a_small_split_gives_the_default_folds_result_without_the
             x_cal, y_cal
         )
     assert np.array_equal(model.predict_proba(x), default.predict_proba(x))
+
+
+def test_a_forest_stored_by_the_previous_release_loads_and_scores_the_same() -> None:
+    """Format-2 bundles written before the frozen forest's duplicate was dropped (plain skops dump of
+    the calibrated forest) still load, with the same scores; the new files are about half the size."""
+    import skops.io as sio
+
+    from threat_ensemble.models.forests import forest_from_bytes, forest_to_bytes
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 6)).astype(np.float32)
+    y = (x[:, 0] + x[:, 1] > 1.0).astype(int)
+    model = fit_random_forest(x[:400], y[:400], x[400:], y[400:], seed=0, n_jobs=1)
+    old, new = sio.dumps(model), forest_to_bytes(model)
+    assert len(new) < 0.6 * len(old)
+    for data in (old, new):
+        loaded = forest_from_bytes(data, "rf.skops")
+        assert np.array_equal(loaded.predict_proba(x), model.predict_proba(x))
+        assert loaded.estimator is loaded.calibrated_classifiers_[0].estimator or data is old

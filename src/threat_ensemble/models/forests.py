@@ -207,15 +207,14 @@ def forest_from_bytes(data: bytes, source: str) -> Any:
     """The forest stored by :func:`forest_to_bytes`. Refuses (one line naming ``source``) a file
     that is not a skops archive or that holds any type outside skops' defaults and TRUSTED_TYPES."""
     import skops.io as sio
+    from skops.io.exceptions import UntrustedTypesFoundException
 
-    try:
-        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
-        if untrusted:
-            shown = ", ".join(untrusted[:3]) + (f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else "")
-            raise UntrustedModelError(f"{source}: holds types this package does not trust ({shown}); not loaded")
+    try:  # skops audits every type before it builds one object, and refuses any not trusted
         model = sio.loads(data, trusted=list(TRUSTED_TYPES))
-    except UntrustedModelError:
-        raise
+    except UntrustedTypesFoundException:
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        shown = ", ".join(untrusted[:3]) + (f" and {len(untrusted) - 3} more" if len(untrusted) > 3 else "")
+        raise UntrustedModelError(f"{source}: holds types this package does not trust ({shown}); not loaded") from None
     except Exception as exc:  # a damaged or foreign archive: skops raises many kinds
         raise UntrustedModelError(f"{source}: not a readable skops forest ({type(exc).__name__})") from None
     calibrated = getattr(model, "calibrated_classifiers_", None)
