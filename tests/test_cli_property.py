@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from threat_ensemble.cli.featurize import main as featurize_main
 from threat_ensemble.cli.score import main as score_main
-from threat_ensemble.cli.train import OPTIONS
 from threat_ensemble.cli.train import main as train_main
+from threat_ensemble.config import OPTIONS
 
 JUNK = st.one_of(
     st.text(max_size=40),

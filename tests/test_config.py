@@ -79,7 +79,36 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     path.write_text(cfg.to_yaml())
     again, _ = parse_config(["--config", str(path)])
     assert again == cfg
-    assert yaml.safe_load(path.read_text())["drop_columns"] == ["a", "b"]
+    written = yaml.safe_load(path.read_text())
+    assert list(written) == ["data", "hardware", "autoencoder", "fusion", "gate", "outputs", "tracking", "resume"]
+    assert written["data"]["drop_columns"] == ["a", "b"] and written["autoencoder"]["max_epochs"] == 3
+
+
+def test_a_flat_config_written_by_the_previous_print_config_still_loads(tmp_path: Path) -> None:
+    """Before sections, --print-config wrote every option at the top level."""
+    cfg, _ = parse_config(["--max-epochs", "3", "--drop-columns", "a,b", "--no-header", "--lr", "0.01"])
+    path = tmp_path / "flat.yaml"
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    again, _ = parse_config(["--config", str(path)])
+    assert again == cfg
+    mixed = tmp_path / "mixed.yaml"  # sections and top-level keys together, flags spelled with dashes
+    mixed.write_text("data: flows.csv\nautoencoder:\n  max-epochs: 5\nmin-f1: 0.9\n")
+    both, _ = parse_config(["--config", str(mixed)])
+    assert (both.data, both.max_epochs, both.min_f1) == ("flows.csv", 5, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gate:\n  max_epochs: 3\n", "unknown key 'max_epochs' in section 'gate'"),
+        ("autoencoder:\n  lr: 0.1\nlr: 0.2\n", "lr is given twice"),
+    ],
+)
+def test_a_config_section_holds_only_its_own_options(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        parse_config(["--config", str(path)])
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,39 @@ def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path
     rejected = BundleCallback(cfg2, failing, state2, tmp_path / "ckpt", {}).write(dm, module, None)
     assert rejected != good and rejected.exists()
     assert pd.read_json(good / "gate.json", typ="series")["passed"]
+
+
+# ----------------------------------------------------------------------------- resume decisions
+def _run_state_callback(tmp_path: Path):  # noqa: ANN202
+    from threat_ensemble.callbacks import RunStateCallback
+
+    return RunStateCallback(RunState("fp", {}), tmp_path, params=None, quiet=True)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "max_epochs", "stopped", "finished"),
+    [(3, 4, False, True), (1, 4, False, False), (1, 4, True, True)],
+    ids=["last epoch", "mid-run", "stopped early"],
+)
+def test_each_checkpoint_records_whether_the_autoencoder_is_finished(
+    tmp_path: Path, epoch: int, max_epochs: int, stopped: bool, finished: bool
+) -> None:
+    from types import SimpleNamespace
+
+    callback = _run_state_callback(tmp_path)
+    callback._trainer = SimpleNamespace(should_stop=stopped, current_epoch=epoch, max_epochs=max_epochs)
+    assert callback.state_dict()["ae_finished"] is finished
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_resumed_finished_autoencoder_trains_no_further_epoch(tmp_path: Path, finished: bool) -> None:
+    """Lightning runs no epoch at --max-epochs by itself; an early-stopped one is told to stop."""
+    from types import SimpleNamespace
+
+    import torch
+
+    callback = _run_state_callback(tmp_path)
+    callback.load_state_dict({"torch_rng": torch.get_rng_state(), "ae_finished": finished})
+    trainer = SimpleNamespace(should_stop=False)
+    callback.on_train_start(trainer, None)
+    assert trainer.should_stop is finished

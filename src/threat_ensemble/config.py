@@ -29,6 +29,99 @@ STRATEGIES = (
 PRECISIONS = ("32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true", "bf16-true")
 
 
+# Every option once: its section (of --help and of the YAML that --print-config writes), flag,
+# help and metavar (None: an on/off flag). Types and defaults come from TrainConfig's fields, so
+# --help never drifts from the code.
+OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
+    "data": [
+        (
+            "data",
+            "training table: .csv, .csv.gz, .txt, .parquet or .npz (X, y, optional feature_names); "
+            "without it, the built-in generated data set",
+            "PATH",
+        ),
+        (
+            "test-data",
+            "independent labelled table with the same columns; the gate is measured on it "
+            "instead of the 15% test split",
+            "PATH",
+        ),
+        ("label-column", "label column: a name, or a 0-based index", "NAME|INDEX"),
+        ("normal-label", "the label value of normal rows; every other value is an attack", "VALUE"),
+        ("no-header", "CSV files have no header row; columns are named by 0-based index", None),
+        ("drop-columns", "comma-separated columns (names or indexes) to ignore", "A,B"),
+        ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
+        ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
+        ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
+    ],
+    "hardware": [
+        ("gpus", "number of GPUs on this node (0 = CPU); overrides --accelerator/--devices", "N"),
+        ("accelerator", "Lightning accelerator (cpu, gpu, auto, ...)", "NAME"),
+        ("devices", "Lightning devices (a count, a list or auto)", "N"),
+        ("strategy", "Lightning strategy (auto, ddp, ddp_spawn, ...)", "NAME"),
+        ("num-nodes", "number of nodes for multi-node training", "N"),
+        ("precision", "Lightning precision (32-true, 16-mixed, bf16-mixed, ...)", "P"),
+        ("num-threads", "torch CPU threads (0 = automatic: 1 for CPU training)", "N"),
+    ],
+    "autoencoder": [
+        ("max-epochs", "maximum autoencoder epochs", "N"),
+        ("batch-size", "autoencoder batch size", "N"),
+        ("lr", "AdamW learning rate", "LR"),
+        ("patience", "early stopping: epochs without validation-loss improvement", "N"),
+        ("seed", "random seed for splits, models and training", "N"),
+        ("threshold-percentile", "autoencoder threshold: this percentile of validation reconstruction error", "Q"),
+    ],
+    "fusion": [
+        (
+            "fusion",
+            "how member scores are fused: 'stack' (logistic stacking fitted on the validation split, "
+            "cut at --target-fpr of normal validation rows) or 'fixed' (the reference's weighted mean "
+            "of --weights, cut at 0.5)",
+            "stack|fixed",
+        ),
+        ("target-fpr", "stack fusion: share of normal validation rows the cut may flag", "X"),
+        ("weights", "fixed fusion weights", "ae=W,rf=W,if=W"),
+    ],
+    "gate": [
+        ("min-pr-auc", "gate: minimum ensemble PR-AUC", "X"),
+        ("min-f1", "gate: minimum ensemble F1", "X"),
+        ("min-recall", "optional gate: minimum ensemble recall", "X"),
+        ("max-fpr", "optional gate: maximum ensemble false-positive rate on the test data", "X"),
+    ],
+    "outputs": [
+        ("output-dir", "bundle folder (replaced atomically when the run completes)", "DIR"),
+        ("checkpoint-dir", "autoencoder checkpoints", "DIR"),
+        ("quiet", "no progress bars or progress lines; errors and the summary only", None),
+    ],
+    "tracking": [
+        ("tracking-uri", "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)", "URI"),
+        ("experiment", "MLflow experiment name", "NAME"),
+        ("run-name", "MLflow run name (default: the data's name and the start time: flows-20261201-142501)", "NAME"),
+        (
+            "register-model",
+            "register the run's MLflow pyfunc model (every run logs one) under NAME in the model registry "
+            "(only when the gate passed, unless --register-anyway)",
+            "NAME",
+        ),
+        ("register-anyway", "register the model even when the gate failed", None),
+    ],
+    "resume": [
+        (
+            "resume",
+            "continue an interrupted run: 'last' (the newest checkpoint in --checkpoint-dir; the "
+            "default when the flag has no value) or a checkpoint file",
+            "last|PATH",
+        ),
+        ("resume-anyway", "resume even though the data or options changed since the run started", None),
+    ],
+}
+
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    title: tuple(flag.replace("-", "_") for flag, _, _ in options) for title, options in OPTIONS.items()
+}
+
+
 @dataclass
 class TrainConfig:
     """Every option of a training run; field names are the CLI flags with ``-`` as ``_``."""
@@ -171,10 +264,13 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
-        """The configuration as YAML that ``--config`` accepts back (``--print-config``, the bundle)."""
+        """The configuration as YAML that ``--config`` accepts back (``--print-config``, the bundle),
+        in sections (data, hardware, autoencoder, fusion, gate, outputs, tracking, resume)."""
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        flat = self.to_dict()
+        sections = {title: {k: flat[k] for k in names} for title, names in SECTIONS.items()}
+        return yaml.safe_dump(sections, sort_keys=False)
 
 
 def field_names() -> list[str]:
@@ -284,14 +380,27 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(loaded, dict):
         raise UsageError(f"--config {p}: expected a mapping of option: value, got {type(loaded).__name__}")
-    known = set(field_names())
     values: dict[str, Any] = {}
     for key, value in loaded.items():
         name = str(key).replace("-", "_")
-        if name not in known:
+        if name in SECTIONS and isinstance(value, dict):  # a section; the flat form of old files also loads
+            for inner, inner_value in value.items():
+                option = str(inner).replace("-", "_")
+                if option not in SECTIONS[name]:
+                    where = f"unknown key {inner!r} in section {key!r}"
+                    raise UsageError(f"--config {p}: {where} (see --help for the options)")
+                _put(values, option, inner_value, p)
+        elif name in field_names():
+            _put(values, name, value, p)
+        else:
             raise UsageError(f"--config {p}: unknown key {key!r} (see --help for the options)")
-        values[name] = value
     return values
+
+
+def _put(values: dict[str, Any], name: str, value: Any, path: Path) -> None:
+    if name in values:
+        raise UsageError(f"--config {path}: {_flag(name)} is given twice")
+    values[name] = value
 
 
 def _read_config_text(path: Path) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
-from threat_ensemble.config import TrainConfig, field_names, load_yaml_config
+from threat_ensemble.config import OPTIONS, TrainConfig, field_names, load_yaml_config
 from threat_ensemble.errors import UsageError, run_cli
 
 EXIT_CODES = (
@@ -22,88 +22,6 @@ EXIT_CODES = (
     "5 gate passed but MLflow tracking failed mid-run (bundle written; --resume logs it later), "
     "143 stopped by SIGTERM, 130 stopped by Ctrl-C (continue either with --resume)"
 )
-
-# (flag, help, metavar); defaults come from TrainConfig so --help never drifts from the code.
-OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
-    "data": [
-        (
-            "data",
-            "training table: .csv, .csv.gz, .txt, .parquet or .npz (X, y, optional feature_names); "
-            "without it, the built-in generated data set",
-            "PATH",
-        ),
-        (
-            "test-data",
-            "independent labelled table with the same columns; the gate is measured on it "
-            "instead of the 15% test split",
-            "PATH",
-        ),
-        ("label-column", "label column: a name, or a 0-based index", "NAME|INDEX"),
-        ("normal-label", "the label value of normal rows; every other value is an attack", "VALUE"),
-        ("no-header", "CSV files have no header row; columns are named by 0-based index", None),
-        ("drop-columns", "comma-separated columns (names or indexes) to ignore", "A,B"),
-        ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
-        ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
-        ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
-    ],
-    "hardware": [
-        ("gpus", "number of GPUs on this node (0 = CPU); overrides --accelerator/--devices", "N"),
-        ("accelerator", "Lightning accelerator (cpu, gpu, auto, ...)", "NAME"),
-        ("devices", "Lightning devices (a count, a list or auto)", "N"),
-        ("strategy", "Lightning strategy (auto, ddp, ddp_spawn, ...)", "NAME"),
-        ("num-nodes", "number of nodes for multi-node training", "N"),
-        ("precision", "Lightning precision (32-true, 16-mixed, bf16-mixed, ...)", "P"),
-        ("num-threads", "torch CPU threads (0 = automatic: 1 for CPU training)", "N"),
-    ],
-    "autoencoder": [
-        ("max-epochs", "maximum autoencoder epochs", "N"),
-        ("batch-size", "autoencoder batch size", "N"),
-        ("lr", "AdamW learning rate", "LR"),
-        ("patience", "early stopping: epochs without validation-loss improvement", "N"),
-        ("seed", "random seed for splits, models and training", "N"),
-        ("threshold-percentile", "autoencoder threshold: this percentile of validation reconstruction error", "Q"),
-    ],
-    "ensemble and gate": [
-        (
-            "fusion",
-            "how member scores are fused: 'stack' (logistic stacking fitted on the validation split, "
-            "cut at --target-fpr of normal validation rows) or 'fixed' (the reference's weighted mean "
-            "of --weights, cut at 0.5)",
-            "stack|fixed",
-        ),
-        ("target-fpr", "stack fusion: share of normal validation rows the cut may flag", "X"),
-        ("weights", "fixed fusion weights", "ae=W,rf=W,if=W"),
-        ("min-pr-auc", "gate: minimum ensemble PR-AUC", "X"),
-        ("min-f1", "gate: minimum ensemble F1", "X"),
-        ("min-recall", "optional gate: minimum ensemble recall", "X"),
-        ("max-fpr", "optional gate: maximum ensemble false-positive rate on the test data", "X"),
-    ],
-    "outputs": [
-        ("output-dir", "bundle folder (replaced atomically when the run completes)", "DIR"),
-        ("checkpoint-dir", "autoencoder checkpoints", "DIR"),
-        ("tracking-uri", "MLflow tracking URI (default $MLFLOW_TRACKING_URI, else sqlite:///<cwd>/mlflow.db)", "URI"),
-        ("experiment", "MLflow experiment name", "NAME"),
-        ("run-name", "MLflow run name (default: the data's name and the start time: flows-20261201-142501)", "NAME"),
-        (
-            "register-model",
-            "register the run's MLflow pyfunc model (every run logs one) under NAME in the model registry "
-            "(only when the gate passed, unless --register-anyway)",
-            "NAME",
-        ),
-        ("register-anyway", "register the model even when the gate failed", None),
-        ("quiet", "no progress bars or progress lines; errors and the summary only", None),
-    ],
-    "resume": [
-        (
-            "resume",
-            "continue an interrupted run: 'last' (the newest checkpoint in --checkpoint-dir; the "
-            "default when the flag has no value) or a checkpoint file",
-            "last|PATH",
-        ),
-        ("resume-anyway", "resume even though the data or options changed since the run started", None),
-    ],
-}
-
 
 def build_parser() -> ArgumentParser:
     """The train.py options as a jsonargparse parser: flags, ``--config FILE.yaml`` (any option, flags
