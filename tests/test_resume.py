@@ -117,6 +117,11 @@ def test_resume_refuses_changed_data_or_options(tmp_path: Path) -> None:
     anyway = _run(tmp_path, "--resume", "--lr", "0.01", "--resume-anyway")
     assert anyway.returncode in (0, 3), anyway.stderr[-3000:]
     assert "resuming anyway" in anyway.stderr
+    import yaml
+
+    gate = json.loads((tmp_path / "bundle" / "gate.json").read_text())
+    assert anyway.returncode == (0 if gate["passed"] else 3)
+    assert yaml.safe_load((tmp_path / "bundle" / "config.yaml").read_text())["autoencoder"]["lr"] == 0.01
 
 
 def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path) -> None:

@@ -525,12 +525,13 @@ class TrackingCallback(Callback):
             metrics = dict(trainer.callback_metrics)
             if "val_loss" not in metrics and pl_module.last_val_loss is not None:  # no epoch ran in this process
                 metrics["val_loss"] = pl_module.last_val_loss
-            log = lambda: self.log_results(logger, metrics)  # noqa: E731
+            dm = _datamodule(trainer)
+            log = lambda: self.log_results(logger, metrics, dm)  # noqa: E731
             logger.guard("logging the run's results", log) if isinstance(logger, ResilientMLFlowLogger) else log()
         self.state.completed = True
         self.state.save(self.checkpoint_dir)
 
-    def log_results(self, logger: MLFlowLogger, callback_metrics: dict[str, Any]) -> None:
+    def log_results(self, logger: MLFlowLogger, callback_metrics: dict[str, Any], dm: ThreatDataModule) -> None:
         ensemble, gate, bundle = self.outcome.ensemble, self.outcome.gate, self.outcome.bundle_dir
         assert ensemble is not None and gate is not None and bundle is not None
         final = {"ae_threshold": ensemble.threshold, "gate_passed": float(gate["passed"])}
@@ -546,14 +547,15 @@ class TrackingCallback(Callback):
             if (bundle / name).is_file():
                 logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
         logger.experiment.set_tag(logger.run_id, "bundle_digest", gate["bundle_digest"])
-        self._log_and_register_model(logger, bundle, ensemble, gate)
+        self._log_and_register_model(logger, bundle, ensemble, gate, dm)
         mark_run(logger, "completed")
 
     def _log_and_register_model(
-        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble, gate: dict[str, Any]
+        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble, gate: dict[str, Any], dm: ThreatDataModule
     ) -> None:
         """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
-        the gate passed (or --register-anyway)."""
+        the gate passed (or --register-anyway), then with --promote given the champion or the
+        challenger alias (the comparison logged on the run)."""
         from threat_ensemble.tracking.pyfunc import log_pyfunc_model, register_model
 
         uri = self.tracking_uri or logger.experiment.tracking_uri
@@ -573,6 +575,14 @@ class TrackingCallback(Callback):
             return
         version = register_model(model_uri, name, gate, uri)
         print(f"registered model {name!r} version {version} ({model_uri})")
+        if self.cfg.promote:
+            from threat_ensemble.tracking.champion import promote
+
+            outcome = promote(name, version, gate, dm.test_rows(), dm.y_test, self.cfg.promote_tolerance, uri)
+            print(outcome.line(name, version))
+            if outcome.champion_metrics:
+                logger.log_metrics({f"champion_{k}": v for k, v in outcome.champion_metrics.items()})
+            logger.experiment.set_tag(logger.run_id, "promotion", f"{outcome.alias}: {outcome.reason}"[:5000])
 
 
 def _loss_history(logger: MLFlowLogger | None) -> dict[str, list[float]] | None:

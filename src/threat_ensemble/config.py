@@ -104,6 +104,13 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
             "NAME",
         ),
         ("register-anyway", "register the model even when the gate failed", None),
+        (
+            "promote",
+            "with --register-model: give the new version the 'champion' alias when its gate passed and, "
+            "scored on this run's test rows next to the current champion, it is not worse; else 'challenger'",
+            None,
+        ),
+        ("promote-tolerance", "--promote: how much lower PR-AUC and F1 may each be than the champion's", "X"),
     ],
     "resume": [
         (
@@ -171,6 +178,8 @@ class TrainConfig:
     quiet: bool = False
     register_model: str | None = None
     register_anyway: bool = False
+    promote: bool = False
+    promote_tolerance: float = 0.005
     # resume
     resume: str | None = None
     resume_anyway: bool = False
@@ -205,6 +214,10 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         check_default_rows(self.default_rows)
+        if self.promote and not self.register_model:
+            raise UsageError("--promote needs --register-model NAME (the registered model to promote in)")
+        if not 0.0 <= self.promote_tolerance <= 1.0:
+            raise UsageError(f"--promote-tolerance must be within [0, 1], got {self.promote_tolerance}")
         if not self.lr > 0 or not math.isfinite(self.lr):
             raise UsageError(f"--lr must be a positive number, got {self.lr}")
         if self.gpus is not None and self.gpus < 0:

@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
@@ -106,6 +107,12 @@ class ThreatDataModule(L.LightningDataModule):
         else:
             self.x_test, self.y_test = encoded[self.test_idx], y[self.test_idx]
             self.test_source = "test split"
+
+    def test_rows(self) -> pd.DataFrame:
+        """The test rows' feature columns as read (before encoding): what a logged model scores."""
+        if self.test_table is not None:
+            return self.test_table.features
+        return self.table.features.iloc[self.test_idx].reset_index(drop=True)
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""

@@ -1,0 +1,76 @@
+"""--register-model NAME --promote: the champion alias moves only to a version whose gate passed and
+that is no worse than the champion on the same test rows; otherwise the version is the challenger."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import train_cmd
+from threat_ensemble.tracking.champion import compare
+
+SMALL = ["--default-rows", "3000", "--max-epochs", "4", "--quiet", "--register-model", "detector", "--promote"]
+
+
+def test_compare_allows_the_tolerance_on_each_metric_and_no_more() -> None:
+    champion = {"pr_auc": 0.95, "f1": 0.90}
+    assert compare({"pr_auc": 0.95, "f1": 0.90}, champion, 0.005)[0]
+    assert compare({"pr_auc": 0.946, "f1": 0.91}, champion, 0.005)[0]
+    ok, text = compare({"pr_auc": 0.96, "f1": 0.89}, champion, 0.005)
+    assert not ok and text.startswith("worse on f1:") and "f1 0.8900 vs 0.9000" in text
+
+
+@pytest.mark.slow
+def test_only_a_version_no_worse_than_the_champion_takes_its_alias(tmp_path: Path) -> None:
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+    def train(name: str, *extra: str) -> subprocess.CompletedProcess:
+        args = [
+            *SMALL,
+            "--tracking-uri",
+            uri,
+            "--output-dir",
+            str(tmp_path / name),
+            "--checkpoint-dir",
+            str(tmp_path / f"{name}-ckpt"),
+        ]
+        return subprocess.run(train_cmd(*args, *extra), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+
+    def alias(name: str) -> str:
+        return str(client.get_model_version_by_alias("detector", name).version)
+
+    first = train("first")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "promotion: 'detector' version 1 is the champion (the first version whose gate passed)" in first.stdout
+    # the autoencoder alone with the gate's bounds lowered: it passes, but is far worse than the champion
+    weak = train("weak", "--fusion", "fixed", "--weights", "ae=1,rf=0,if=0", "--min-f1", "0", "--min-pr-auc", "0")
+    assert weak.returncode == 0, weak.stderr[-3000:]
+    assert "promotion: 'detector' version 2 is the challenger (worse on" in weak.stdout
+    assert (alias("champion"), alias("challenger")) == ("1", "2")
+    run = client.get_run(client.get_model_version("detector", "2").run_id)
+    assert run.data.tags["promotion"].startswith("challenger: worse on")
+    assert run.data.metrics["champion_f1"] > run.data.metrics["ensemble_f1"]
+    # the first run's settings again: the same model, so not worse
+    again = train("again")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "version 3 is the champion (not worse: pr_auc" in again.stdout
+    assert alias("champion") == "3"
+    # a failed gate, registered anyway, never takes the champion's alias
+    failed = train("failed", "--min-f1", "1.0", "--register-anyway")
+    assert failed.returncode == 3, failed.stderr[-3000:]
+    assert "version 4 is the challenger (its gate failed; the champion is untouched)" in failed.stdout
+    assert (alias("champion"), alias("challenger")) == ("3", "4")
+
+
+def test_promote_needs_a_registered_model_name() -> None:
+    done = subprocess.run(train_cmd("--promote"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --promote needs --register-model NAME (the registered model to promote in)"
+    ]
