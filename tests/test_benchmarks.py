@@ -51,3 +51,24 @@ def test_bench_train_quick_prints_a_json_summary(tmp_path: Path) -> None:
     assert all(v > 0 for v in entry["ours"]["forest_fit_wall_s"].values())
     assert [row["rows"] for row in summary["scaling"]] == [1500]
     assert {"ae_throughput_ratio", "time_to_quality_ratio", "help_seconds"} <= set(summary["targets"])
+
+
+def test_bench_onnx_quick_prints_a_json_summary(tmp_path: Path) -> None:
+    out_file = tmp_path / "onnx.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_onnx.py"), "--quick", "--json-out", str(out_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert json.loads(out_file.read_text()) == summary
+    assert summary["rows"] == 2000
+    assert summary["batch"]["python_rows_per_s"] > 0 and summary["batch"]["onnx_rows_per_s"] > 0
+    for engine in ("python", "onnx", "onnx_graph_call"):
+        timing = summary["single_row"][engine]
+        assert timing["calls"] == 30 and 0 < timing["p50_ms"] <= timing["p99_ms"]
+    assert summary["parity"]["verdicts_differ"] == 0
+    assert max(summary["parity"][k] for k in ("ae", "rf", "if", "ensemble")) <= 1e-6
+    assert set(summary["targets"]) == {"batch_speedup", "onnx_single_row_p99_ms"}

@@ -162,6 +162,28 @@ def test_round_trip_matches_score_py(logged: dict[str, Any], rows: pd.DataFrame,
     np.testing.assert_array_equal(predicted["verdict"], expected["verdict"])
 
 
+def test_explanations_through_the_model_match_score_py(
+    logged: dict[str, Any], rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    """params={'explain': K} adds score.py's --explain K columns, the same values."""
+    from threat_ensemble.cli.score import score_file
+
+    data, out = tmp_path / "rows.csv", tmp_path / "scores.csv"
+    rows.to_csv(data, index=False)
+    score_file(bundle=logged["bundle"], data=data, output=out, explain=2)
+    expected = pd.read_csv(out)
+    predicted = load(logged["model_uri"], logged["uri"]).predict(pd.read_csv(data), params={"explain": 2})
+    columns = ["fired", *(f"explain_{i}_{k}" for i in (1, 2) for k in ("feature", "error", "normal_low"))]
+    assert set(columns) <= set(predicted.columns)
+    flagged = predicted["verdict"] == 1
+    assert flagged.any() and predicted.loc[flagged, "explain_1_feature"].notna().all()
+    assert predicted["explain_1_feature"].fillna("").tolist() == expected["explain_1_feature"].fillna("").tolist()
+    np.testing.assert_allclose(predicted["explain_1_error"].astype(float), expected["explain_1_error"], rtol=1e-9)
+    assert predicted["fired"].fillna("").tolist() == expected["fired"].fillna("").tolist()
+    plain = load(logged["model_uri"], logged["uri"]).predict(pd.read_csv(data))
+    assert list(plain.columns) == [*MEMBERS, "verdict"]  # no explanation unless asked
+
+
 def test_runs_uri_loads_the_same_model(logged: dict[str, Any], rows: pd.DataFrame) -> None:
     model = load(f"runs:/{logged['run_id']}/model", logged["uri"])
     assert_same_scores(model.predict(rows), bundle_scores(logged["bundle"], rows.drop(columns=["label"])))

@@ -34,7 +34,7 @@ from threat_ensemble.data.datamodule import ThreatDataModule
 from threat_ensemble.evaluation.metrics import detection_metrics, evaluate_gate, small_test_warning
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.models.autoencoder import AutoencoderModule
-from threat_ensemble.models.bundle import BundleError, bundle_destination, read_regular_file
+from threat_ensemble.models.bundle import ONNX_FILE, BundleError, bundle_destination, read_regular_file
 from threat_ensemble.models.ensemble import ThreatEnsemble
 from threat_ensemble.models.forests import (
     CoreShare,
@@ -477,6 +477,7 @@ class BundleCallback(Callback):
             forest_bytes=self.outcome.forest_bytes,
             extra_files=lambda folder: [
                 self._write_config(folder),
+                *self._export(folder, ensemble, gate["mlflow_run_id"]),
                 *write_plots_or_warn(
                     folder, dm.y_test, scores, scores["ae_error"], ensemble.threshold, history, warn=print
                 ),
@@ -493,6 +494,15 @@ class BundleCallback(Callback):
         self.state.bundle_dir, self.state.bundle_digest = str(bundle), ensemble.digest
         self.state.save(self.checkpoint_dir)
         return bundle
+
+    def _export(self, folder: Path, ensemble: ThreatEnsemble, run_id: str | None) -> list[Path]:
+        """--export onnx: the ensemble as one ONNX graph, in the bundle."""
+        if self.cfg.export != "onnx":
+            return []
+        path = folder / ONNX_FILE
+        info = ensemble.export_onnx(path, run_id=run_id)
+        self.say(f"onnx graph: {ONNX_FILE} ({path.stat().st_size / 1e6:.1f} MB, version {info['version_id']})")
+        return [path]
 
     def _write_config(self, folder: Path) -> Path:
         """The effective configuration, as YAML that ``--config`` accepts back."""

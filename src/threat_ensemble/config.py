@@ -19,6 +19,7 @@ from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, MAX_CONFIG_BYTES
 
 MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
 FUSIONS: tuple[str, ...] = ("stack", "fixed")
+EXPORT_FORMATS: tuple[str, ...] = ("onnx",)
 DEFAULT_WEIGHTS = "ae=0.4,rf=0.4,if=0.2"
 
 
@@ -91,6 +92,12 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
     "outputs": [
         ("output-dir", "bundle folder (replaced atomically when the run completes)", "DIR"),
         ("checkpoint-dir", "autoencoder checkpoints", "DIR"),
+        (
+            "export",
+            "also write the ensemble as one ONNX graph, ensemble.onnx, into the bundle (listed and hashed in its "
+            "manifest, logged with it to MLflow; docs/onnx.md); the only format is 'onnx'",
+            "onnx",
+        ),
         ("quiet", "no progress bars or progress lines; errors and the summary only", None),
     ],
     "tracking": [
@@ -172,6 +179,7 @@ class TrainConfig:
     # outputs
     output_dir: str = "artifacts"
     checkpoint_dir: str = "checkpoints"
+    export: str | None = None
     tracking_uri: str | None = None
     experiment: str = "threat-ensemble"
     run_name: str | None = None
@@ -199,6 +207,8 @@ class TrainConfig:
     def validate(self) -> None:
         """Refuse values that cannot work, before any data is read."""
         parse_weights(self.weights)
+        if self.export is not None and self.export not in EXPORT_FORMATS:
+            raise UsageError(f"--export must be one of {', '.join(EXPORT_FORMATS)}, got {self.export!r}")
         if self.fusion not in FUSIONS:
             raise UsageError(f"--fusion must be one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         if not 0.0 < self.target_fpr < 1.0:

@@ -7,6 +7,7 @@ or not at all (written beside its destination, then renamed)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -17,13 +18,16 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.cli import add_decompression_limit
-from threat_ensemble.data.inputs import DEFAULT_LABEL, encode_features, read_features
-from threat_ensemble.data.preprocessing import Preprocessing
-from threat_ensemble.errors import OneLineParser, check_path, run_cli
+from threat_ensemble.data.inputs import DEFAULT_LABEL, checked_features, read_features
+from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
+from threat_ensemble.data.profile import DRIFT_THRESHOLD
+from threat_ensemble.errors import EXIT_DRIFT, InputError, OneLineParser, UsageError, check_path, run_cli
+from threat_ensemble.evaluation.explain import MAX_EXPLAINED
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 from threat_ensemble.models.fusion import SCORE_COLUMNS
 
 OUTPUT_PREFIX = "score_"  # on every output column when the labels carry an output's name
+ENGINES = ("python", "onnx")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="score.py",
         description="Score every row of a feature table with a trained model bundle: each model's "
         "normalised score, the fused ensemble score and the 0/1 verdict (1 = attack).",
-        epilog="exit status: 0 scored, 2 usage or input error (or a bundle that fails its manifest), "
-        "1 unexpected error",
+        epilog="exit status: 0 scored, 4 scored but the features drifted (--fail-on-drift), 2 usage or input error "
+        "(or a bundle that fails its manifest), 1 unexpected error",
     )
     parser.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder written by train.py")
     parser.add_argument(
@@ -64,6 +68,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
         "MLflow has it as the run's and the model version's bundle_digest tag)",
     )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="python",
+        help="python (default): the bundle's models in this process; onnx: onnxruntime through the bundle's "
+        "ensemble.onnx (train.py --export onnx; built from the bundle when it has none): the same output file, "
+        "scores equal to 1e-6 (docs/onnx.md); the table must hold exactly the model's feature columns",
+    )
+    parser.add_argument(
+        "--explain",
+        type=_explain_count,
+        default=0,
+        metavar="K",
+        help=f"add, for each row flagged as an attack, the members that fired and the K features (1-{MAX_EXPLAINED}) "
+        "that drive the autoencoder's score, with their values and normal ranges (docs/operating.md)",
+    )
+    parser.add_argument(
+        "--explain-all", action="store_true", help="with --explain: explain every row, not only attacks"
+    )
+    parser.add_argument(
+        "--drift-report",
+        metavar="FILE.json",
+        help="compare the table's features with the training rows' profile kept in the bundle (population "
+        "stability index per feature) and write the report here",
+    )
+    parser.add_argument(
+        "--drift-threshold",
+        type=float,
+        default=DRIFT_THRESHOLD,
+        metavar="X",
+        help=f"a feature whose PSI is above X has drifted (default {DRIFT_THRESHOLD})",
+    )
+    parser.add_argument(
+        "--fail-on-drift", action="store_true", help="exit 4 when a feature has drifted (the scores are still written)"
+    )
     add_decompression_limit(parser)
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
@@ -73,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fill missing or infinite numeric cells with the training medians instead of refusing",
     )
     return parser
+
+
+def _explain_count(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_EXPLAINED:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1 to {MAX_EXPLAINED}, got {text[:40]!r}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,6 +140,12 @@ def _main(argv: list[str] | None) -> int:
             normal_label=args.normal_label,
             expect_digest=args.expect_digest,
             max_decompressed_mb=args.max_decompressed_mb,
+            engine=args.engine,
+            explain=args.explain,
+            explain_all=args.explain_all,
+            drift_report=args.drift_report,
+            drift_threshold=args.drift_threshold,
+            check_drift=args.fail_on_drift,
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
@@ -105,11 +156,29 @@ def _main(argv: list[str] | None) -> int:
 
         title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {scored.normal_label!r})"
         print(detection_table(scored.metrics, title))
+    if scored.drift is not None:
+        print(_drift_line(scored.drift) + (f" (report: {args.drift_report})" if args.drift_report else ""))
+        if args.fail_on_drift and scored.drift["drifted"]:
+            return EXIT_DRIFT
     return 0
 
 
+def _drift_line(drift: dict[str, Any]) -> str:
+    n, threshold = len(drift["features"]), drift["threshold"]
+    if not drift["drifted"]:
+        return f"drift: none of {n} features has a PSI over {threshold:g}"
+    worst = ", ".join(f"{c} {drift['features'][c]['psi']:.2f}" for c in drift["drifted"][:8])
+    more = f" and {len(drift['drifted']) - 8} more" if len(drift["drifted"]) > 8 else ""
+    return f"drift: {len(drift['drifted'])} of {n} features have a PSI over {threshold:g}: {worst}{more}"
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    return build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    if args.explain_all and not args.explain:
+        raise UsageError("--explain-all needs --explain K (how many features to show per row)")
+    if not (args.drift_threshold > 0 and math.isfinite(args.drift_threshold)):
+        raise UsageError(f"--drift-threshold must be a positive number, got {args.drift_threshold}")
+    return args
 
 
 @dataclass
@@ -121,6 +190,7 @@ class Scored:
     label_column: str | None = None
     metrics: dict[str, dict[str, Any]] | None = None
     normal_label: str | None = None
+    drift: dict[str, Any] | None = None  # the drift report, when asked for
 
 
 def score_file(
@@ -135,6 +205,12 @@ def score_file(
     normal_label: str | None = None,
     expect_digest: str | None = None,
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+    engine: str = "python",
+    explain: int = 0,
+    explain_all: bool = False,
+    drift_report: str | Path | None = None,
+    drift_threshold: float = DRIFT_THRESHOLD,
+    check_drift: bool = False,
 ) -> Scored:
     """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
     a labelled table, the detection metrics of each model on it.
@@ -147,8 +223,15 @@ def score_file(
     for option, value in (("--bundle", bundle), ("--data", data), ("--output", output)):
         check_path(option, value)
     out = check_output_table(output, inputs=(data,), keep_out_of=(Path(bundle),))
+    report = _check_report_path(drift_report, (data, out), Path(bundle)) if drift_report is not None else None
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
+    wants_drift = report is not None or check_drift
+    if wants_drift and preprocessing.profile is None:
+        raise InputError(
+            f"{bundle}: holds no profile of its training features (trained before drift reports existed); "
+            "retrain it to compare tables against it"
+        )
     trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
     if normal_label is None and trained.get("normal_label") is not None:
         normal_label = str(trained["normal_label"])  # the bundle's own; train.py recorded it
@@ -161,12 +244,22 @@ def score_file(
         max_decompressed_mb=max_decompressed_mb,
         trained_label=str(trained["label_column"]) if trained.get("label_column") is not None else None,
     )
-    x = encode_features(preprocessing, features, source, impute)
-    y = _labels_for_metrics(labels, normal_label, source)
-
     from threat_ensemble.models.ensemble import ThreatEnsemble
 
-    scores = ThreatEnsemble.from_verified(verified).score(x)  # the bytes checked above, not read again
+    x = ensemble = None
+    if engine == "onnx":
+        scorer = _onnx_scorer(verified)
+        scorer.check_columns(features, source)  # exactly the graph's columns, before anything slow
+        checked = checked_features(preprocessing, features, source, impute)
+        warn_unseen(preprocessing.encoder.count_unseen(checked), source)
+        y = _labels_for_metrics(labels, normal_label, source)
+        scores = scorer.score(checked, source)
+    else:
+        checked = checked_features(preprocessing, features, source, impute)
+        x = preprocessing.encode(checked, source)
+        y = _labels_for_metrics(labels, normal_label, source)
+        ensemble = ThreatEnsemble.from_verified(verified)  # the bytes checked above, not read again
+        scores = ensemble.score(x)
     result = pd.DataFrame(index=range(len(features)))
     prefix = ""
     if labels is not None:
@@ -181,12 +274,64 @@ def score_file(
     for key, values in scores.items():
         column = np.asarray(values)
         result[prefix + key] = column.astype(np.int64) if key == "verdict" else column
+    if explain:
+        from threat_ensemble.evaluation.explain import explanation_columns
+
+        if ensemble is None or x is None:  # the ONNX engine: the explanations come from the same bundle
+            ensemble = ThreatEnsemble.from_verified(verified)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # warned about once already
+                x = preprocessing.encode(checked, source)
+        extra = explanation_columns(ensemble, checked, x, scores, explain, explain_all)
+        result = pd.concat([result, extra.add_prefix(prefix)], axis=1)
+    drift = None
+    if wants_drift:
+        profile = preprocessing.profile.drift(checked, drift_threshold)
+        drift = {"table": source, "bundle_digest": verified.digest, **profile}
     write_table_atomically(result, out)
+    if report is not None and drift is not None:
+        from threat_ensemble.files import atomic_write
+        from threat_ensemble.models.bundle import json_bytes
+
+        atomic_write(report, lambda fh: fh.write(json_bytes(drift)))
     if labels is None or y is None:
-        return Scored(len(result))
+        return Scored(len(result), drift=drift)
     from threat_ensemble.evaluation.metrics import detection_metrics
 
-    return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label)
+    return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label, drift)
+
+
+def _check_report_path(path: str | Path, others: tuple[str | Path, ...], bundle: Path) -> Path:
+    """A writable .json file that is neither an input nor the scores, outside the bundle."""
+    report = Path(path)
+    check_path("--drift-report", str(path))
+    if report.suffix.lower() != ".json":
+        raise InputError(f"--drift-report {report}: expected a .json file name")
+    if report.is_dir() or (report.exists() and not report.is_file()):
+        raise InputError(f"--drift-report {report}: not a regular file")
+    parent = report.parent if str(report.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"--drift-report {report}: folder {parent} does not exist")
+    if any(report.resolve() == Path(o).resolve() for o in others):
+        raise InputError(f"--drift-report {report}: is also the table or the scores; write it elsewhere")
+    if bundle.resolve() in report.resolve().parents:
+        raise InputError(f"--drift-report {report}: inside {bundle}; writing there would break that bundle")
+    return report
+
+
+def _onnx_scorer(verified: Any) -> Any:
+    """An onnxruntime session over the bundle's ensemble.onnx (its bytes verified with the rest of
+    the bundle), or over the graph built from the bundle when it holds none."""
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+    from threat_ensemble.models.bundle import ONNX_FILE
+
+    if ONNX_FILE in verified.files:
+        return OnnxScorer(verified.files[ONNX_FILE], str(verified.folder / ONNX_FILE))
+    from threat_ensemble.export.onnx_graph import build_onnx_model
+    from threat_ensemble.models.ensemble import ThreatEnsemble
+
+    graph = build_onnx_model(ThreatEnsemble.from_verified(verified))
+    return OnnxScorer(graph.SerializeToString(), f"{verified.folder} (exported for this run)")
 
 
 def _labels_for_metrics(labels: pd.Series | None, normal_label: str | None, source: str) -> np.ndarray | None:

@@ -12,6 +12,7 @@ from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset
 
 from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.data.profile import FeatureProfile
 from threat_ensemble.data.tables import LabelledTable, check_same_columns
 
 AE_VAL_FRACTION = 0.15
@@ -84,7 +85,8 @@ class ThreatDataModule(L.LightningDataModule):
         n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
         self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
         scaler = RobustScaler.fit(x_normal_train[self.ae_train_rows])
-        self._apply(Preprocessing(encoder, scaler), encoded)
+        profile = FeatureProfile.fit(table.features.iloc[self.train_idx], y[self.train_idx], encoder)
+        self._apply(Preprocessing(encoder, scaler, profile), encoded)
 
     def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
         """Split and scale with ``preprocessing`` (fitted here, or restored from a checkpoint);

@@ -50,8 +50,14 @@ def read_features(
 
 
 def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> np.ndarray:
-    """Encode with the bundle's preprocessing: missing columns are an error naming them, extra
-    columns are ignored with a warning, non-finite numbers are refused unless ``impute``."""
+    """Encode with the bundle's preprocessing (the columns checked by :func:`checked_features`)."""
+    return preprocessing.encode(checked_features(preprocessing, features, source, impute), source)
+
+
+def checked_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> pd.DataFrame:
+    """The bundle's feature columns of ``features``, in training order: missing columns are an
+    error naming them, extra columns are ignored with a warning, non-finite numbers are refused
+    unless ``impute``."""
     from threat_ensemble.data.tables import count_non_finite, non_finite_message
 
     expected = list(preprocessing.encoder.feature_names)
@@ -80,4 +86,4 @@ def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source
         problem = non_finite_message(features[numeric], source)
         if problem:
             raise InputError(problem.replace("training medians", "the bundle's training medians"))
-    return preprocessing.encode(features, source)
+    return features

@@ -34,7 +34,7 @@ class FeatureEncoder:
         categorical = [c for c in frame.columns if c not in numeric]
         categories = {}
         for column in categorical:
-            counts = _as_category_text(frame[column]).value_counts(sort=True)
+            counts = category_text(frame[column]).value_counts(sort=True)
             kept = sorted(counts.index[:max_categories].tolist(), key=str)
             categories[column] = [str(v) for v in kept]
         medians = {}
@@ -72,7 +72,7 @@ class FeatureEncoder:
             blocks.append(values.astype(np.float32))
         unseen = 0
         for column, cats in self.categories.items():
-            text = _as_category_text(frame[column]).to_numpy()
+            text = category_text(frame[column]).to_numpy()
             codes = pd.Categorical(text, categories=cats).codes  # -1 = not a kept category
             onehot = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
             onehot[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 1.0
@@ -80,6 +80,12 @@ class FeatureEncoder:
             blocks.append(onehot)
         matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
         return matrix, unseen
+
+    def count_unseen(self, frame: pd.DataFrame) -> int:
+        """How many text values of ``frame`` are not training categories (encoded as ``__other__``)."""
+        return sum(
+            int((~category_text(frame[column]).isin(cats)).sum()) for column, cats in self.categories.items()
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -100,7 +106,16 @@ class FeatureEncoder:
         )
 
 
-def _as_category_text(series: pd.Series) -> pd.Series:
+def warn_unseen(unseen: int, source: str) -> None:
+    """The warning for text values never seen in training (encoded as ``__other__``)."""
+    if unseen:
+        warnings.warn(
+            f"{source}: {unseen} categorical values never seen in training were encoded as {OTHER}", stacklevel=3
+        )
+
+
+def category_text(series: pd.Series) -> pd.Series:
+    """A text column as the encoder sees it: strings, stripped, a missing cell as ``__missing__``."""
     return series.astype("string").fillna(MISSING).str.strip()
 
 
@@ -132,8 +147,11 @@ class RobustScaler:
         return cls(median.astype(np.float32), scale.astype(np.float32), log_compress)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        values = signed_log1p(x) if self.log_compress else x
-        return ((values - self.center) / self.scale).astype(np.float32)
+        """float32 scaled values, computed in float64 (the exported ONNX graph computes them the same way)."""
+        values = np.asarray(x, dtype=np.float64)
+        values = signed_log1p(values) if self.log_compress else values
+        center, scale = self.center.astype(np.float64), self.scale.astype(np.float64)
+        return ((values - center) / scale).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
         return {"center": self.center.tolist(), "scale": self.scale.tolist(), "log_compress": self.log_compress}
@@ -153,22 +171,25 @@ class Preprocessing:
 
     encoder: FeatureEncoder
     scaler: RobustScaler
+    profile: Any = None  # data.profile.FeatureProfile: normal ranges and training distribution (None before 0.2)
 
     def encode(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         matrix, unseen = self.encoder.transform(frame, source)
-        if unseen:
-            warnings.warn(
-                f"{source}: {unseen} categorical values never seen in training were encoded as {OTHER}",
-                stacklevel=2,
-            )
+        warn_unseen(unseen, source)
         return matrix
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             **self.encoder.to_dict(),
             "scaler": {**self.scaler.to_dict(), "n_features": len(self.scaler.center)},
         }
+        if self.profile is not None:
+            data["profile"] = self.profile.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls(FeatureEncoder.from_dict(data), RobustScaler.from_dict(data["scaler"]))
+        from threat_ensemble.data.profile import FeatureProfile
+
+        profile = FeatureProfile.from_dict(data["profile"]) if data.get("profile") is not None else None
+        return cls(FeatureEncoder.from_dict(data), RobustScaler.from_dict(data["scaler"]), profile)

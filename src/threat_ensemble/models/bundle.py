@@ -34,6 +34,7 @@ PREPROCESSING_FILE = "preprocessing.json"
 THRESHOLD_FILE = "threshold.json"
 GATE_FILE = "gate.json"
 MANIFEST_FILE = "manifest.json"
+ONNX_FILE = "ensemble.onnx"  # optional (train.py --export onnx): the ensemble as one ONNX graph
 BUNDLE_FILES = (AE_FILE, RF_FILE, IF_FILE, PREPROCESSING_FILE, THRESHOLD_FILE, GATE_FILE)
 VERSIONED_PACKAGES = (
     "threat-ensemble", "torch", "lightning", "scikit-learn", "numpy", "mlflow", "torchmetrics", "skops", "safetensors"

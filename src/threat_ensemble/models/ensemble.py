@@ -20,7 +20,12 @@ from sklearn.ensemble import IsolationForest
 from torch import nn
 
 from threat_ensemble.data.preprocessing import Preprocessing
-from threat_ensemble.models.autoencoder import autoencoder_from_bytes, autoencoder_to_bytes, reconstruction_error
+from threat_ensemble.models.autoencoder import (
+    autoencoder_from_bytes,
+    autoencoder_to_bytes,
+    feature_errors,
+    reconstruction_error,
+)
 from threat_ensemble.models.bundle import (
     AE_FILE,
     GATE_FILE,
@@ -82,6 +87,19 @@ class ThreatEnsemble:
             "rf_vote": rf_vote,
         }
 
+    def feature_errors(self, x_encoded: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """For each row, the ``k`` encoded features with the largest reconstruction error in units
+        of their typical error on normal rows (largest first): (their indices, those ratios)."""
+        scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
+        ratio = feature_errors(self.autoencoder, scaled).numpy()
+        if self.error_scale is not None:
+            ratio = ratio / np.asarray(self.error_scale, dtype=np.float64)[None, :]
+        k = max(1, min(int(k), ratio.shape[1]))
+        top = np.argpartition(-ratio, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(ratio, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        return top, np.take_along_axis(ratio, top, axis=1)
+
     def fuse(self, scores: dict[str, np.ndarray]) -> np.ndarray:
         if self.fusion["kind"] == "fixed":
             return fuse(scores, self.fusion["weights"])
@@ -136,6 +154,22 @@ class ThreatEnsemble:
         }
         folder, self.digest = write_bundle(output_dir, files, manifest_extra=manifest_extra, extra_files=extra_files)
         return folder
+
+    def export_onnx(
+        self, path: str | Path, run_id: str | None = None, bundle_digest: str | None = None
+    ) -> dict[str, str]:
+        """Write the ensemble as one ONNX graph (``export.onnx_graph``) to ``path``, whole or not at
+        all; returns the metadata stored in it (``version_id``: a sha256 prefix of the graph;
+        ``bundle_digest``: the bundle it was exported from, when it came from one)."""
+        from threat_ensemble import __version__
+        from threat_ensemble.export.onnx_graph import build_onnx_model
+        from threat_ensemble.files import atomic_write
+
+        extra = {"package_version": __version__, "mlflow_run_id": run_id or "", "bundle_digest": bundle_digest or ""}
+        model = build_onnx_model(self, extra)
+        data = model.SerializeToString()
+        atomic_write(Path(path), lambda fh: fh.write(data))
+        return {p.key: p.value for p in model.metadata_props}
 
     @classmethod
     def load(cls, bundle_dir: str | Path, expect_digest: str | None = None) -> ThreatEnsemble:

@@ -59,7 +59,9 @@ class EnsembleModel(PythonModel):
     Input: a DataFrame with the training feature columns (other columns, such as a label, are
     dropped). Output: one row per input row, columns ``ae``, ``rf``, ``if``, ``ensemble`` (floats in
     [0, 1]) and ``verdict`` (1 = attack). ``params={"impute": True}`` fills missing or infinite
-    numeric cells with the training medians instead of refusing them, like ``score.py --impute``."""
+    numeric cells with the training medians instead of refusing them, like ``score.py --impute``;
+    ``params={"explain": K}`` adds score.py's ``--explain K`` columns (``"explain_all": True``: for
+    every row, not only attacks)."""
 
     def __init__(self, bundle_digest: str | None = None) -> None:
         self.bundle_digest = bundle_digest  # the manifest sha256 of the bundle this model was logged with
@@ -70,14 +72,23 @@ class EnsembleModel(PythonModel):
         self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=self.bundle_digest)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return predict_frame(self.ensemble, model_input, impute=bool((params or {}).get("impute", False)))
+        params = params or {}
+        return predict_frame(
+            self.ensemble,
+            model_input,
+            impute=bool(params.get("impute", False)),
+            explain=int(params.get("explain", 0) or 0),
+            explain_all=bool(params.get("explain_all", False)),
+        )
 
 
-def predict_frame(ensemble: Any, frame: pd.DataFrame, impute: bool = False) -> pd.DataFrame:
+def predict_frame(
+    ensemble: Any, frame: pd.DataFrame, impute: bool = False, explain: int = 0, explain_all: bool = False
+) -> pd.DataFrame:
     """Score ``frame`` as ``scripts/score.py`` does: only the bundle's feature columns, text that is
     really numbers converted, non-finite cells refused unless ``impute``, then
     ``Ensemble.score(preprocessing.encode(...))``."""
-    from threat_ensemble.data.inputs import encode_features
+    from threat_ensemble.data.inputs import checked_features
     from threat_ensemble.data.tables import infer_numeric
 
     if not isinstance(frame, pd.DataFrame):
@@ -89,9 +100,17 @@ def predict_frame(ensemble: Any, frame: pd.DataFrame, impute: bool = False) -> p
     if missing:
         raise InputError(f"{source}: missing feature columns {missing} (the model was trained on {len(expected)})")
     features = infer_numeric(frame[expected].reset_index(drop=True), source)
-    scores = ensemble.score(encode_features(ensemble.preprocessing, features, source, impute))
+    checked = checked_features(ensemble.preprocessing, features, source, impute)
+    x = ensemble.preprocessing.encode(checked, source)
+    scores = ensemble.score(x)
     out = pd.DataFrame({key: np.asarray(scores[key], dtype=np.float64) for key in OUTPUT_COLUMNS[:-1]})
     out["verdict"] = np.asarray(scores["verdict"]).astype(np.int64)
+    if explain:
+        from threat_ensemble.evaluation.explain import MAX_EXPLAINED, explanation_columns
+
+        if not 1 <= explain <= MAX_EXPLAINED:
+            raise InputError(f"params: explain must be from 1 to {MAX_EXPLAINED}, got {explain}")
+        out = pd.concat([out, explanation_columns(ensemble, checked, x, scores, explain, explain_all)], axis=1)
     return out
 
 
@@ -159,7 +178,13 @@ def log_pyfunc_model(
     # and the ``feature_names`` metadata document the expected columns instead.
     outputs = Schema([*(ColSpec("double", k) for k in OUTPUT_COLUMNS[:-1]), ColSpec("long", "verdict")])
     signature = ModelSignature(
-        inputs=None, outputs=outputs, params=ParamSchema([ParamSpec("impute", "boolean", False)])
+        inputs=None, outputs=outputs, params=ParamSchema(
+            [
+                ParamSpec("impute", "boolean", False),
+                ParamSpec("explain", "long", 0),
+                ParamSpec("explain_all", "boolean", False),
+            ]
+        )
     )
     with tempfile.TemporaryDirectory(prefix="threat-ensemble-code-") as tmp:
         code = Path(tmp) / PACKAGE_DIR.name

@@ -1,0 +1,342 @@
+"""The ensemble as one ONNX graph: real bundles trained by scripts/train.py (the default data and
+NSL-KDD, both fusions), exported, and scored by onnxruntime next to the Python scorer on every row
+of their tables and on generated tables whose values sit on and beside the trees' split points."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from conftest import NSL_KDD, ROOT, train_cmd
+
+pytestmark = pytest.mark.slow
+
+MEMBER_TOLERANCE = 1e-6  # member and fused scores, absolute
+AE_ERROR_TOLERANCE = 1e-5  # the raw reconstruction error (unbounded), relative: float32 network
+KDD_ARGS = ("--no-header", "--label-column", "41", "--normal-label", "normal", "--drop-columns", "42")
+
+
+def _train(work: Path, name: str, *args: str) -> Path:
+    proc = subprocess.run(
+        train_cmd(
+            *args,
+            "--max-epochs",
+            "2",
+            "--quiet",
+            "--tracking-uri",
+            f"sqlite:///{work / 'mlflow.db'}",
+            "--output-dir",
+            name,
+            "--checkpoint-dir",
+            f"{name}-ckpt",
+        ),
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    gate = json.loads((work / name / "gate.json").read_text())
+    assert gate["passed"] == (proc.returncode == 0)
+    return work / name
+
+
+def _cli(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / script), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("onnx")
+
+
+@pytest.fixture(scope="module")
+def default_bundles(work: Path) -> dict[str, Path]:
+    """The default data, stacked fusion exported by train.py --export onnx; fixed fusion without."""
+    return {
+        "stack": _train(work, "default-stack", "--default-rows", "3000", "--export", "onnx"),
+        "fixed": _train(work, "default-fixed", "--default-rows", "3000", "--fusion", "fixed"),
+    }
+
+
+@pytest.fixture(scope="module")
+def kdd_bundles(work: Path) -> dict[str, Path]:
+    if not (NSL_KDD / "KDDTrain+_20Percent.txt").exists():
+        pytest.skip("shared NSL-KDD data not present")
+    data = ("--data", str(NSL_KDD / "KDDTrain+_20Percent.txt"), "--test-data", str(NSL_KDD / "KDDTest+.txt"))
+    return {
+        "stack": _train(work, "kdd-stack", *data, *KDD_ARGS),
+        "fixed": _train(work, "kdd-fixed", *data, *KDD_ARGS, "--fusion", "fixed"),
+    }
+
+
+def _graph(bundle: Path, work: Path) -> Path:
+    """The bundle's own ensemble.onnx, or one exported by scripts/export.py."""
+    if (bundle / "ensemble.onnx").exists():
+        return bundle / "ensemble.onnx"
+    out = work / f"{bundle.name}.onnx"
+    if not out.exists():
+        proc = _cli("export.py", work, "--bundle", str(bundle), "--output", str(out))
+        assert proc.returncode == 0, proc.stderr
+        assert f"-> {out}" in proc.stdout
+    return out
+
+
+def _scores(bundle: Path, graph: Path, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(Python scorer's, onnxruntime's) scores of ``frame``'s feature columns."""
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+    from threat_ensemble.models.ensemble import load_ensemble
+
+    ensemble = load_ensemble(bundle)
+    features = frame[ensemble.preprocessing.encoder.feature_names]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unseen categories, NaN rows: both engines see the same
+        python = ensemble.score(ensemble.preprocessing.encode(features))
+    return python, OnnxScorer.from_file(graph).score(features)
+
+
+def assert_parity(python: dict[str, np.ndarray], onnx: dict[str, np.ndarray]) -> None:
+    from threat_ensemble.models.fusion import SCORE_COLUMNS
+
+    assert set(onnx) == set(SCORE_COLUMNS)
+    assert onnx["verdict"].dtype == np.int64
+    np.testing.assert_array_equal(onnx["verdict"], python["verdict"])  # every row
+    for key in ("ae", "rf", "if", "rf_vote", "ensemble"):
+        assert onnx[key].dtype == np.float64
+        np.testing.assert_allclose(onnx[key], python[key], rtol=0, atol=MEMBER_TOLERANCE, err_msg=key)
+    np.testing.assert_allclose(onnx["ae_error"], python["ae_error"], rtol=AE_ERROR_TOLERANCE, atol=1e-12)
+
+
+def _kdd_test() -> pd.DataFrame:
+    from threat_ensemble.data.tables import load_labelled_table
+
+    table = load_labelled_table(
+        NSL_KDD / "KDDTest+.txt", no_header=True, label_column="41", normal_label="normal", drop_columns=["42"]
+    )
+    return table.features
+
+
+def _default_table() -> pd.DataFrame:
+    from threat_ensemble.data.default_data import default_frame
+
+    return default_frame()
+
+
+@pytest.mark.parametrize("fusion", ["stack", "fixed"])
+def test_default_data_scores_equal_on_every_row(default_bundles: dict[str, Path], work: Path, fusion: str) -> None:
+    bundle = default_bundles[fusion]
+    frame = _default_table()  # all 20000 rows: the run's test split is a sample of them
+    python, onnx = _scores(bundle, _graph(bundle, work), frame)
+    assert len(python["verdict"]) == len(frame) == 20000
+    assert 0 < python["verdict"].sum() < len(frame)
+    assert_parity(python, onnx)
+
+
+@pytest.mark.parametrize("fusion", ["stack", "fixed"])
+def test_nsl_kdd_test_file_scores_equal_on_every_row(kdd_bundles: dict[str, Path], work: Path, fusion: str) -> None:
+    bundle = kdd_bundles[fusion]
+    frame = _kdd_test()
+    assert len(frame) == 22544 and frame.select_dtypes(exclude="number").shape[1] == 3  # protocol, service, flag
+    python, onnx = _scores(bundle, _graph(bundle, work), frame)
+    assert 0 < python["verdict"].sum() < len(frame)
+    assert_parity(python, onnx)
+
+
+def _split_points(bundle: Path) -> dict[int, np.ndarray]:
+    """Every split threshold of both forests, by encoded column."""
+    from threat_ensemble.models.ensemble import load_ensemble
+
+    ensemble = load_ensemble(bundle)
+    calibrated = ensemble.random_forest.calibrated_classifiers_[0].estimator
+    forests = [calibrated.estimator.estimators_, ensemble.isolation_forest.estimators_]
+    points: dict[int, list[float]] = {}
+    for estimators in forests:
+        for estimator in estimators:
+            tree = estimator.tree_
+            inner = tree.children_left != -1
+            for feature, threshold in zip(tree.feature[inner], tree.threshold[inner], strict=True):
+                points.setdefault(int(feature), []).append(float(threshold))
+    return {k: np.unique(v) for k, v in points.items()}
+
+
+@pytest.fixture(scope="module")
+def generated_case(default_bundles: dict[str, Path], work: Path) -> dict[str, Any]:
+    from threat_ensemble.models.ensemble import load_ensemble
+
+    bundle = default_bundles["stack"]
+    encoder = load_ensemble(bundle).preprocessing.encoder
+    points = _split_points(bundle)
+    near = {}
+    for index, column in enumerate(encoder.numeric_columns):
+        t = points.get(index, np.array([0.0]))
+        below = np.nextafter(t.astype(np.float32), np.float32(-np.inf)).astype(np.float64)
+        above = np.nextafter(t.astype(np.float32), np.float32(np.inf)).astype(np.float64)
+        near[column] = np.unique(np.concatenate([t, t.astype(np.float32).astype(np.float64), below, above]))
+    return {"bundle": bundle, "graph": _graph(bundle, work), "encoder": encoder, "near": near}
+
+
+def _text_values(categories: list[str]) -> st.SearchStrategy[str]:
+    padded = st.tuples(st.sampled_from(["", " ", "\t", "\u00a0", "\u2003 ", "\n"]), st.sampled_from(categories)).map(
+        lambda p: p[0] + p[1] + p[0][::-1]
+    )
+    return st.one_of(st.sampled_from(categories), padded, st.text(max_size=6), st.just("__missing__"))
+
+
+@st.composite
+def _tables(draw: st.DrawFn, case: dict[str, Any]) -> pd.DataFrame:
+    encoder = case["encoder"]
+    n = draw(st.integers(1, 12))
+    columns: dict[str, Any] = {}
+    for column in encoder.feature_names:
+        if column in encoder.categories:
+            columns[column] = draw(st.lists(_text_values(encoder.categories[column]), min_size=n, max_size=n))
+            continue
+        at_split = st.sampled_from(case["near"][column].tolist())
+        anything = st.floats(allow_nan=True, allow_infinity=True, width=64)
+        ordinary = st.floats(-1e6, 1e6, allow_nan=False)
+        columns[column] = draw(st.lists(st.one_of(at_split, at_split, ordinary, anything), min_size=n, max_size=n))
+    return pd.DataFrame(columns)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_generated_tables_on_and_beside_split_points_score_equal(generated_case: dict[str, Any], data: Any) -> None:
+    frame = data.draw(_tables(generated_case))
+    python, onnx = _scores(generated_case["bundle"], generated_case["graph"], frame)
+    assert_parity(python, onnx)
+
+
+def test_the_cut_is_an_input_with_the_trained_default(default_bundles: dict[str, Path], work: Path) -> None:
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+
+    scorer = OnnxScorer.from_file(_graph(default_bundles["stack"], work))
+    frame = _default_table().head(2000)[[c for c, _ in scorer.features]]
+    default = scorer.score(frame)
+    np.testing.assert_array_equal(default["verdict"], (default["ensemble"] >= 0.5).astype(np.int64))
+    for cut in (0.2, 0.9):
+        moved = scorer.score(frame, cut=cut)
+        np.testing.assert_array_equal(moved["ensemble"], default["ensemble"])
+        np.testing.assert_array_equal(moved["verdict"], (default["ensemble"] >= cut).astype(np.int64))
+    assert scorer.score(frame, cut=0.9)["verdict"].sum() < default["verdict"].sum()
+
+
+def test_metadata_and_version_id(default_bundles: dict[str, Path], work: Path) -> None:
+    import onnx
+
+    from threat_ensemble import __version__
+    from threat_ensemble.models.bundle import read_bundle
+    from threat_ensemble.models.ensemble import load_ensemble
+
+    bundle = default_bundles["stack"]
+    model = onnx.load(str(bundle / "ensemble.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    ensemble = load_ensemble(bundle)
+    encoder = ensemble.preprocessing.encoder
+    assert [c for c, _ in json.loads(meta["features"])] == encoder.feature_names
+    kinds = dict(json.loads(meta["features"]))
+    assert kinds["method"] == "string" and all(kinds[c] == "double" for c in encoder.numeric_columns)
+    assert float(meta["threshold"]) == ensemble.threshold
+    assert float(meta["cut"]) == 0.5 and meta["fusion"] == "stack"
+    assert meta["package_version"] == __version__
+    assert meta["mlflow_run_id"] == json.loads((bundle / "gate.json").read_text())["mlflow_run_id"]
+    # the version id is a sha256 prefix of the graph as written without it
+    onnx.helper.set_model_props(model, {k: v for k, v in meta.items() if k != "version_id"})
+    assert meta["version_id"] == hashlib.sha256(model.SerializeToString()).hexdigest()[:12]
+    # in the bundle: listed and hashed in the manifest, logged with the bundle to the MLflow run
+    assert "ensemble.onnx" in read_bundle(bundle).files
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(meta["mlflow_run_id"], "bundle")}
+    assert "bundle/ensemble.onnx" in logged
+
+
+def test_score_py_onnx_engine_writes_the_python_engines_file(default_bundles: dict[str, Path], work: Path) -> None:
+    from default_traffic import generate_default_traffic  # datasets/
+
+    generate_default_traffic(500, seed=9).to_csv(work / "new.csv", index=False)
+    outputs = {}
+    for engine in ("python", "onnx"):
+        out = work / f"scores-{engine}.csv"
+        proc = _cli("score.py", work, "--bundle", str(default_bundles["stack"]), "--data", "new.csv",
+                    "--output", str(out), "--engine", engine)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        outputs[engine] = pd.read_csv(out)
+    python, onnx = outputs["python"], outputs["onnx"]
+    assert list(onnx.columns) == list(python.columns) and len(onnx) == 500
+    assert onnx["verdict"].tolist() == python["verdict"].tolist()
+    for key in ("ae", "rf", "if", "ensemble"):
+        np.testing.assert_allclose(onnx[key], python[key], atol=MEMBER_TOLERANCE)
+
+
+def test_onnx_engine_names_missing_and_extra_columns(default_bundles: dict[str, Path], work: Path) -> None:
+    from default_traffic import generate_default_traffic
+
+    frame = generate_default_traffic(50, seed=3)
+    frame.drop(columns=["method"]).to_csv(work / "missing.csv", index=False)
+    frame.assign(note="x").to_csv(work / "extra.csv", index=False)
+    bundle = str(default_bundles["stack"])
+    line = _one_error_line(_cli("score.py", work, "--bundle", bundle, "--data", "missing.csv", "--output",
+                                "m.csv", "--engine", "onnx"))  # fmt: skip
+    assert "missing feature columns ['method']" in line
+    line = _one_error_line(_cli("score.py", work, "--bundle", bundle, "--data", "extra.csv", "--output",
+                                "e.csv", "--engine", "onnx"))  # fmt: skip
+    assert "'note'" in line and "--drop-columns" in line
+    assert not (work / "m.csv").exists() and not (work / "e.csv").exists()
+    # the extra column dropped: scored
+    ok = _cli("score.py", work, "--bundle", bundle, "--data", "extra.csv", "--output", "e.csv",
+              "--engine", "onnx", "--drop-columns", "note")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_an_altered_graph_in_the_bundle_is_refused(default_bundles: dict[str, Path], work: Path) -> None:
+    altered = work / "altered"
+    shutil.copytree(default_bundles["stack"], altered)
+    data = bytearray((altered / "ensemble.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (altered / "ensemble.onnx").write_bytes(bytes(data))
+    _default_table().head(20).to_csv(work / "few.csv", index=False)
+    for engine in ("onnx", "python"):
+        line = _one_error_line(_cli("score.py", work, "--bundle", str(altered), "--data", "few.csv",
+                                    "--output", "x.csv", "--engine", engine))  # fmt: skip
+        assert "ensemble.onnx" in line and "differs from the manifest" in line
+    line = _one_error_line(_cli("export.py", work, "--bundle", str(altered), "--output", "x.onnx"))
+    assert "ensemble.onnx" in line
+    assert not (work / "x.onnx").exists() and not (work / "x.csv").exists()
+
+
+def test_export_refuses_a_bundle_that_fails_verification(default_bundles: dict[str, Path], work: Path) -> None:
+    broken = work / "broken"
+    shutil.copytree(default_bundles["fixed"], broken)
+    (broken / "threshold.json").write_text((broken / "threshold.json").read_text().replace("0", "1", 1))
+    line = _one_error_line(_cli("export.py", work, "--bundle", str(broken), "--output", "broken.onnx"))
+    assert "threshold.json" in line
+    assert not (work / "broken.onnx").exists()
+    assert not list(work.glob(".broken.onnx*"))  # no temporary file left either
+    line = _one_error_line(_cli("export.py", work, "--bundle", str(default_bundles["fixed"]), "--output",
+                                str(default_bundles["fixed"] / "inside.onnx")))  # fmt: skip
+    assert "inside the bundle" in line
+    line = _one_error_line(_cli("export.py", work, "--bundle", str(default_bundles["fixed"]), "--output", "g.txt"))
+    assert ".onnx" in line

@@ -1,0 +1,198 @@
+"""For the analyst and the operator: explanations of flagged rows (score.py --explain, the Python
+API) and the drift report against the training profile kept in the bundle (score.py
+--drift-report, --fail-on-drift: exit 4)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, train_cmd
+
+# ----------------------------------------------------------------------------- the profile (fast)
+
+
+def _frame(n: int, seed: int, scale: float = 1.0, share_post: float = 0.2) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "bytes": rng.lognormal(6, 1, n) * scale,
+            "port": rng.integers(1, 5, n),
+            "method": np.where(rng.random(n) < share_post, "POST", "GET"),
+        }
+    )
+    return frame, (rng.random(n) < 0.1).astype(int)
+
+
+def _profile(frame: pd.DataFrame, y: np.ndarray):  # noqa: ANN202
+    from threat_ensemble.data.preprocessing import FeatureEncoder
+    from threat_ensemble.data.profile import FeatureProfile
+
+    return FeatureProfile.fit(frame, y, FeatureEncoder.fit(frame))
+
+
+def test_the_same_distribution_does_not_drift_and_a_shifted_one_does() -> None:
+    frame, y = _frame(5000, 0)
+    profile = _profile(frame, y)
+    same = profile.drift(_frame(3000, 1)[0])
+    assert same["drifted"] == [] and max(f["psi"] for f in same["features"].values()) < 0.05
+    shifted = profile.drift(_frame(3000, 2, scale=8.0, share_post=0.7)[0])
+    assert set(shifted["drifted"]) == {"bytes", "method"}
+    assert shifted["features"]["bytes"]["psi"] > 1.0 and shifted["features"]["port"]["psi"] < 0.05
+    assert shifted["features"]["method"]["kind"] == "text"
+    assert profile.drift(_frame(3000, 2, scale=8.0)[0], threshold=1e9)["drifted"] == []
+
+
+def test_normal_range_is_taken_from_normal_rows_and_survives_json() -> None:
+    frame, y = _frame(4000, 3)
+    frame.loc[y == 1, "bytes"] = 1e9  # attacks far out: they must not widen the normal range
+    profile = _profile(frame, y)
+    low, high = profile.normal_range["bytes"]
+    normal = frame.loc[y == 0, "bytes"]
+    assert low == pytest.approx(np.percentile(normal, 1)) and high == pytest.approx(np.percentile(normal, 99))
+    assert high < 1e6
+    frame["empty"] = np.nan  # a column with no usable value: its range is NaN, written as null
+    again = _roundtrip(frame, y)  # through the bundle's JSON spelling (NaN as null)
+    assert np.isnan(again.normal_range["empty"]).all()
+    assert again.edges["bytes"] == profile.edges["bytes"]
+
+
+def _roundtrip(frame: pd.DataFrame, y: np.ndarray):  # noqa: ANN202
+    from threat_ensemble.data.profile import FeatureProfile
+    from threat_ensemble.models.bundle import json_bytes
+
+    return FeatureProfile.from_dict(json.loads(json_bytes(_profile(frame, y).to_dict())))
+
+
+# ----------------------------------------------------------------------------- end to end (slow)
+
+
+def _score(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "scripts" / "score.py"), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("operating")
+    proc = subprocess.run(
+        train_cmd("--default-rows", "4000", "--max-epochs", "3", "--quiet", "--tracking-uri",
+                  f"sqlite:///{work / 'mlflow.db'}", "--output-dir", "bundle", "--checkpoint-dir", "ckpt"),  # fmt: skip
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    assert "profile" in json.loads((work / "bundle" / "preprocessing.json").read_text())
+    return work / "bundle"
+
+
+def _normal_rows(n: int, seed: int) -> pd.DataFrame:
+    from threat_ensemble.data.default_data import default_frame
+
+    frame = default_frame()
+    return frame[frame["label"] == 0].sample(n, random_state=seed).reset_index(drop=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("feature", ["path_length", "ua_length", "query_length"])
+def test_a_feature_pushed_out_of_its_normal_range_is_named_first(bundle: Path, feature: str) -> None:
+    rows = _normal_rows(40, seed=5)
+    profile = json.loads((bundle / "preprocessing.json").read_text())["profile"]
+    high = profile["normal_range"][feature][1]
+    rows[feature] = (high + 1) * 10_000  # far above the 99th percentile of normal rows
+    work = bundle.parent
+    rows.to_csv(work / f"pushed-{feature}.csv", index=False)
+    out = work / f"explained-{feature}.csv"
+    proc = _score(work, "--bundle", "bundle", "--data", f"pushed-{feature}.csv", "--output", str(out),
+                  "--explain", "3", "--explain-all")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    scores = pd.read_csv(out)
+    assert (scores["explain_1_feature"] == feature).all(), scores["explain_1_feature"].value_counts()
+    assert (scores["explain_1_value"] == (high + 1) * 10_000).all()
+    assert np.allclose(scores["explain_1_normal_high"], high)
+    assert (scores["explain_1_error"] > scores["explain_2_error"]).all()
+    assert (scores["explain_2_error"] >= scores["explain_3_error"]).all()
+
+
+@pytest.mark.slow
+def test_explain_covers_only_flagged_rows_unless_all(bundle: Path) -> None:
+    from threat_ensemble.data.default_data import default_frame
+
+    work = bundle.parent
+    default_frame().sample(600, random_state=3).to_csv(work / "mixed.csv", index=False)
+    proc = _score(work, "--bundle", "bundle", "--data", "mixed.csv", "--output", "mixed-out.csv", "--explain", "2")
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_csv(work / "mixed-out.csv")
+    flagged = out["verdict"] == 1
+    assert 0 < flagged.sum() < len(out)
+    assert out.loc[flagged, "explain_1_feature"].notna().all()
+    assert out.loc[~flagged, "explain_1_feature"].isna().all()
+    assert "explain_3_feature" not in out.columns
+    members = out[["ae", "rf", "if"]].to_numpy() >= 0.5
+    for j, member in enumerate(("ae", "rf", "if")):
+        assert (out["fired"].fillna("").str.split(",").apply(lambda names, m=member: m in names) == members[:, j]).all()
+    bad = _score(work, "--bundle", "bundle", "--data", "mixed.csv", "--output", "x.csv", "--explain-all")
+    assert bad.returncode == 2 and "--explain-all needs --explain" in bad.stderr
+
+
+@pytest.mark.slow
+def test_drift_report_on_a_shifted_copy_of_the_default_data(bundle: Path) -> None:
+    from threat_ensemble.data.default_data import default_frame
+
+    work = bundle.parent
+    same = default_frame().sample(3000, random_state=8).reset_index(drop=True)
+    same.to_csv(work / "same.csv", index=False)
+    shifted = same.copy()
+    shifted["response_size"] = shifted["response_size"] * 20 + 5000
+    shifted["method"] = np.where(np.arange(len(shifted)) % 2 == 0, "PUT", shifted["method"])
+    shifted.to_csv(work / "shifted.csv", index=False)
+
+    ok = _score(work, "--bundle", "bundle", "--data", "same.csv", "--output", "s1.csv",
+                "--drift-report", "same.json", "--fail-on-drift")  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert "drift: none of 47 features" in ok.stdout
+    drifted = _score(work, "--bundle", "bundle", "--data", "shifted.csv", "--output", "s2.csv",
+                     "--drift-report", "shifted.json", "--fail-on-drift")  # fmt: skip
+    assert drifted.returncode == 4, drifted.stderr
+    assert "Traceback" not in drifted.stderr
+    report = json.loads((work / "shifted.json").read_text())
+    assert set(report["drifted"]) == {"response_size", "method"}
+    assert report["features"]["response_size"]["psi"] > report["threshold"] == 0.2
+    assert "response_size" in drifted.stdout and "method" in drifted.stdout
+    assert len(pd.read_csv(work / "s2.csv")) == 3000  # the scores are written all the same
+    quiet = _score(work, "--bundle", "bundle", "--data", "shifted.csv", "--output", "s3.csv",
+                   "--drift-report", "shifted2.json")  # fmt: skip
+    assert quiet.returncode == 0 and "2 of 47 features" in quiet.stdout
+
+
+@pytest.mark.slow
+def test_a_bundle_without_a_profile_is_refused_for_drift_in_one_line(bundle: Path) -> None:
+    work = bundle.parent
+    old = work / "old-bundle"
+    shutil.copytree(bundle, old)
+    data = json.loads((old / "preprocessing.json").read_text())
+    del data["profile"]  # as a bundle written before the profile existed
+    (old / "preprocessing.json").write_text(json.dumps(data))
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["files"]["preprocessing.json"] = hashlib.sha256((old / "preprocessing.json").read_bytes()).hexdigest()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    _normal_rows(30, seed=1).to_csv(work / "few.csv", index=False)
+    proc = _score(work, "--bundle", str(old), "--data", "few.csv", "--output", "o.csv", "--drift-report", "d.json")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "holds no profile" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (work / "o.csv").exists() and not (work / "d.json").exists()
+    scored = _score(work, "--bundle", str(old), "--data", "few.csv", "--output", "o.csv", "--explain", "2",
+                    "--explain-all")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr  # explained, without normal ranges
+    out = pd.read_csv(work / "o.csv")
+    assert out["explain_1_feature"].notna().all() and out["explain_1_normal_low"].isna().all()
