@@ -53,10 +53,10 @@ def test_bench_train_quick_prints_a_json_summary(tmp_path: Path) -> None:
     assert {"ae_throughput_ratio", "time_to_quality_ratio", "help_seconds"} <= set(summary["targets"])
 
 
-def test_bench_onnx_quick_prints_a_json_summary(tmp_path: Path) -> None:
-    out_file = tmp_path / "onnx.json"
+def test_bench_score_quick_prints_a_json_summary(tmp_path: Path) -> None:
+    out_file = tmp_path / "score.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_onnx.py"), "--quick", "--json-out", str(out_file)],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_score.py"), "--quick", "--json-out", str(out_file)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -71,4 +71,6 @@ def test_bench_onnx_quick_prints_a_json_summary(tmp_path: Path) -> None:
         assert timing["calls"] == 30 and 0 < timing["p50_ms"] <= timing["p99_ms"]
     assert summary["parity"]["verdicts_differ"] == 0
     assert max(summary["parity"][k] for k in ("ae", "rf", "if", "ensemble")) <= 1e-6
-    assert set(summary["targets"]) == {"batch_speedup", "onnx_single_row_p99_ms"}
+    assert set(summary["targets"]) == {"batch_speedup", "onnx_single_row_p99_ms", "explain_overhead"}
+    assert summary["explain"]["plain_s"] > 0 and summary["explain"]["explain_3_s"] > 0
+    assert 0 < summary["explain"]["rows_explained"] < 2000

@@ -24,9 +24,15 @@ def test_compare_allows_the_tolerance_on_each_metric_and_no_more() -> None:
 
 @pytest.mark.slow
 def test_only_a_version_no_worse_than_the_champion_takes_its_alias(tmp_path: Path) -> None:
-    import mlflow
+    """Against a real MLflow tracking server (its own process, HTTP), as an operator runs it."""
+    from test_tracking_server import running_server
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with running_server(tmp_path) as server:
+        _promotions(server["url"], tmp_path)
+
+
+def _promotions(uri: str, tmp_path: Path) -> None:
+    import mlflow
 
     def train(name: str, *extra: str) -> subprocess.CompletedProcess:
         args = [

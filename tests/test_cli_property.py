@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from threat_ensemble.cli.export import main as export_main
 from threat_ensemble.cli.featurize import main as featurize_main
 from threat_ensemble.cli.score import main as score_main
 from threat_ensemble.cli.train import main as train_main
@@ -66,7 +67,9 @@ def test_train_flags_and_unknown_options(
 
 
 SCORE_OPTIONS = ["--bundle", "--data", "--output", "--label-column", "--normal-label", "--drop-columns"]
-SCORE_OPTIONS += ["--expect-digest", "--max-decompressed-mb"]
+SCORE_OPTIONS += ["--expect-digest", "--max-decompressed-mb", "--engine", "--explain", "--drift-report"]
+SCORE_OPTIONS += ["--drift-threshold", "--id-columns"]
+EXPORT_OPTIONS = ["--bundle", "--output", "--expect-digest"]
 FEATURIZE_OPTIONS = [
     "--normal",
     "--attack",
@@ -75,6 +78,7 @@ FEATURIZE_OPTIONS = [
     "--format",
     "--label-column",
     "--max-decompressed-mb",
+    "--id-columns",
 ]
 
 
@@ -83,10 +87,11 @@ FEATURIZE_OPTIONS = [
     choice=st.one_of(
         st.tuples(st.just("score"), st.sampled_from(SCORE_OPTIONS)),
         st.tuples(st.just("featurize"), st.sampled_from(FEATURIZE_OPTIONS)),
+        st.tuples(st.just("export"), st.sampled_from(EXPORT_OPTIONS)),
     ),
     value=JUNK,
 )
-def test_score_and_featurize_options_given_junk(
+def test_score_featurize_and_export_options_given_junk(
     tiny_table: Path, capsys: pytest.CaptureFixture[str], choice: tuple[str, str], value: str
 ) -> None:
     tool, option = choice
@@ -94,6 +99,8 @@ def test_score_and_featurize_options_given_junk(
     log.write_text('1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 1\n')
     if tool == "score":
         base, main = {"--bundle": "nowhere", "--data": str(tiny_table), "--output": "scores.csv"}, score_main
+    elif tool == "export":
+        base, main = {"--bundle": "nowhere", "--output": "graph.onnx"}, export_main
     else:
         base, main = {"--normal": str(log), "--output": "f.csv"}, featurize_main
     base[option] = value

@@ -452,3 +452,16 @@ def test_a_symlink_loop_and_an_empty_label_column_are_one_line(tmp_path: Path) -
     proc = _cli("--normal", "good.log", "--output", "f.csv", "--label-column", "", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: --label-column: empty; give the name of the label column (default: label)"
+
+
+def test_id_columns_lead_each_row_back_to_its_request(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    path.write_text(COMMON)
+    frame = featurize_file(path, ids=("source", "record", "request"))
+    assert list(frame.columns[:3]) == ["source", "record", "request"]
+    assert frame["source"].tolist() == [str(path)] * 2
+    assert frame["record"].tolist() == [1, 2]
+    assert frame["request"].tolist() == ["GET /a/b/c.php?x=1&y=%3Cb%3E", "POST /login"]
+    pd.testing.assert_frame_equal(frame.iloc[:, 3:], _quiet(COMMON))  # the features are unchanged
+    with pytest.raises(InputError, match="unknown"):
+        featurize_file(path, ids=("line",))

@@ -196,3 +196,35 @@ def test_a_bundle_without_a_profile_is_refused_for_drift_in_one_line(bundle: Pat
     assert scored.returncode == 0, scored.stderr  # explained, without normal ranges
     out = pd.read_csv(work / "o.csv")
     assert out["explain_1_feature"].notna().all() and out["explain_1_normal_low"].isna().all()
+
+
+@pytest.mark.slow
+def test_id_columns_are_never_features_and_pass_through_score_py(tmp_path: Path) -> None:
+    from threat_ensemble.data.default_data import default_frame
+
+    frame = default_frame().sample(3000, random_state=4).reset_index(drop=True)
+    frame.insert(0, "record", np.arange(1, len(frame) + 1))
+    frame.insert(1, "request", "GET /item/" + frame["record"].astype(str))
+    frame.to_csv(tmp_path / "with-ids.csv", index=False)
+    proc = subprocess.run(
+        train_cmd("--data", "with-ids.csv", "--id-columns", "record,request", "--max-epochs", "2", "--quiet",
+                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", "bundle",
+                  "--checkpoint-dir", "ckpt"),  # fmt: skip
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    features = json.loads((tmp_path / "bundle" / "preprocessing.json").read_text())["feature_names"]
+    assert "record" not in features and "request" not in features and len(features) == 47
+    new = frame.sample(200, random_state=1).reset_index(drop=True)
+    new.to_csv(tmp_path / "new.csv", index=False)
+    scored = _score(tmp_path, "--bundle", "bundle", "--data", "new.csv", "--output", "out.csv", "--explain", "1")
+    assert scored.returncode == 0, scored.stderr
+    assert "ignoring" not in scored.stderr  # the ids are known to the bundle, not stray columns
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert list(out.columns[:3]) == ["label", "record", "request"]
+    assert out["record"].tolist() == new["record"].tolist() and out["request"].tolist() == new["request"].tolist()
+    missing = _score(tmp_path, "--bundle", "bundle", "--data", "new.csv", "--output", "o2.csv", "--id-columns", "line")
+    assert missing.returncode == 2 and "--id-columns names ['line']" in missing.stderr

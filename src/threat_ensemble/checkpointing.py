@@ -25,6 +25,7 @@ RESULT_OPTIONS = (
     "normal_label",
     "no_header",
     "drop_columns",
+    "id_columns",
     "impute",
     "default_rows",
     "max_epochs",

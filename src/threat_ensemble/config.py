@@ -51,6 +51,12 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("normal-label", "the label value of normal rows; every other value is an attack", "VALUE"),
         ("no-header", "CSV files have no header row; columns are named by 0-based index", None),
         ("drop-columns", "comma-separated columns (names or indexes) to ignore", "A,B"),
+        (
+            "id-columns",
+            "comma-separated columns that identify a row (such as featurize.py --id-columns source,record,request): "
+            "never features; the bundle records them and score.py copies them to its output",
+            "A,B",
+        ),
         ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
         ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
         ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
@@ -147,6 +153,7 @@ class TrainConfig:
     normal_label: str = "0"
     no_header: bool = False
     drop_columns: list[str] = field(default_factory=list)
+    id_columns: list[str] = field(default_factory=list)
     impute: bool = False
     default_rows: int = DEFAULT_ROWS
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB

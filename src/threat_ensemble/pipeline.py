@@ -67,7 +67,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
     options = {
         "label_column": cfg.label_column,
         "normal_label": cfg.normal_label,
-        "drop_columns": cfg.drop_columns,
+        "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
         "impute": cfg.impute,
         "max_decompressed_mb": cfg.max_decompressed_mb,
     }
@@ -161,6 +161,7 @@ def git_commit() -> str:
 def _params(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
     params = {k: ("" if v is None else v) for k, v in cfg.to_dict().items()}
     params["drop_columns"] = ",".join(cfg.drop_columns)
+    params["id_columns"] = ",".join(cfg.id_columns)
     params["data"] = cfg.data or f"default ({cfg.default_rows} rows, seed {cfg.seed})"
     params["epochs"] = cfg.max_epochs
     params.update(summary)
@@ -483,6 +484,6 @@ def _table_from_memory(
         source=source,
         label_column=label_column,
         normal_label=cfg.normal_label,
-        drop_columns=cfg.drop_columns,
+        drop_columns=[*cfg.drop_columns, *cfg.id_columns],
         impute=cfg.impute,
     )

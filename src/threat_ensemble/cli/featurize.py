@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--label-column", default="label", metavar="NAME", help="name of the label column (default: label)"
     )
+    parser.add_argument(
+        "--id-columns",
+        default="",
+        metavar="A,B",
+        help="also write columns that lead a row back to its request, first in the table: source (the file), "
+        "record (the request's position in it, from 1), request (its request line); train.py and score.py "
+        "take the same --id-columns so they are never features and pass through to the scores",
+    )
     add_decompression_limit(parser)
     parser.add_argument("--quiet", action="store_true", help="no summary line; warnings and errors only")
     return parser
@@ -70,16 +78,22 @@ def run(args: argparse.Namespace) -> str:
     """Featurize every file, label, write; return the summary line."""
     import pandas as pd
 
-    from threat_ensemble.http.features import FEATURE_COLUMNS, featurize_file
+    from threat_ensemble.http.features import FEATURE_COLUMNS, ID_COLUMNS, featurize_file
 
     out = check_args(args)
     label = args.label_column
     if label in FEATURE_COLUMNS:
         raise UsageError(f"--label-column {label!r} is the name of a feature column")
+    ids = [c.strip() for c in args.id_columns.split(",") if c.strip()]
+    unknown = [c for c in ids if c not in ID_COLUMNS]
+    if unknown:
+        raise UsageError(f"--id-columns: unknown {unknown}; expected some of {', '.join(ID_COLUMNS)}")
+    if label in ids:
+        raise UsageError(f"--label-column {label!r} is also an id column")
     frames = []
     for paths, value in ((args.normal, 0), (args.attack, 1), (args.input, None)):
         for path in paths:
-            frame = featurize_file(path, args.format, args.max_decompressed_mb)
+            frame = featurize_file(path, args.format, args.max_decompressed_mb, ids)
             if value is not None:
                 frame[label] = value
             frames.append(frame)

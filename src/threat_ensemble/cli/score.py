@@ -107,11 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
     parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
     parser.add_argument(
+        "--id-columns",
+        metavar="A,B",
+        help="columns that identify a row (featurize.py --id-columns): not features, copied to the output "
+        "unchanged (default: the bundle's own, as trained with train.py --id-columns, where the table has them)",
+    )
+    parser.add_argument(
         "--impute",
         action="store_true",
         help="fill missing or infinite numeric cells with the training medians instead of refusing",
     )
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 def _explain_count(text: str) -> int:
@@ -135,7 +145,8 @@ def _main(argv: list[str] | None) -> int:
             output=args.output,
             label_column=args.label_column,
             no_header=args.no_header,
-            drop_columns=[c.strip() for c in args.drop_columns.split(",") if c.strip()],
+            drop_columns=_names(args.drop_columns),
+            id_columns=None if args.id_columns is None else _names(args.id_columns),
             impute=args.impute,
             normal_label=args.normal_label,
             expect_digest=args.expect_digest,
@@ -201,6 +212,7 @@ def score_file(
     label_column: str | None = None,
     no_header: bool = False,
     drop_columns: list[str] | tuple[str, ...] = (),
+    id_columns: list[str] | None = None,
     impute: bool = False,
     normal_label: str | None = None,
     expect_digest: str | None = None,
@@ -244,8 +256,10 @@ def score_file(
         max_decompressed_mb=max_decompressed_mb,
         trained_label=str(trained["label_column"]) if trained.get("label_column") is not None else None,
     )
-    from threat_ensemble.models.ensemble import ThreatEnsemble
-
+    ids, features = _split_ids(features, id_columns, trained.get("id_columns"), source)
+    taken = [c for c in ids.columns if c in SCORE_COLUMNS or (labels is not None and c == str(labels.name))]
+    if taken:
+        raise InputError(f"{source}: id column {taken[0]!r} has the name of the label or of an output column")
     x = ensemble = None
     if engine == "onnx":
         scorer = _onnx_scorer(verified)
@@ -258,6 +272,8 @@ def score_file(
         checked = checked_features(preprocessing, features, source, impute)
         x = preprocessing.encode(checked, source)
         y = _labels_for_metrics(labels, normal_label, source)
+        from threat_ensemble.models.ensemble import ThreatEnsemble  # torch: only after every check above
+
         ensemble = ThreatEnsemble.from_verified(verified)  # the bytes checked above, not read again
         scores = ensemble.score(x)
     result = pd.DataFrame(index=range(len(features)))
@@ -271,6 +287,8 @@ def score_file(
                 f"the outputs are written as {prefix}ae, {prefix}rf, ..., {prefix}verdict",
                 stacklevel=2,
             )
+    for column_name in ids.columns:
+        result[column_name] = ids[column_name].to_numpy()
     for key, values in scores.items():
         column = np.asarray(values)
         result[prefix + key] = column.astype(np.int64) if key == "verdict" else column
@@ -278,6 +296,8 @@ def score_file(
         from threat_ensemble.evaluation.explain import explanation_columns
 
         if ensemble is None or x is None:  # the ONNX engine: the explanations come from the same bundle
+            from threat_ensemble.models.ensemble import ThreatEnsemble
+
             ensemble = ThreatEnsemble.from_verified(verified)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # warned about once already
@@ -299,6 +319,21 @@ def score_file(
     from threat_ensemble.evaluation.metrics import detection_metrics
 
     return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label, drift)
+
+
+def _split_ids(
+    features: pd.DataFrame, asked: list[str] | None, trained: Any, source: str
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(id columns, the rest): the columns ``asked`` (each must exist), else the bundle's own id
+    columns (``trained``) that the table has."""
+    if asked is None:
+        names = [str(c) for c in trained or [] if str(c) in features.columns]
+    else:
+        missing = [c for c in asked if c not in features.columns]
+        if missing:
+            raise InputError(f"{source}: --id-columns names {missing}, not columns of the table")
+        names = list(asked)
+    return features[names].reset_index(drop=True), features.drop(columns=names)
 
 
 def _check_report_path(path: str | Path, others: tuple[str | Path, ...], bundle: Path) -> Path:

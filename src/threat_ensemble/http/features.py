@@ -734,15 +734,35 @@ def featurize_text(text: str | bytes, fmt: str = "auto", source: str = "<text>")
 
 
 def featurize_file(
-    path: str | Path, fmt: str = "auto", max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
+    path: str | Path,
+    fmt: str = "auto",
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+    ids: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Features of every request in one file; windows are per file (one capture, one clock)."""
-    return extract_features(parse_text(read_text(path, max_decompressed_mb), fmt, str(path)))
+    """Features of every request in one file; windows are per file (one capture, one clock). With
+    ``ids`` (names from :data:`ID_COLUMNS`), those columns come first, so a scored row leads back to
+    its request."""
+    req = parse_text(read_text(path, max_decompressed_mb), fmt, str(path))
+    features = extract_features(req)
+    if not ids:
+        return features
+    return pd.concat([request_ids(req, ids), features], axis=1)
 
 
-def featurize_files(paths: Iterable[str | Path], fmt: str = "auto") -> pd.DataFrame:
-    """Features of several files, concatenated in order."""
-    frames = [featurize_file(p, fmt) for p in paths]
-    if not frames:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in FEATURE_COLUMNS})
-    return pd.concat(frames, ignore_index=True)
+# What featurize.py --id-columns may add: the file, the request's position in it (1-based), and
+# its request line. Never features: train.py and score.py take them as --id-columns.
+ID_COLUMNS = ("source", "record", "request")
+
+
+def request_ids(req: Requests, names: Sequence[str]) -> pd.DataFrame:
+    """The id columns ``names`` of every request of ``req``, in order."""
+    n = len(req)
+    makers = {
+        "source": lambda: np.full(n, req.source, dtype=object),
+        "record": lambda: np.arange(1, n + 1, dtype=np.int64),
+        "request": lambda: (pd.Series(req.method, dtype=object) + " " + pd.Series(req.target, dtype=object)).to_numpy(),
+    }
+    unknown = [name for name in names if name not in makers]
+    if unknown:
+        raise InputError(f"--id-columns: unknown {unknown}; expected some of {', '.join(ID_COLUMNS)}")
+    return pd.DataFrame({name: makers[name]() for name in names})
