@@ -2,10 +2,14 @@
 pre-empted machine would be. The fault injection lives here, in the tests, installed by wrapping the
 production hooks; nothing in the package reads a crash switch.
 
-POINT: ``train_epochN`` (second batch of epoch N, 0-based), ``after_random_forest`` (its side file
+POINT: ``train_epochN`` (second batch of epoch N, 0-based), ``train_stepN`` (before the training step
+that follows global step N, so a checkpoint taken at step N is on disk), ``none`` (no crash),
+``after_random_forest`` (its side file
 saved), ``validation`` (metrics computed, before the gate and the bundle) or ``bundle`` (every bundle
 file written to the temporary folder, before the manifest and the swap). ``POINT+sigterm`` sends
-SIGTERM there instead, as a scheduler stopping the job would."""
+SIGTERM there instead, as a scheduler stopping the job would. ``--record-rows FILE`` (before the
+train.py options) appends one line per row each training step trains on: the epoch and a digest
+of the row's values, so a test can count which rows an epoch saw."""
 
 from __future__ import annotations
 
@@ -29,7 +33,19 @@ def install(point: str) -> None:
     import threat_ensemble.callbacks as callbacks
     import threat_ensemble.models.bundle as artifacts
 
-    if point.startswith("train_epoch"):
+    if point == "none":
+        return
+    if point.startswith("train_step"):
+        step = int(point.removeprefix("train_step"))
+        before = callbacks.RunStateCallback.on_train_batch_start
+
+        def on_train_batch_start(self: Any, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
+            if trainer.global_step == step:
+                _kill()
+            before(self, trainer, module, batch, batch_idx)
+
+        callbacks.RunStateCallback.on_train_batch_start = on_train_batch_start
+    elif point.startswith("train_epoch"):
         epoch = int(point.removeprefix("train_epoch"))
         original = callbacks.RunStateCallback.on_train_batch_end
 
@@ -56,9 +72,30 @@ def install(point: str) -> None:
         raise SystemExit(f"unknown crash point {point!r}")
 
 
+def record_rows(path: str) -> None:
+    """Append ``epoch digest`` for every row of every training batch to ``path``."""
+    import hashlib
+
+    from threat_ensemble.models.autoencoder import AutoencoderModule
+
+    step = AutoencoderModule.training_step
+
+    def training_step(self: Any, batch: Any, batch_idx: int) -> Any:
+        rows = batch.detach().cpu().numpy()
+        with open(path, "a") as out:
+            out.writelines(f"{self.current_epoch} {hashlib.sha1(r.tobytes()).hexdigest()}\n" for r in rows)
+        return step(self, batch, batch_idx)
+
+    AutoencoderModule.training_step = training_step
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    args = sys.argv[2:]
+    if args[:1] == ["--record-rows"]:
+        record_rows(args[1])
+        args = args[2:]
     install(sys.argv[1])
     from threat_ensemble.cli.train import main
 
-    sys.exit(main(sys.argv[2:]))
+    sys.exit(main(args))

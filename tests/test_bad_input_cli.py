@@ -81,7 +81,12 @@ NUMBERS_WITH_TEXT = "a,label\n" + "".join(f"{i},{i % 2}\n" for i in range(40)) +
 CASES = [
     # ---- the file itself
     Case("missing file", ["--data", "nope.csv"], "nope.csv: no such file"),
-    Case("folder, not a file", ["--data", "folder.csv"], "folder.csv: not a file", {"folder.csv": Path.mkdir}),
+    Case(  # a folder is read as a Parquet dataset; this one holds none
+        "folder without Parquet files",
+        ["--data", "folder.csv"],
+        "folder.csv: a folder with no Parquet files",
+        {"folder.csv": Path.mkdir},
+    ),
     Case(
         "unreadable file",
         ["--data", "locked.csv"],

@@ -291,6 +291,21 @@ def test_score_py_onnx_engine_writes_the_python_engines_file(default_bundles: di
         np.testing.assert_allclose(onnx[key], python[key], atol=MEMBER_TOLERANCE)
 
 
+def test_onnx_engine_builds_the_graph_when_the_bundle_has_none(default_bundles: dict[str, Path], work: Path) -> None:
+    bundle = default_bundles["fixed"]
+    assert not (bundle / "ensemble.onnx").exists()
+    _default_table().head(300).to_csv(work / "three-hundred.csv", index=False)
+    outputs = {}
+    for engine in ("python", "onnx"):
+        proc = _cli("score.py", work, "--bundle", str(bundle), "--data", "three-hundred.csv", "--output",
+                    f"fixed-{engine}.csv", "--engine", engine)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        outputs[engine] = pd.read_csv(work / f"fixed-{engine}.csv")
+    assert outputs["onnx"]["verdict"].tolist() == outputs["python"]["verdict"].tolist()
+    np.testing.assert_allclose(outputs["onnx"]["ensemble"], outputs["python"]["ensemble"], atol=MEMBER_TOLERANCE)
+    assert not (bundle / "ensemble.onnx").exists()  # the bundle is left as it was
+
+
 def test_onnx_engine_names_missing_and_extra_columns(default_bundles: dict[str, Path], work: Path) -> None:
     from default_traffic import generate_default_traffic
 

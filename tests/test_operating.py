@@ -228,3 +228,23 @@ def test_id_columns_are_never_features_and_pass_through_score_py(tmp_path: Path)
     assert out["record"].tolist() == new["record"].tolist() and out["request"].tolist() == new["request"].tolist()
     missing = _score(tmp_path, "--bundle", "bundle", "--data", "new.csv", "--output", "o2.csv", "--id-columns", "line")
     assert missing.returncode == 2 and "--id-columns names ['line']" in missing.stderr
+
+
+@pytest.mark.slow
+def test_explanations_are_the_same_with_the_onnx_engine_and_report_paths_are_checked(bundle: Path) -> None:
+    work = bundle.parent
+    _normal_rows(200, seed=9).to_csv(work / "rows.csv", index=False)
+    out = {}
+    for engine in ("python", "onnx"):
+        proc = _score(work, "--bundle", "bundle", "--data", "rows.csv", "--output", f"e-{engine}.csv",
+                      "--engine", engine, "--explain", "2", "--explain-all")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        out[engine] = pd.read_csv(work / f"e-{engine}.csv")
+    for column in ("fired", "explain_1_feature", "explain_2_feature"):
+        assert out["onnx"][column].fillna("").tolist() == out["python"][column].fillna("").tolist(), column
+    np.testing.assert_allclose(out["onnx"]["explain_1_error"], out["python"]["explain_1_error"], rtol=1e-9)
+    for report, expected in (("drift.txt", "expected a .json file name"), ("bundle/d.json", "inside bundle"),
+                             ("rows.csv", "expected a .json"), ("nowhere/d.json", "does not exist")):  # fmt: skip
+        proc = _score(work, "--bundle", "bundle", "--data", "rows.csv", "--output", "x.csv", "--drift-report", report)
+        assert proc.returncode == 2 and expected in proc.stderr, (report, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and not (work / "x.csv").exists()

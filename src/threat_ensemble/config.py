@@ -37,14 +37,14 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
     "data": [
         (
             "data",
-            "training table: .csv, .csv.gz, .txt, .parquet or .npz (X, y, optional feature_names); "
-            "without it, the built-in generated data set",
+            "training table: .csv, .csv.gz, .txt, .parquet or .npz (X, y, optional feature_names), or a folder "
+            "(or a quoted glob) of Parquet files with the same columns; without it, the built-in generated data set",
             "PATH",
         ),
         (
             "test-data",
-            "independent labelled table with the same columns; the gate is measured on it "
-            "instead of the 15% test split",
+            "independent labelled table (or folder of Parquet files) with the same columns; the gate is "
+            "measured on it instead of the 15% test split",
             "PATH",
         ),
         ("label-column", "label column: a name, or a 0-based index", "NAME|INDEX"),
@@ -98,6 +98,12 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
     "outputs": [
         ("output-dir", "bundle folder (replaced atomically when the run completes)", "DIR"),
         ("checkpoint-dir", "autoencoder checkpoints", "DIR"),
+        (
+            "checkpoint-every-n-steps",
+            "also checkpoint every N training steps, mid-epoch (last.ckpt): --resume then continues from the "
+            "last saved step, the epoch's remaining batches in the same order (default: after every epoch only)",
+            "N",
+        ),
         (
             "export",
             "also write the ensemble as one ONNX graph, ensemble.onnx, into the bundle (listed and hashed in its "
@@ -187,6 +193,7 @@ class TrainConfig:
     output_dir: str = "artifacts"
     checkpoint_dir: str = "checkpoints"
     export: str | None = None
+    checkpoint_every_n_steps: int | None = None
     tracking_uri: str | None = None
     experiment: str = "threat-ensemble"
     run_name: str | None = None
@@ -231,6 +238,8 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         check_default_rows(self.default_rows)
+        if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
+            raise UsageError(f"--checkpoint-every-n-steps must be at least 1, got {self.checkpoint_every_n_steps}")
         if self.promote and not self.register_model:
             raise UsageError("--promote needs --register-model NAME (the registered model to promote in)")
         if not 0.0 <= self.promote_tolerance <= 1.0:

@@ -223,7 +223,7 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     configure_threads(cfg, hardware["accelerator"])
 
     import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
     from threat_ensemble.callbacks import (
@@ -289,9 +289,20 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
             mode="min",
             save_top_k=1,
             save_last=True,
+            # with step checkpoints too, both callbacks keep one last.ckpt current (no last-v1.ckpt)
+            enable_version_counter=not cfg.checkpoint_every_n_steps,
         ),
         *end_of_fit,
     ]
+    if cfg.checkpoint_every_n_steps:  # mid-epoch: last.ckpt every N steps (the train loader resumes mid-epoch)
+        step_checkpoint = ModelCheckpoint(
+            dirpath=cfg.checkpoint_dir,
+            every_n_train_steps=cfg.checkpoint_every_n_steps,
+            save_top_k=0,  # last.ckpt only
+            save_last=True,
+            enable_version_counter=False,
+        )
+        callbacks.insert(3, step_checkpoint)
     progress = progress_callback(cfg.quiet)
     if progress is not None:  # first, so the last epoch's line comes before the tree stage's
         callbacks.insert(0, progress)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import lightning as L
@@ -9,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
 from threat_ensemble.data.profile import FeatureProfile
@@ -48,6 +49,66 @@ class ArrayDataset(Dataset):
     def __getitems__(self, indices: list[int]) -> Any:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return (self.x[idx], idx) if self.with_index else self.x[idx]
+
+
+class EpochOrder(Sampler[int]):
+    """Each epoch's shuffled order of ``n`` rows, drawn from ``(seed, epoch)`` alone (Lightning calls
+    ``set_epoch``), so a resumed epoch can be rebuilt; ``start`` rows of it are skipped once."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=generator)[self.start :]
+        self.start = 0
+        return iter(order.tolist())
+
+
+class ResumableLoader(DataLoader):
+    """The autoencoder's shuffling train loader, resumable mid-epoch: Lightning stores its
+    ``state_dict`` in every checkpoint (a loader with one is ``_Stateful`` to Lightning) and hands it
+    back on resume, and the resumed epoch serves exactly the batches training had not finished, in
+    the same order (none twice, none skipped). The batches training has finished are the batches
+    served: Lightning's data fetcher does not read ahead of a loader whose length it knows."""
+
+    def __init__(self, dataset: Dataset, *, batch_size: int, drop_last: bool, seed: int, collate_fn: Any) -> None:
+        self.order = EpochOrder(len(dataset), seed)  # type: ignore[arg-type]
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.order,
+            drop_last=drop_last,
+            collate_fn=collate_fn,
+            # the loader's own seed source: starting an epoch's iterator must not draw from torch's
+            # global generator, whose state (dropout) a mid-epoch checkpoint restores
+            generator=torch.Generator().manual_seed(seed),
+        )
+        self._served = 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches finished) from a checkpoint
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.order.epoch:
+            skip = self._resume[1]
+        self._resume = None
+        self.order.start = skip * int(self.batch_size or 1)
+        self._served = skip
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.order.epoch), "batches": int(self._served)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
 
 
 class ThreatDataModule(L.LightningDataModule):
@@ -132,11 +193,20 @@ class ThreatDataModule(L.LightningDataModule):
         # processes each rank sees 1/world of the rows, and dropping its only batch trains nothing
         world = max(int(getattr(self.trainer, "world_size", 1) or 1), 1)
         rows_per_rank = -(-len(self.ae_train) // world)
-        return DataLoader(
+        drop_last = rows_per_rank > self.batch_size
+        if world > 1:  # Lightning gives each process its share of rows (DistributedSampler)
+            return DataLoader(
+                ArrayDataset(self.ae_train),
+                batch_size=self.batch_size,
+                shuffle=True,
+                drop_last=drop_last,
+                collate_fn=_passthrough,
+            )
+        return ResumableLoader(
             ArrayDataset(self.ae_train),
             batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=rows_per_rank > self.batch_size,
+            drop_last=drop_last,
+            seed=self.seed,
             collate_fn=_passthrough,
         )
 

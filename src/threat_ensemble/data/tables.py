@@ -70,8 +70,13 @@ def _suffix(path: Path) -> str:
 def read_raw_table(
     path: str | Path, *, no_header: bool = False, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
 ) -> pd.DataFrame:
-    """Read a ``.csv``/``.csv.gz``/``.txt``/``.parquet``/``.npz`` file into a DataFrame of all its columns."""
+    """Read a ``.csv``/``.csv.gz``/``.txt``/``.parquet``/``.npz`` file, or a folder (or glob) of
+    Parquet files, into a DataFrame of all its columns."""
     p = Path(path)
+    if p.is_dir() or (not p.exists() and any(ch in str(path) for ch in "*?[")):
+        frame = _read_parquet_dataset(str(path))
+        frame.columns = [str(c) for c in frame.columns]
+        return frame
     if not p.exists():
         raise InputError(f"{p}: no such file")
     if not p.is_file():
@@ -219,6 +224,60 @@ def _read_parquet(p: Path) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: not a readable Parquet file ({first})") from None
+
+
+def parquet_files(spec: str) -> list[Path]:
+    """The Parquet files of a folder (its subfolders too, as a partitioned dataset has them) or of
+    a glob pattern, in name order; an error naming ``spec`` when there are none."""
+    import glob
+
+    p = Path(spec)
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*.parquet") if f.is_file() and not f.name.startswith((".", "_")))
+        where = f"{p}: a folder with no Parquet files (*.parquet) in it"
+    else:
+        files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if f.endswith(".parquet") and Path(f).is_file())
+        where = f"{spec}: no Parquet file matches this pattern"
+    if not files:
+        raise InputError(where)
+    return files
+
+
+def _read_parquet_dataset(spec: str) -> pd.DataFrame:
+    """Every file of a sharded Parquet dataset, after checking up front (file metadata only) that
+    each one is readable and has the first one's columns, with a text column never numeric in
+    another file. One line naming the first file that differs."""
+    import pyarrow.parquet as pq
+    import pyarrow.types as pat
+
+    files = parquet_files(spec)
+    schemas = []
+    for f in files:
+        try:
+            schemas.append(pq.read_schema(f))
+        except Exception as exc:  # pyarrow's ArrowInvalid/OSError family: a damaged or foreign file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputError(f"{f}: not a readable Parquet file ({first[:200]})") from None
+    reference = schemas[0]
+    kinds = {field.name: pat.is_string(field.type) or pat.is_large_string(field.type) for field in reference}
+    for f, schema in zip(files[1:], schemas[1:], strict=True):
+        missing = [n for n in reference.names if n not in schema.names]
+        extra = [n for n in schema.names if n not in reference.names]
+        if missing or extra:
+            parts = ([f"missing {listed(missing)}"] if missing else []) + ([f"extra {listed(extra)}"] if extra else [])
+            raise InputError(f"{f}: its columns differ from {files[0].name}'s: {'; '.join(parts)}")
+        for field in schema:
+            text = pat.is_string(field.type) or pat.is_large_string(field.type)
+            if text != kinds[field.name]:
+                raise InputError(
+                    f"{f}: column {quote(field.name)} is {field.type} here but "
+                    f"{reference.field(field.name).type} in {files[0].name}"
+                )
+    frames = [_read_parquet(f) for f in files]
+    frame = pd.concat([x[reference.names] for x in frames], ignore_index=True)
+    if len(frame) == 0:
+        raise InputError(f"{spec}: its {len(files)} Parquet files hold no rows")
+    return frame
 
 
 def pa_is_nested(kind: Any) -> bool:

@@ -1,0 +1,106 @@
+"""--data DIR (or a glob) of Parquet shards: the same table as one file, every shard's columns
+checked against the first's before anything is read, one line naming the shard that is wrong."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import train_cmd
+from threat_ensemble.data.tables import load_labelled_table, read_raw_table
+from threat_ensemble.errors import InputError
+
+
+def _shards(folder: Path, frame: pd.DataFrame, n: int = 3) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), n)):
+        path = folder / f"part-{i:03d}.parquet"
+        frame.iloc[part].to_parquet(path, index=False)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture()
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    return pd.DataFrame(
+        {"bytes": rng.integers(0, 1000, 300), "proto": rng.choice(["tcp", "udp"], 300), "label": [0, 1, 0] * 100}
+    )
+
+
+def test_a_folder_and_a_glob_read_as_the_whole_table(tmp_path: Path, frame: pd.DataFrame) -> None:
+    _shards(tmp_path / "flows" / "day=1", frame.iloc[:150], 2)  # partition subfolders are read too
+    _shards(tmp_path / "flows" / "day=2", frame.iloc[150:], 2)
+    (tmp_path / "flows" / "_SUCCESS").write_text("")  # markers that writers leave are not data
+    whole = read_raw_table(tmp_path / "flows")
+    pd.testing.assert_frame_equal(whole, frame.reset_index(drop=True), check_dtype=False)
+    globbed = read_raw_table(str(tmp_path / "flows" / "day=2" / "*.parquet"))
+    assert len(globbed) == 150
+    table = load_labelled_table(tmp_path / "flows")
+    assert table.n_attack == 100 and list(table.features.columns) == ["bytes", "proto"]
+
+
+def test_a_shard_that_differs_is_named_before_anything_is_read(tmp_path: Path, frame: pd.DataFrame) -> None:
+    cases = {
+        "no label": (lambda f: f.drop(columns="label"), "missing ['label']"),
+        "extra column": (lambda f: f.assign(note="x"), "extra ['note']"),
+        "text where numbers were": (lambda f: f.assign(bytes=f["bytes"].astype(str)), "column 'bytes' is"),
+    }
+    for name, (change, expected) in cases.items():
+        folder = tmp_path / name.replace(" ", "-")
+        paths = _shards(folder, frame)
+        change(frame.iloc[:10]).to_parquet(paths[1], index=False)
+        with pytest.raises(InputError) as info:
+            read_raw_table(folder)
+        assert str(info.value).startswith(str(paths[1])) and expected in str(info.value), name
+
+
+def test_empty_folders_damaged_shards_and_unmatched_globs(tmp_path: Path, frame: pd.DataFrame) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="a folder with no Parquet files"):
+        read_raw_table(tmp_path / "empty")
+    with pytest.raises(InputError, match="no Parquet file matches this pattern"):
+        read_raw_table(str(tmp_path / "nowhere" / "*.parquet"))
+    paths = _shards(tmp_path / "damaged", frame)
+    paths[2].write_bytes(paths[2].read_bytes()[:40])  # a truncated shard in the middle
+    with pytest.raises(InputError) as info:
+        read_raw_table(tmp_path / "damaged")
+    assert str(info.value).startswith(str(paths[2])) and "not a readable Parquet file" in str(info.value)
+
+
+@pytest.mark.slow
+def test_train_on_a_folder_of_shards_matches_the_single_file(tmp_path: Path) -> None:
+    from threat_ensemble.data.default_data import default_frame
+
+    table = default_frame().sample(3000, random_state=2).reset_index(drop=True)
+    table.to_parquet(tmp_path / "one.parquet", index=False)
+    _shards(tmp_path / "shards", table, 4)
+    gates = {}
+    for name, data in (("one", "one.parquet"), ("shards", "shards")):
+        proc = subprocess.run(
+            train_cmd("--data", data, "--max-epochs", "2", "--quiet", "--tracking-uri",
+                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", f"b-{name}", "--checkpoint-dir",
+                      f"c-{name}"),  # fmt: skip
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode in (0, 3), proc.stderr[-3000:]
+        gates[name] = pd.read_json(tmp_path / f"b-{name}" / "gate.json", typ="series")
+    assert gates["one"]["metrics"] == gates["shards"]["metrics"]  # the same rows in the same order
+    bad = subprocess.run(
+        train_cmd("--data", "shards", "--test-data", str(tmp_path / "nothing-*.parquet"), "--quiet"),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no Parquet file matches this pattern" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,0 +1,60 @@
+"""--checkpoint-every-n-steps: SIGKILL in the middle of an epoch, --resume, and the epoch goes on
+from the last saved step: every row of it trained once (none twice, none skipped, counted by a
+digest of each row), and the final model equal to an uninterrupted run's, bit for bit."""
+
+from __future__ import annotations
+
+import collections
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import saved_autoencoder, train_cmd
+
+pytestmark = pytest.mark.slow
+
+# batch 64: about 23 steps an epoch; step 30 is the 8th step of the second epoch, a saved step
+ARGS = ["--default-rows", "3000", "--max-epochs", "3", "--batch-size", "64", "--quiet"]
+ARGS += ["--checkpoint-every-n-steps", "5"]
+KILL_AFTER_STEP = 30
+
+
+def _run(work: Path, name: str, rows: Path, *extra: str, crash_at: str) -> subprocess.CompletedProcess:
+    args = ["--record-rows", str(rows), *ARGS, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
+            "--output-dir", str(work / name), "--checkpoint-dir", str(work / f"{name}-ckpt"), *extra]  # fmt: skip
+    return subprocess.run(train_cmd(*args, crash_at=crash_at), cwd=work, capture_output=True, text=True, timeout=600)
+
+
+def _rows_by_epoch(path: Path) -> dict[int, collections.Counter]:
+    epochs: dict[int, collections.Counter] = collections.defaultdict(collections.Counter)
+    for line in path.read_text().splitlines():
+        epoch, digest = line.split()
+        epochs[int(epoch)][digest] += 1
+    return dict(epochs)
+
+
+def test_sigkill_mid_epoch_then_resume_trains_each_row_once_and_ends_equal(tmp_path: Path) -> None:
+    whole = _run(tmp_path, "whole", tmp_path / "whole-rows.txt", crash_at="none")
+    assert whole.returncode in (0, 3), whole.stderr[-3000:]
+
+    killed = _run(tmp_path, "cut", tmp_path / "cut-rows.txt", crash_at=f"train_step{KILL_AFTER_STEP}")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    assert (tmp_path / "cut-ckpt" / "last.ckpt").is_file()
+    before = _rows_by_epoch(tmp_path / "cut-rows.txt")
+    assert 0 < sum(before[1].values()) < sum(_rows_by_epoch(tmp_path / "whole-rows.txt")[1].values())  # mid-epoch
+
+    resumed = _run(tmp_path, "cut", tmp_path / "cut-rows.txt", "--resume", crash_at="none")
+    assert resumed.returncode == whole.returncode, resumed.stderr[-3000:]
+
+    whole_rows, cut_rows = _rows_by_epoch(tmp_path / "whole-rows.txt"), _rows_by_epoch(tmp_path / "cut-rows.txt")
+    assert sorted(cut_rows) == sorted(whole_rows) == [0, 1, 2]
+    for epoch in whole_rows:  # the interrupted epoch included: the same rows, each as often
+        assert cut_rows[epoch] == whole_rows[epoch], epoch
+    a, b = saved_autoencoder(tmp_path / "whole")["state_dict"], saved_autoencoder(tmp_path / "cut")["state_dict"]
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert (tmp_path / "whole" / "gate.json").read_text().split('"mlflow_run_id"')[0] == (
+        tmp_path / "cut" / "gate.json"
+    ).read_text().split('"mlflow_run_id"')[0]
