@@ -33,7 +33,7 @@ def _train(work: Path, name: str, *args: str) -> Path:
         train_cmd(
             *args,
             "--max-epochs",
-            "2",
+            "1",
             "--quiet",
             "--tracking-uri",
             f"sqlite:///{work / 'mlflow.db'}",
@@ -54,6 +54,14 @@ def _train(work: Path, name: str, *args: str) -> Path:
 
 
 def _cli(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """score.py or export.py run in this process (its exit status, stdout and stderr), in ``cwd``."""
+    from in_process import run_main
+    from threat_ensemble.cli import export, score
+
+    return run_main({"score.py": score.main, "export.py": export.main}[script], cwd, *args)
+
+
+def _subprocess(script: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "scripts" / script), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -103,17 +111,22 @@ def _graph(bundle: Path, work: Path) -> Path:
     return out
 
 
+_LOADED: dict[tuple[Path, Path], tuple[Any, Any]] = {}
+
+
 def _scores(bundle: Path, graph: Path, frame: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(Python scorer's, onnxruntime's) scores of ``frame``'s feature columns."""
+    """(Python scorer's, onnxruntime's) scores of ``frame``'s feature columns (each model loaded once)."""
     from threat_ensemble.export.onnx_runtime import OnnxScorer
     from threat_ensemble.models.ensemble import load_ensemble
 
-    ensemble = load_ensemble(bundle)
+    if (bundle, graph) not in _LOADED:
+        _LOADED[bundle, graph] = (load_ensemble(bundle), OnnxScorer.from_file(graph))
+    ensemble, scorer = _LOADED[bundle, graph]
     features = frame[ensemble.preprocessing.encoder.feature_names]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unseen categories, NaN rows: both engines see the same
         python = ensemble.score(ensemble.preprocessing.encode(features))
-    return python, OnnxScorer.from_file(graph).score(features)
+    return python, scorer.score(features)
 
 
 def assert_parity(python: dict[str, np.ndarray], onnx: dict[str, np.ndarray]) -> None:
@@ -219,7 +232,7 @@ def _tables(draw: st.DrawFn, case: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_generated_tables_on_and_beside_split_points_score_equal(generated_case: dict[str, Any], data: Any) -> None:
     frame = data.draw(_tables(generated_case))
@@ -346,7 +359,7 @@ def test_export_refuses_a_bundle_that_fails_verification(default_bundles: dict[s
     broken = work / "broken"
     shutil.copytree(default_bundles["fixed"], broken)
     (broken / "threshold.json").write_text((broken / "threshold.json").read_text().replace("0", "1", 1))
-    line = _one_error_line(_cli("export.py", work, "--bundle", str(broken), "--output", "broken.onnx"))
+    line = _one_error_line(_subprocess("export.py", work, "--bundle", str(broken), "--output", "broken.onnx"))
     assert "threshold.json" in line
     assert not (work / "broken.onnx").exists()
     assert not list(work.glob(".broken.onnx*"))  # no temporary file left either

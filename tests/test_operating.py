@@ -76,6 +76,15 @@ def _roundtrip(frame: pd.DataFrame, y: np.ndarray):  # noqa: ANN202
 
 
 def _score(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """score.py run in this process (its exit status, stdout and stderr), in ``cwd``; the drift
+    test runs the script itself, as a scheduled job would."""
+    from in_process import run_main
+    from threat_ensemble.cli.score import main
+
+    return run_main(main, cwd, *args)
+
+
+def _score_script(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, str(ROOT / "scripts" / "score.py"), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -161,7 +170,7 @@ def test_drift_report_on_a_shifted_copy_of_the_default_data(bundle: Path) -> Non
                 "--drift-report", "same.json", "--fail-on-drift")  # fmt: skip
     assert ok.returncode == 0, ok.stderr
     assert "drift: none of 47 features" in ok.stdout
-    drifted = _score(work, "--bundle", "bundle", "--data", "shifted.csv", "--output", "s2.csv",
+    drifted = _score_script(work, "--bundle", "bundle", "--data", "shifted.csv", "--output", "s2.csv",
                      "--drift-report", "shifted.json", "--fail-on-drift")  # fmt: skip
     assert drifted.returncode == 4, drifted.stderr
     assert "Traceback" not in drifted.stderr
