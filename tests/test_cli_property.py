@@ -68,7 +68,7 @@ def test_train_flags_and_unknown_options(
 
 SCORE_OPTIONS = ["--bundle", "--data", "--output", "--label-column", "--normal-label", "--drop-columns"]
 SCORE_OPTIONS += ["--expect-digest", "--max-decompressed-mb", "--engine", "--explain", "--drift-report"]
-SCORE_OPTIONS += ["--drift-threshold", "--id-columns"]
+SCORE_OPTIONS += ["--drift-threshold", "--id-columns", "--spark-master"]
 EXPORT_OPTIONS = ["--bundle", "--output", "--expect-digest"]
 FEATURIZE_OPTIONS = [
     "--normal",
@@ -79,6 +79,9 @@ FEATURIZE_OPTIONS = [
     "--label-column",
     "--max-decompressed-mb",
     "--id-columns",
+    "--window-scope",
+    "--engine",
+    "--spark-master",
 ]
 
 

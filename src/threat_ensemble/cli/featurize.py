@@ -11,8 +11,9 @@ from pathlib import Path
 
 from threat_ensemble.cli import add_decompression_limit
 from threat_ensemble.errors import OneLineParser, UsageError, check_path, run_cli
+from threat_ensemble.http import FORMATS, WINDOW_SCOPES
 
-FORMAT_CHOICES = ("auto", "raw", "common", "combined")
+ENGINES = ("local", "spark")
 EXIT_CODES = "exit status: 0 written, 2 usage or input error (one line, no traceback), 1 unexpected error"
 
 
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--format",
-        choices=FORMAT_CHOICES,
+        choices=FORMATS,
         default="auto",
         help="input format of every file (default: auto, detected per file from its first lines)",
     )
@@ -49,6 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write columns that lead a row back to its request, first in the table: source (the file), "
         "record (the request's position in it, from 1), request (its request line); train.py and score.py "
         "take the same --id-columns so they are never features and pass through to the scores",
+    )
+    parser.add_argument(
+        "--window-scope",
+        choices=WINDOW_SCOPES,
+        default=WINDOW_SCOPES[0],
+        help="per-client windows of access logs: 'stream' (default) runs them across the files given under one "
+        "option, ordered by time, so a client active across a log rotation keeps its counts; 'file' restarts "
+        "them in every file (give one server's logs per call with 'stream')",
+    )
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=ENGINES[0],
+        help="'local' (default): this process; 'spark': on Spark (pip install 'threat-ensemble[spark]'), "
+        "same features, the output a folder of Parquet shards",
+    )
+    parser.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="with --engine spark: the Spark master (default: spark-submit's, else local[*], every core here)",
     )
     add_decompression_limit(parser)
     parser.add_argument("--quiet", action="store_true", help="no summary line; warnings and errors only")
@@ -74,13 +95,15 @@ def check_args(args: argparse.Namespace) -> Path:
     return check_output_table(args.output, inputs=(*args.normal, *args.attack, *args.input))
 
 
-def run(args: argparse.Namespace) -> str:
-    """Featurize every file, label, write; return the summary line."""
-    import pandas as pd
+def labelled_groups(args: argparse.Namespace) -> list[tuple[list[str], int | None]]:
+    """The files of each option with the label its rows get (None: unlabelled); each is one stream."""
+    return [(list(paths), value) for paths, value in ((args.normal, 0), (args.attack, 1), (args.input, None)) if paths]
 
-    from threat_ensemble.http.features import FEATURE_COLUMNS, ID_COLUMNS, featurize_file
 
-    out = check_args(args)
+def check_ids(args: argparse.Namespace) -> list[str]:
+    """The --id-columns, checked against the names the featurizer knows and the label column."""
+    from threat_ensemble.http.features import FEATURE_COLUMNS, ID_COLUMNS
+
     label = args.label_column
     if label in FEATURE_COLUMNS:
         raise UsageError(f"--label-column {label!r} is the name of a feature column")
@@ -90,24 +113,79 @@ def run(args: argparse.Namespace) -> str:
         raise UsageError(f"--id-columns: unknown {unknown}; expected some of {', '.join(ID_COLUMNS)}")
     if label in ids:
         raise UsageError(f"--label-column {label!r} is also an id column")
+    return ids
+
+
+def summary(n_rows: int, n_attack: int | None, out: object) -> str:
+    from threat_ensemble.http.features import FEATURE_COLUMNS
+
+    if n_attack is None:
+        return f"wrote {n_rows} unlabelled rows x {len(FEATURE_COLUMNS)} features to {out}"
+    counts = f"{n_rows} rows ({n_rows - n_attack} normal, {n_attack} attack)"
+    return f"wrote {counts} x {len(FEATURE_COLUMNS)} features to {out}"
+
+
+def run(args: argparse.Namespace) -> str:
+    """Featurize every file, label, write; return the summary line."""
+    if args.engine == "spark":
+        return run_spark(args)
+    if args.spark_master is not None:
+        raise UsageError("--spark-master is for --engine spark")
+    import pandas as pd
+
+    from threat_ensemble.http.features import featurize_files
+
+    out = check_args(args)
+    ids = check_ids(args)
     frames = []
-    for paths, value in ((args.normal, 0), (args.attack, 1), (args.input, None)):
-        for path in paths:
-            frame = featurize_file(path, args.format, args.max_decompressed_mb, ids)
-            if value is not None:
-                frame[label] = value
-            frames.append(frame)
+    for paths, value in labelled_groups(args):
+        group = featurize_files(paths, args.format, args.max_decompressed_mb, ids, args.window_scope)
+        if value is not None:
+            for frame in group:
+                frame[args.label_column] = value
+        frames.extend(group)
     table = pd.concat(frames, ignore_index=True)
     from threat_ensemble.data.tables import write_table_atomically
 
     write_table_atomically(table, out)
-    if args.input:
-        return f"wrote {len(table)} unlabelled rows x {len(FEATURE_COLUMNS)} features to {out}"
-    n_attack = int(table[label].sum())
-    return (
-        f"wrote {len(table)} rows ({len(table) - n_attack} normal, {n_attack} attack) "
-        f"x {len(FEATURE_COLUMNS)} features to {out}"
-    )
+    return summary(len(table), None if args.input else int(table[args.label_column].sum()), out)
+
+
+def run_spark(args: argparse.Namespace) -> str:
+    """The same table on Spark, written as a folder of Parquet shards (threat_ensemble.spark)."""
+    from threat_ensemble.spark.featurize import featurize_on_spark
+    from threat_ensemble.spark.session import spark_session
+
+    out = check_spark_args(args)
+    ids = check_ids(args)
+    with spark_session(args.spark_master, "threat-ensemble featurize") as spark:
+        n_rows, n_attack = featurize_on_spark(
+            spark,
+            labelled_groups(args),
+            out,
+            fmt=args.format,
+            ids=ids,
+            label_column=args.label_column,
+            window_scope=args.window_scope,
+            max_decompressed_mb=args.max_decompressed_mb,
+        )
+    return summary(n_rows, None if args.input else n_attack, out)
+
+
+def check_spark_args(args: argparse.Namespace) -> str:
+    """Like :func:`check_args` for Spark: inputs may be folders, globs or URIs Spark reads, and the
+    output is a folder of Parquet shards (a local one is replaced only once it is complete)."""
+    labelled = args.normal or args.attack
+    if not labelled and not args.input:
+        raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
+    if labelled and args.input:
+        raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
+    from threat_ensemble.spark.files import check_input, check_output_folder
+
+    for option in ("normal", "attack", "input"):
+        for path in getattr(args, option):
+            check_input(f"--{option}", path)
+    return check_output_folder("--output", args.output, inputs=(*args.normal, *args.attack, *args.input))
 
 
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:

@@ -27,7 +27,7 @@ from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 from threat_ensemble.models.fusion import SCORE_COLUMNS
 
 OUTPUT_PREFIX = "score_"  # on every output column when the labels carry an output's name
-ENGINES = ("python", "onnx")
+ENGINES = ("python", "onnx", "spark")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,7 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="python",
         help="python (default): the bundle's models in this process; onnx: onnxruntime through the bundle's "
         "ensemble.onnx (train.py --export onnx; built from the bundle when it has none): the same output file, "
-        "scores equal to 1e-6 (docs/onnx.md); the table must hold exactly the model's feature columns",
+        "scores equal to 1e-6 (docs/onnx.md); the table must hold exactly the model's feature columns; spark: "
+        "the bundle's MLflow model on Spark (pip install 'threat-ensemble[spark]'), --data a Parquet file or "
+        "folder (or a CSV with a header), --output a folder of Parquet shards (docs/spark.md)",
+    )
+    parser.add_argument(
+        "--spark-master",
+        metavar="URL",
+        help="with --engine spark: the Spark master (default: spark-submit's, else local[*], every core here)",
     )
     parser.add_argument(
         "--explain",
@@ -137,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
+    if args.engine == "spark":
+        print(f"scored {_score_spark(args)} rows -> {args.output}")
+        return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scored = score_file(
@@ -185,6 +195,8 @@ def _drift_line(drift: dict[str, Any]) -> str:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.spark_master is not None and args.engine != "spark":
+        raise UsageError("--spark-master is for --engine spark")
     if args.explain_all and not args.explain:
         raise UsageError("--explain-all needs --explain K (how many features to show per row)")
     if not (args.drift_threshold > 0 and math.isfinite(args.drift_threshold)):
@@ -319,6 +331,52 @@ def score_file(
     from threat_ensemble.evaluation.metrics import detection_metrics
 
     return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label, drift)
+
+
+def _score_spark(args: argparse.Namespace) -> int:
+    """``--engine spark``: the verified bundle saved as its MLflow model, run by ``spark_udf``."""
+    import tempfile
+
+    from threat_ensemble.models.bundle import PREPROCESSING_FILE, read_bundle
+    from threat_ensemble.spark.files import check_input, check_output_folder
+
+    unsupported = [
+        option
+        for option, given in (
+            ("--explain", args.explain),
+            ("--drift-report", args.drift_report),
+            ("--fail-on-drift", args.fail_on_drift),
+            ("--no-header", args.no_header),
+        )
+        if given
+    ]
+    if unsupported:
+        raise UsageError(f"{unsupported[0]} is not available with --engine spark; use the python engine for it")
+    check_path("--bundle", args.bundle)
+    check_input("--data", args.data)
+    bundle = Path(args.bundle)
+    out = check_output_folder("--output", args.output, inputs=(args.data,), keep_out_of=(bundle,))
+    verified = read_bundle(bundle, args.expect_digest)
+    features = [str(c) for c in Preprocessing.from_dict(verified.json(PREPROCESSING_FILE)).encoder.feature_names]
+    trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
+    from threat_ensemble.spark.score import quiet_mlflow, read_table, score_on_spark
+    from threat_ensemble.spark.session import spark_session
+    from threat_ensemble.tracking.pyfunc import save_pyfunc_model
+
+    with spark_session(args.spark_master, "threat-ensemble score") as spark:
+        columns = read_table(spark, args.data).columns
+        label = args.label_column or str(trained.get("label_column") or DEFAULT_LABEL)
+        if args.label_column is not None and label not in columns:
+            raise InputError(f"{args.data}: --label-column {label!r} is not a column")
+        keep = [label] if label in columns and label not in features else []
+        ids = _names(args.id_columns) if args.id_columns is not None else list(trained.get("id_columns") or [])
+        missing = [c for c in ids if c not in columns] if args.id_columns is not None else []
+        if missing:
+            raise InputError(f"{args.data}: --id-columns names {missing}, not columns of the table")
+        keep += [c for c in ids if c in columns and c not in keep]
+        with tempfile.TemporaryDirectory(prefix="threat-ensemble-model-") as tmp, quiet_mlflow():
+            model = save_pyfunc_model(bundle, Path(tmp) / "model")
+            return score_on_spark(spark, str(model), args.data, out, keep=keep, features=features, impute=args.impute)
 
 
 def _split_ids(

@@ -31,9 +31,9 @@ import pyarrow.compute as pc
 
 from threat_ensemble.data.tables import gunzip_bounded
 from threat_ensemble.errors import InputError
+from threat_ensemble.http import FORMATS, WINDOW_SCOPES
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
-FORMATS = ("auto", "raw", "common", "combined")
 MISSING = -1
 NO_EXTENSION = "none"
 OTHER_METHOD = "OTHER"
@@ -248,11 +248,17 @@ def read_text(path: str | Path, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRES
         raise InputError(f"{p}: cannot be read (permission denied)") from None
     except OSError as exc:  # a symbolic-link loop, a device error
         raise InputError(f"{p}: cannot be read ({exc.strerror or exc})") from None
+    return decode_bytes(data, str(p), max_decompressed_mb)
+
+
+def decode_bytes(data: bytes, source: str, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> str:
+    """A file's bytes as latin-1 text, gzip unpacked (up to the limit); InputError naming ``source``
+    for a damaged or truncated gzip file."""
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gunzip_bounded(data, max_decompressed_mb, str(p))
+            data = gunzip_bounded(data, max_decompressed_mb, source)
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"{p}: damaged gzip file ({exc})") from None
+            raise InputError(f"{source}: damaged gzip file ({exc})") from None
     return as_text(data)
 
 
@@ -427,8 +433,10 @@ def _unescape_one(m: re.Match) -> str:
 
 
 # ----------------------------------------------------------------------------- features
-def extract_features(req: Requests) -> pd.DataFrame:
-    """One row per request, columns :data:`FEATURE_COLUMNS`, in the order of the requests."""
+def extract_features(req: Requests, windows: bool = True) -> pd.DataFrame:
+    """One row per request, columns :data:`FEATURE_COLUMNS`, in the order of the requests. With
+    ``windows=False`` the per-client window columns are left :data:`MISSING`, for a caller that
+    computes them over several files (:func:`stream_windows`, the Spark featurizer)."""
     n = len(req)
     out: dict[str, np.ndarray] = {}
     method = np.asarray(req.method, dtype=object)
@@ -525,12 +533,55 @@ def extract_features(req: Requests) -> pd.DataFrame:
         for name in body_names:
             out[name] = _missing(n)
 
-    if req.epoch is not None and req.client is not None:
+    if windows and has_windows(req):
         out.update(window_features(req.client, req.epoch, out["status_code"], path, req.user_agent))
     else:
         for name in WINDOW_COLUMNS:
             out[name] = _missing(n)
     return pd.DataFrame({name: _typed(name, out[name]) for name in FEATURE_COLUMNS})
+
+
+def has_windows(req: Requests) -> bool:
+    """Whether the format records a client and a time (access logs), so windows can be computed."""
+    return req.epoch is not None and req.client is not None
+
+
+def window_inputs(req: Requests) -> pd.DataFrame:
+    """What the per-client windows of an access log read, one row per request: ``client``,
+    ``epoch`` (seconds, UTC), ``status``, ``path`` (the raw path) and ``user_agent`` (None for a
+    common log, which records none)."""
+    assert has_windows(req), f"{req.source}: {req.fmt} requests have no client and time"
+    parts = pc.extract_regex(pa.array(req.target, type=pa.large_string()), _TARGET)
+    return pd.DataFrame(
+        {
+            "client": np.asarray(req.client, dtype=object),
+            "epoch": np.asarray(req.epoch, dtype=np.float64),
+            "status": np.asarray(req.status, dtype=np.int64),
+            "path": np.asarray(pc.fill_null(pc.struct_field(parts, ["path"]), ""), dtype=object),
+            "user_agent": np.asarray(req.user_agent, dtype=object) if req.user_agent is not None else None,
+        }
+    )
+
+
+def stream_windows(requests: Sequence[Requests], frames: Sequence[pd.DataFrame]) -> None:
+    """Fill the window columns of ``frames`` (each :func:`extract_features` of the matching file
+    of ``requests``, made with ``windows=False``) as if the files were one stream: a client's
+    windows run across files (rotated logs of one server), ordered by time. Files of different
+    formats are separate streams, and formats without client and time keep :data:`MISSING`."""
+    for fmt in dict.fromkeys(r.fmt for r in requests):
+        group = [i for i, r in enumerate(requests) if r.fmt == fmt and has_windows(r)]
+        if not group:
+            continue
+        inputs = pd.concat([window_inputs(requests[i]) for i in group], ignore_index=True)
+        ua = inputs["user_agent"].to_numpy() if fmt == "combined" else None
+        client, epoch, status, path = (inputs[c].to_numpy() for c in ("client", "epoch", "status", "path"))
+        columns = window_features(client, epoch, status, path, ua)
+        start = 0
+        for i in group:
+            stop = start + len(frames[i])
+            for name, values in columns.items():
+                frames[i][name] = _typed(name, values[start:stop])
+            start = stop
 
 
 def _typed(name: str, values: np.ndarray) -> np.ndarray:
@@ -742,11 +793,28 @@ def featurize_file(
     """Features of every request in one file; windows are per file (one capture, one clock). With
     ``ids`` (names from :data:`ID_COLUMNS`), those columns come first, so a scored row leads back to
     its request."""
-    req = parse_text(read_text(path, max_decompressed_mb), fmt, str(path))
-    features = extract_features(req)
-    if not ids:
-        return features
-    return pd.concat([request_ids(req, ids), features], axis=1)
+    return featurize_files([path], fmt, max_decompressed_mb, ids, "file")[0]
+
+
+def featurize_files(
+    paths: Sequence[str | Path],
+    fmt: str = "auto",
+    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+    ids: Sequence[str] = (),
+    window_scope: str = "file",
+) -> list[pd.DataFrame]:
+    """Features of every request of each file, one frame per file; with ``window_scope="stream"``
+    a client's windows run across the files (:func:`stream_windows`)."""
+    if window_scope not in WINDOW_SCOPES:
+        raise InputError(f"--window-scope: unknown {window_scope!r}; expected one of {', '.join(WINDOW_SCOPES)}")
+    requests = [parse_text(read_text(path, max_decompressed_mb), fmt, str(path)) for path in paths]
+    per_file = window_scope == "file"
+    frames = [extract_features(req, windows=per_file) for req in requests]
+    if not per_file:
+        stream_windows(requests, frames)
+    if ids:
+        frames = [pd.concat([request_ids(req, ids), f], axis=1) for req, f in zip(requests, frames, strict=True)]
+    return frames
 
 
 # What featurize.py --id-columns may add: the file, the request's position in it (1-based), and

@@ -160,6 +160,25 @@ def log_pyfunc_model(
     is fetched from the network: requirements are given, not inferred. ``ensemble``: the bundle's
     models already in memory (the trainer has them), saving a second load of the forests."""
     import mlflow
+
+    with _model_files(bundle_dir, ensemble) as kwargs, tracking_uri_set(tracking_uri), _run(run_id):
+        info = mlflow.pyfunc.log_model(name=artifact_path, **kwargs)
+    return str(info.model_uri)
+
+
+def save_pyfunc_model(bundle_dir: Path, path: Path, ensemble: Any = None) -> Path:
+    """The same model as :func:`log_pyfunc_model`, saved to the folder ``path`` instead of a run
+    (what ``mlflow.pyfunc.spark_udf`` and ``mlflow models serve -m PATH`` take)."""
+    import mlflow
+
+    with _model_files(bundle_dir, ensemble) as kwargs:
+        mlflow.pyfunc.save_model(path=str(path), **kwargs)
+    return Path(path)
+
+
+@contextmanager
+def _model_files(bundle_dir: Path, ensemble: Any = None) -> Iterator[dict[str, Any]]:
+    """``log_model``/``save_model`` arguments for the verified bundle: code, artifacts, signature."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -177,35 +196,30 @@ def log_pyfunc_model(
     # (it will not convert an int64 column to the double it saw in the example); the input example
     # and the ``feature_names`` metadata document the expected columns instead.
     outputs = Schema([*(ColSpec("double", k) for k in OUTPUT_COLUMNS[:-1]), ColSpec("long", "verdict")])
-    signature = ModelSignature(
-        inputs=None, outputs=outputs, params=ParamSchema(
-            [
-                ParamSpec("impute", "boolean", False),
-                ParamSpec("explain", "long", 0),
-                ParamSpec("explain_all", "boolean", False),
-            ]
-        )
+    params = ParamSchema(
+        [
+            ParamSpec("impute", "boolean", False),
+            ParamSpec("explain", "long", 0),
+            ParamSpec("explain_all", "boolean", False),
+        ]
     )
     with tempfile.TemporaryDirectory(prefix="threat-ensemble-code-") as tmp:
         code = Path(tmp) / PACKAGE_DIR.name
         shutil.copytree(PACKAGE_DIR, code, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.parquet"))
         model_code = Path(tmp) / "threat_ensemble_model.py"
         model_code.write_text(MODEL_CODE.format(digest=ensemble.digest), encoding="utf-8")
-        with tracking_uri_set(tracking_uri), _run(run_id):
-            info = mlflow.pyfunc.log_model(
-                name=artifact_path,
-                python_model=str(model_code),
-                artifacts={"bundle": str(bundle)},
-                code_paths=[str(code)],
-                signature=signature,
-                input_example=example,
-                pip_requirements=pip_requirements(),
-                metadata={
-                    "feature_names": list(ensemble.preprocessing.encoder.feature_names),
-                    "bundle_digest": ensemble.digest,
-                },
-            )
-    return str(info.model_uri)
+        yield {
+            "python_model": str(model_code),
+            "artifacts": {"bundle": str(bundle)},
+            "code_paths": [str(code)],
+            "signature": ModelSignature(inputs=None, outputs=outputs, params=params),
+            "input_example": example,
+            "pip_requirements": pip_requirements(),
+            "metadata": {
+                "feature_names": list(ensemble.preprocessing.encoder.feature_names),
+                "bundle_digest": ensemble.digest,
+            },
+        }
 
 
 @contextmanager
