@@ -76,8 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_args(args: argparse.Namespace) -> Path:
-    """Refuse contradictory options before any file is read."""
+def check_sources(args: argparse.Namespace) -> None:
+    """The input options, on either engine: labelled or unlabelled files, not both, not none."""
     labelled = args.normal or args.attack
     if not labelled and not args.input:
         raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
@@ -85,6 +85,11 @@ def check_args(args: argparse.Namespace) -> Path:
         raise UsageError("--label-column: empty; give the name of the label column (default: label)")
     if labelled and args.input:
         raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
+
+
+def check_args(args: argparse.Namespace) -> Path:
+    """Refuse contradictory options before any file is read."""
+    check_sources(args)
     from threat_ensemble.data.tables import check_output_table
 
     for option in ("normal", "attack", "input"):
@@ -175,11 +180,7 @@ def run_spark(args: argparse.Namespace) -> str:
 def check_spark_args(args: argparse.Namespace) -> str:
     """Like :func:`check_args` for Spark: inputs may be folders, globs or URIs Spark reads, and the
     output is a folder of Parquet shards (a local one is replaced only once it is complete)."""
-    labelled = args.normal or args.attack
-    if not labelled and not args.input:
-        raise UsageError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
-    if labelled and args.input:
-        raise UsageError("--input (unlabelled) cannot be mixed with --normal/--attack (labelled) in one table")
+    check_sources(args)
     from threat_ensemble.spark.files import check_input, check_output_folder
 
     for option in ("normal", "attack", "input"):
