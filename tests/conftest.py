@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,6 +26,35 @@ def small_frame() -> pd.DataFrame:
     from synthetic import make_default_dataset
 
     return make_default_dataset(3000, seed=7).drop(columns=["family"])
+
+
+DEFAULT_EXPERIMENT = "threat-ensemble"
+
+
+@pytest.fixture(scope="session")
+def default_bundle(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One bundle of the built-in default data (3,000 rows, 2 epochs, stacked fusion, its ONNX graph
+    exported), trained once per test session by scripts/train.py, its run in a SQLite store whose
+    experiment keeps artifacts in its own folder. Several modules score with it instead of each
+    training its own: read it, or copy it with :func:`copy_bundle` before changing anything."""
+    from mlflow import MlflowClient
+
+    work = tmp_path_factory.mktemp("default-bundle")
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    MlflowClient(uri).create_experiment(DEFAULT_EXPERIMENT, artifact_location=(work / "artifacts").as_uri())
+    args = ("--default-rows", "3000", "--max-epochs", "2", "--quiet", "--export", "onnx", "--tracking-uri", uri,
+            "--experiment", DEFAULT_EXPERIMENT, "--output-dir", "bundle", "--checkpoint-dir", "ckpt")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(train_cmd(*args), cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode in (0, 3), proc.stderr[-3000:]
+    gate = json.loads((work / "bundle" / "gate.json").read_text())
+    assert proc.returncode == (0 if gate["passed"] else 3)
+    return {"work": work, "bundle": work / "bundle", "uri": uri, "gate": gate, "run_id": gate["mlflow_run_id"]}
+
+
+def copy_bundle(default_bundle: dict, work: Path, name: str = "bundle") -> Path:
+    """A copy of the session's default bundle in ``work`` (a module's own folder)."""
+    return Path(shutil.copytree(default_bundle["bundle"], work / name))
 
 
 @pytest.fixture()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import train_cmd
+from in_process import run_train
 from threat_ensemble.tracking.champion import compare
 
 SMALL = ["--default-rows", "3000", "--max-epochs", "4", "--quiet", "--register-model", "detector", "--promote"]
@@ -44,7 +45,7 @@ def _promotions(uri: str, tmp_path: Path) -> None:
             "--checkpoint-dir",
             str(tmp_path / f"{name}-ckpt"),
         ]
-        return subprocess.run(train_cmd(*args, *extra), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        return run_train(tmp_path, *args, *extra)
 
     client = mlflow.MlflowClient(tracking_uri=uri)
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import saved_autoencoder, train_cmd
+from conftest import saved_autoencoder
+from in_process import run_train
 
 pytestmark = pytest.mark.slow  # every test here trains end to end
 
@@ -32,7 +32,7 @@ def _train(work: Path, test_file: str, out: str, *extra: str) -> dict:
         f"ck-{out}",
         *extra,
     ]
-    proc = subprocess.run(train_cmd(*args), cwd=work, capture_output=True, text=True, timeout=300)
+    proc = run_train(work, *args)
     assert proc.returncode in (0, 3), proc.stderr[-3000:]
     folder = work / out
     return {

@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, train_cmd
+from in_process import run_train
 from threat_ensemble.data.tables import LabelCaseWarning, binary_labels, load_labelled_table, read_raw_table
 from threat_ensemble.errors import InputError, listed, quote
 
@@ -101,14 +102,14 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path: Path
     assert first.returncode == -9
     last = tmp_path / "ckpt" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:4000])  # a truncated write
-    resumed = subprocess.run(train_cmd(*base, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    resumed = run_train(tmp_path, *base, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert "warning: ckpt/last.ckpt: unreadable (RuntimeError: " in resumed.stderr
     assert "; resuming from ckpt/autoencoder-epoch=003.ckpt instead" in resumed.stderr
     assert (tmp_path / "bundle" / "gate.json").is_file()
     for path in (tmp_path / "ckpt").glob("*.ckpt"):
         path.write_bytes(b"garbage")
-    again = subprocess.run(train_cmd(*base, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    again = run_train(tmp_path, *base, "--resume")
     assert again.returncode == 2 and again.stderr.strip().startswith("error: --resume: ")
     assert "is unreadable" in again.stderr and "start afresh without --resume" in again.stderr
 

@@ -4,7 +4,6 @@ registered with the gate result as tags."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -17,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import DEFAULT_EXPERIMENT
 from threat_ensemble.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENT = "threat-ensemble"
 MEMBERS = ("ae", "rf", "if", "ensemble")
 
 pytestmark = pytest.mark.slow
@@ -48,35 +47,10 @@ class NetworkGuard:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A small real bundle and its MLflow run in a SQLite store with its own artifact folder."""
-    from mlflow import MlflowClient
-
-    tmp = tmp_path_factory.mktemp("pyfunc")
-    uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    MlflowClient(uri).create_experiment(EXPERIMENT, artifact_location=(tmp / "artifacts").as_uri())
-    cmd = [
-        sys.executable,
-        str(ROOT / "scripts" / "train.py"),
-        "--default-rows",
-        "3000",
-        "--max-epochs",
-        "2",
-        "--quiet",
-        "--tracking-uri",
-        uri,
-        "--experiment",
-        EXPERIMENT,
-        "--output-dir",
-        str(tmp / "bundle"),
-        "--checkpoint-dir",
-        str(tmp / "ckpt"),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode in (0, 3), done.stdout + done.stderr
-    gate = json.loads((tmp / "bundle" / "gate.json").read_text())
-    return {"tmp": tmp, "uri": uri, "bundle": tmp / "bundle", "gate": gate, "run_id": gate["mlflow_run_id"]}
+def trained(default_bundle: dict[str, Any]) -> dict[str, Any]:
+    """The session's default bundle (tests/conftest.py) and its MLflow run in a SQLite store with
+    its own artifact folder."""
+    return default_bundle
 
 
 @pytest.fixture(scope="module")
@@ -360,7 +334,7 @@ def test_log_into_a_running_run_leaves_it_running(trained: dict[str, Any], rows:
     from threat_ensemble.tracking.pyfunc import log_pyfunc_model
 
     client = MlflowClient(trained["uri"])
-    run = client.create_run(client.get_experiment_by_name(EXPERIMENT).experiment_id)
+    run = client.create_run(client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id)
     model_uri = log_pyfunc_model(trained["bundle"], run.info.run_id, trained["uri"], artifact_path="ensemble")
     assert client.get_run(run.info.run_id).info.status == "RUNNING"
     model = load(f"runs:/{run.info.run_id}/ensemble", trained["uri"])

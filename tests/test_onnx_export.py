@@ -80,10 +80,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def default_bundles(work: Path) -> dict[str, Path]:
-    """The default data, stacked fusion exported by train.py --export onnx; fixed fusion without."""
+def default_bundles(work: Path, default_bundle: dict) -> dict[str, Path]:
+    """The default data, stacked fusion exported by train.py --export onnx (the session's default
+    bundle, tests/conftest.py); fixed fusion without."""
     return {
-        "stack": _train(work, "default-stack", "--default-rows", "3000", "--export", "onnx"),
+        "stack": default_bundle["bundle"],
         "fixed": _train(work, "default-fixed", "--default-rows", "3000", "--fusion", "fixed"),
     }
 
@@ -254,7 +255,7 @@ def test_the_cut_is_an_input_with_the_trained_default(default_bundles: dict[str,
     assert scorer.score(frame, cut=0.9)["verdict"].sum() < default["verdict"].sum()
 
 
-def test_metadata_and_version_id(default_bundles: dict[str, Path], work: Path) -> None:
+def test_metadata_and_version_id(default_bundles: dict[str, Path], default_bundle: dict) -> None:
     import onnx
 
     from threat_ensemble import __version__
@@ -280,7 +281,7 @@ def test_metadata_and_version_id(default_bundles: dict[str, Path], work: Path) -
     assert "ensemble.onnx" in read_bundle(bundle).files
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    client = MlflowClient(default_bundle["uri"])
     logged = {a.path for a in client.list_artifacts(meta["mlflow_run_id"], "bundle")}
     assert "bundle/ensemble.onnx" in logged
 

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, train_cmd
+from conftest import ROOT, copy_bundle
+from in_process import run_train
 
 # ----------------------------------------------------------------------------- the profile (fast)
 
@@ -90,19 +91,11 @@ def _score_script(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("operating")
-    proc = subprocess.run(
-        train_cmd("--default-rows", "4000", "--max-epochs", "3", "--quiet", "--tracking-uri",
-                  f"sqlite:///{work / 'mlflow.db'}", "--output-dir", "bundle", "--checkpoint-dir", "ckpt"),  # fmt: skip
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode in (0, 3), proc.stderr[-3000:]
-    assert "profile" in json.loads((work / "bundle" / "preprocessing.json").read_text())
-    return work / "bundle"
+def bundle(default_bundle: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the session's default bundle in this module's own folder (tests write beside it)."""
+    copied = copy_bundle(default_bundle, tmp_path_factory.mktemp("operating"))
+    assert "profile" in json.loads((copied / "preprocessing.json").read_text())
+    return copied
 
 
 def _normal_rows(n: int, seed: int) -> pd.DataFrame:
@@ -215,15 +208,9 @@ def test_id_columns_are_never_features_and_pass_through_score_py(tmp_path: Path)
     frame.insert(0, "record", np.arange(1, len(frame) + 1))
     frame.insert(1, "request", "GET /item/" + frame["record"].astype(str))
     frame.to_csv(tmp_path / "with-ids.csv", index=False)
-    proc = subprocess.run(
-        train_cmd("--data", "with-ids.csv", "--id-columns", "record,request", "--max-epochs", "2", "--quiet",
-                  "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", "bundle",
-                  "--checkpoint-dir", "ckpt"),  # fmt: skip
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    proc = run_train(tmp_path, "--data", "with-ids.csv", "--id-columns", "record,request", "--max-epochs", "2",
+                     "--quiet", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", "bundle",
+                     "--checkpoint-dir", "ckpt")  # fmt: skip
     assert proc.returncode in (0, 3), proc.stderr[-3000:]
     features = json.loads((tmp_path / "bundle" / "preprocessing.json").read_text())["feature_names"]
     assert "record" not in features and "request" not in features and len(features) == 47

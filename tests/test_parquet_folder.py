@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import train_cmd
+from in_process import run_train
 from threat_ensemble.data.tables import load_labelled_table, read_raw_table
 from threat_ensemble.errors import InputError
 
@@ -83,15 +84,9 @@ def test_train_on_a_folder_of_shards_matches_the_single_file(tmp_path: Path) -> 
     _shards(tmp_path / "shards", table, 4)
     gates = {}
     for name, data in (("one", "one.parquet"), ("shards", "shards")):
-        proc = subprocess.run(
-            train_cmd("--data", data, "--max-epochs", "2", "--quiet", "--tracking-uri",
-                      f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", f"b-{name}", "--checkpoint-dir",
-                      f"c-{name}"),  # fmt: skip
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        proc = run_train(tmp_path, "--data", data, "--max-epochs", "2", "--quiet", "--tracking-uri",
+                         f"sqlite:///{tmp_path / 'mlflow.db'}", "--output-dir", f"b-{name}", "--checkpoint-dir",
+                         f"c-{name}")  # fmt: skip
         assert proc.returncode in (0, 3), proc.stderr[-3000:]
         gates[name] = pd.read_json(tmp_path / f"b-{name}" / "gate.json", typ="series")
     assert gates["one"]["metrics"] == gates["shards"]["metrics"]  # the same rows in the same order

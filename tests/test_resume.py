@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import saved_autoencoder, train_cmd
+from in_process import run_train
 
 pytestmark = pytest.mark.slow  # every test here trains end to end
 
@@ -32,6 +33,12 @@ def _run(work: Path, *extra: str, crash_at: str | None = None, timeout: int = 30
     ]
     cmd = train_cmd(*args, crash_at=crash_at)
     return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=timeout)
+
+
+def _run_here(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    """As :func:`_run`, in the test process: for runs that are not killed."""
+    folders = ("--output-dir", str(work / "bundle"), "--checkpoint-dir", str(work / "ckpt"))
+    return run_train(work, *ARGS, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", *folders, *extra)
 
 
 def _bundle(work: Path) -> dict:
@@ -63,7 +70,7 @@ def _tree_outputs(folder: Path, width: int) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("uninterrupted")
-    proc = _run(work)
+    proc = _run_here(work)  # in the test process; the runs it is compared with are real processes
     assert proc.returncode in (0, 3), proc.stderr[-3000:]
     return _bundle(work)
 
@@ -108,13 +115,13 @@ def _client(work: Path):
 def test_resume_refuses_changed_data_or_options(tmp_path: Path) -> None:
     killed = _run(tmp_path, crash_at="train_epoch1")
     assert killed.returncode == -signal.SIGKILL
-    changed = _run(tmp_path, "--resume", "--lr", "0.01")
+    changed = _run_here(tmp_path, "--resume", "--lr", "0.01")
     assert changed.returncode == 2
     assert "--resume refused: --lr was 0.003, now 0.01" in changed.stderr.strip().splitlines()[-1]
-    other_data = _run(tmp_path, "--resume", "--seed", "42", "--default-rows", "3001")
+    other_data = _run_here(tmp_path, "--resume", "--seed", "42", "--default-rows", "3001")
     assert other_data.returncode == 2
     assert "training data differs (fingerprint mismatch)" in other_data.stderr
-    anyway = _run(tmp_path, "--resume", "--lr", "0.01", "--resume-anyway")
+    anyway = _run_here(tmp_path, "--resume", "--lr", "0.01", "--resume-anyway")
     assert anyway.returncode in (0, 3), anyway.stderr[-3000:]
     assert "resuming anyway" in anyway.stderr
     import yaml

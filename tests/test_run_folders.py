@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import train_cmd
+from in_process import run_train
 from threat_ensemble.errors import InputError
 from threat_ensemble.run_folders import check_run_folders, lock_path, locked
 
@@ -60,15 +61,19 @@ def test_a_second_run_on_locked_folders_exits_2_naming_the_holder(tmp_path: Path
     assert lock_path(tmp_path / "ckpt") == tmp_path / ".ckpt.lock"  # beside the folder, never in a bundle
 
 
+def _train_here(work: Path, *args: str) -> subprocess.CompletedProcess:
+    return run_train(work, *SMALL, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", *args)
+
+
 @pytest.mark.slow
 def test_a_failed_gate_never_replaces_a_passing_bundle(tmp_path: Path) -> None:
-    first = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--register-model", "shop")
+    first = _train_here(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--register-model", "shop")
     assert first.returncode == 0, first.stderr[-3000:]
     manifest = (tmp_path / "bundle" / "manifest.json").read_bytes()
     digest = hashlib.sha256(manifest).hexdigest()
     assert f"bundle digest: {digest}" in first.stdout
 
-    second = _train(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--min-f1", "0.9999")
+    second = _train_here(tmp_path, "--output-dir", "bundle", "--checkpoint-dir", "ckpt", "--min-f1", "0.9999")
     assert second.returncode == 3, second.stderr[-3000:]
     assert (tmp_path / "bundle" / "manifest.json").read_bytes() == manifest  # the passing bundle, untouched
     rejected = tmp_path / "bundle.rejected"

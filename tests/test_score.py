@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, train_cmd
+from conftest import ROOT, copy_bundle
+from in_process import run_train
 
 pytestmark = pytest.mark.slow
 
@@ -36,33 +37,14 @@ def _one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from synthetic import make_default_dataset
+def trained(default_bundle: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The session's default bundle (tests/conftest.py) copied here, and 400 new rows scored with it."""
+    from default_traffic import generate_default_traffic  # datasets/
 
     work = tmp_path_factory.mktemp("score")
-    make_default_dataset(3000, seed=21).drop(columns="family").to_csv(work / "flows.csv", index=False)
-    new = make_default_dataset(400, seed=22).drop(columns="family")
+    copy_bundle(default_bundle, work)
+    new = generate_default_traffic(400, seed=22)
     new.to_csv(work / "new.csv", index=False)
-    proc = subprocess.run(
-        train_cmd(
-            "--data",
-            "flows.csv",
-            "--max-epochs",
-            "2",
-            "--quiet",
-            "--tracking-uri",
-            f"sqlite:///{work / 'mlflow.db'}",
-            "--output-dir",
-            "bundle",
-            "--checkpoint-dir",
-            "ckpt",
-        ),
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode in (0, 3), proc.stderr[-3000:]
     scored = _score(work, "--bundle", "bundle", "--data", "new.csv", "--output", "scores.csv")
     return {"work": work, "bundle": work / "bundle", "new": new, "scored": scored}
 
@@ -175,7 +157,7 @@ def test_score_takes_the_bundles_label_column_and_normal_label(tmp_path_factory:
     frame.to_csv(work / "flows.csv", index=False)
     args = ["--data", "flows.csv", "--label-column", "verdict", "--normal-label", "benign", "--max-epochs", "2"]
     args += ["--quiet", "--tracking-uri", f"sqlite:///{work / 'm.db'}", "--output-dir", "b", "--checkpoint-dir", "c"]
-    trained_run = subprocess.run(train_cmd(*args), cwd=work, capture_output=True, text=True, timeout=300)
+    trained_run = run_train(work, *args)
     assert trained_run.returncode in (0, 3), trained_run.stderr[-2000:]
     assert (work / "b" / "gate.json").is_file()
     proc = _score(work, "--bundle", "b", "--data", "flows.csv", "--output", "s.parquet")  # no label options

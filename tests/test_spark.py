@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
 import warnings
 from pathlib import Path
 
@@ -14,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import train_cmd
 from in_process import run_main
 from rotated_logs import STRADDLER, write_rotated_logs
 
@@ -127,18 +125,8 @@ def test_the_command_line_on_spark_answers_bad_input_in_one_line(spark, traffic:
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    work = tmp_path_factory.mktemp("spark-bundle")
-    proc = subprocess.run(
-        train_cmd("--default-rows", "3000", "--max-epochs", "1", "--quiet", "--tracking-uri",
-                  f"sqlite:///{work / 'mlflow.db'}", "--output-dir", "bundle", "--checkpoint-dir", "ckpt"),  # fmt: skip
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode in (0, 3) and (work / "bundle" / "manifest.json").exists(), proc.stderr[-3000:]
-    return work / "bundle"
+def bundle(default_bundle: dict) -> Path:
+    return default_bundle["bundle"]
 
 
 def test_spark_scoring_equals_score_py(spark, bundle: Path, tmp_path: Path) -> None:  # noqa: ANN001
