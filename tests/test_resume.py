@@ -88,7 +88,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path: Path, referen
     killed = _run(tmp_path, crash_at=crash_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert not (tmp_path / "bundle").exists()  # never a partial bundle
-    resumed = _run(tmp_path, "--resume")
+    resumed = _run_here(tmp_path, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     got = _bundle(tmp_path)
     assert got["threshold"] == reference["threshold"]  # identical, not approximately
@@ -132,7 +132,7 @@ def test_resume_refuses_changed_data_or_options(tmp_path: Path) -> None:
 
 
 def test_resume_with_nothing_to_resume_is_a_clear_error(tmp_path: Path) -> None:
-    proc = _run(tmp_path, "--resume")
+    proc = _run_here(tmp_path, "--resume")
     assert proc.returncode == 2
     assert "nothing to resume" in proc.stderr
 
@@ -183,7 +183,7 @@ def test_a_stop_signal_stops_with_a_message_and_resume_completes(
     run_id = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())["mlflow_run_id"]
     run = client.get_run(run_id)
     assert (run.info.status, run.data.tags["status"]) == ("KILLED", "interrupted")  # to be continued, not failed
-    resumed = subprocess.run(train_cmd(*args, "--resume"), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    resumed = run_train(tmp_path, *args, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert (tmp_path / "bundle" / "gate.json").exists()
 
@@ -201,7 +201,7 @@ def test_an_early_stopped_run_resumed_after_training_trains_no_further_epoch(tmp
     state = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())
     epochs = _val_loss_epochs(tmp_path, state["mlflow_run_id"])
     assert epochs < 30  # it did stop early
-    resumed = _run(tmp_path, *extra, "--resume")
+    resumed = _run_here(tmp_path, *extra, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     gate = json.loads((tmp_path / "bundle" / "gate.json").read_text())
     assert gate["mlflow_run_id"] == state["mlflow_run_id"]
@@ -217,6 +217,6 @@ def test_sigterm_in_the_tree_stage_stops_with_a_message_and_resume_completes(tmp
     assert not (tmp_path / "bundle").exists()
     run_id = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())["mlflow_run_id"]
     assert _client(tmp_path).get_run(run_id).info.status == "KILLED"
-    resumed = _run(tmp_path, "--resume")
+    resumed = _run_here(tmp_path, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert _bundle(tmp_path)["gate"] == reference["gate"]
