@@ -5,6 +5,7 @@ where pyspark or Java is missing; CI installs the [spark] extra."""
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -103,6 +104,17 @@ def test_spark_featurizer_refuses_a_truncated_gzip_like_the_local_one(spark, tra
         featurize_on_spark(spark, [([str(traffic / "access.log.1"), str(broken)], None)], str(out))
     assert str(on_spark.value) == str(local.value) and str(broken) in str(on_spark.value)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["cut.log.gz"]  # nothing written
+
+
+def test_an_input_folder_without_files_is_named(spark, traffic: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    from threat_ensemble.spark.featurize import featurize_on_spark
+
+    empty = tmp_path / "empty"
+    (empty / "inner").mkdir(parents=True)
+    out = tmp_path / "out"
+    with pytest.raises(InputError, match=f"^{re.escape(str(empty))}: holds no file$"):
+        featurize_on_spark(spark, [([str(traffic / "access.log.1")], 0), ([str(empty)], 1)], str(out))
+    assert not out.exists()
 
 
 def test_the_command_line_on_spark_answers_bad_input_in_one_line(spark, traffic: Path, tmp_path: Path, capfd) -> None:  # noqa: ANN001

@@ -72,20 +72,25 @@ def featurize_on_spark(
     from pyspark.sql import functions as F
 
     files = None
-    arg = 0
+    given_args: list[str] = []
     for group, (paths, _label) in enumerate(groups):
         for given in paths:
             part = _read_files(spark, given).select(
                 "path",
                 "content",
                 F.lit(group).alias("_group"),
-                F.lit(arg).alias("_arg"),
+                F.lit(len(given_args)).alias("_arg"),
                 F.lit(given if not is_remote(given) and Path(given).is_file() else None).cast("string").alias("_given"),
             )
             files = part if files is None else files.unionByName(part)
-            arg += 1
+            given_args.append(given)
     if files is None:
         raise InputError("give input files with --normal/--attack (labelled) or --input (unlabelled)")
+    # One listing job for all inputs (binaryFile reads no content for it): a folder or glob with no file is named.
+    found = {row["_arg"] for row in _collect(files.select("_arg").distinct())}
+    for arg, given in enumerate(given_args):
+        if arg not in found:
+            raise InputError(f"{given}: holds no file")
     task = partial(
         featurize_batches,
         fmt=fmt,
@@ -96,6 +101,7 @@ def featurize_on_spark(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # pyspark on a pandas release it has not been tested with
         parsed = files.mapInPandas(task, SCHEMA).persist(StorageLevel.MEMORY_AND_DISK)
+    windowed = None
     try:
         notes = _collect(parsed.filter("record = 0").select("_arg", "_note", "_failed").orderBy("_arg"))
         for note in notes:
@@ -104,35 +110,34 @@ def featurize_on_spark(
         for note in notes:
             warnings.warn(note["_note"], FeaturizeWarning, stacklevel=2)
         rows = parsed.filter("record > 0")
-        if window_scope == "stream":
-            rows = stream_windows(rows)
         labels = [-1 if label is None else int(label) for _paths, label in groups]
         label = F.element_at(F.array(*[F.lit(v) for v in labels]), F.col("_group") + 1).cast("long")
+        counts = _collect(rows.agg(F.count(F.lit(1)).alias("n"), F.sum((label == 1).cast("long")).alias("attack")))[0]
+        if window_scope == "stream":
+            # Kept: the sort below reads its input twice (a sample for its ranges, then the rows),
+            # and the windows are the costly part.
+            rows = windowed = stream_windows(rows).persist(StorageLevel.MEMORY_AND_DISK)
         columns = [F.col(c) for c in ids] + [F.col(c) for c in FEATURE_COLUMNS]
         if any(v >= 0 for v in labels):
             columns.append(label.alias(label_column))
         table = rows.orderBy("_arg", "source", "record").select(*columns)
-        counts = _collect(rows.agg(F.count(F.lit(1)).alias("n"), F.sum((label == 1).cast("long")).alias("attack")))[0]
         with folder_written_whole(out) as target:
             run_action(lambda: table.write.mode("errorifexists").parquet(target))
         return int(counts["n"]), int(counts["attack"] or 0)
     finally:
+        if windowed is not None:
+            windowed.unpersist()
         parsed.unpersist()
 
 
 def _read_files(spark: Any, given: str) -> Any:
     """The files named by ``given`` (a file, a folder, read recursively, or a glob) as Spark's
-    ``binaryFile`` rows; InputError when there is none."""
+    ``binaryFile`` rows (a path or glob that matches nothing is an InputError here)."""
     check_input("input", given)
     try:
-        frame = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(spark_path(given))
-        if not frame.limit(1).count():
-            raise InputError(f"{given}: holds no file")
-    except InputError:
-        raise
+        return spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(spark_path(given))
     except Exception as exc:
         raise InputError(f"{given}: {spark_error(exc)}") from None
-    return frame
 
 
 def run_action(action: Any) -> Any:
