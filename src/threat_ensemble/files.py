@@ -29,3 +29,51 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(
+    path: str | Path,
+    option: str,
+    *,
+    example: str,
+    others: tuple[tuple[str, str | Path], ...] = (),
+    keep_out_of: tuple[Path, ...] = (),
+    advice: str = "",
+) -> Path:
+    """Refuse, before any slow work, an output file that could not be written or would destroy
+    something: a folder, a device, FIFO or socket (only regular files are written), a missing or
+    read-only folder, one of ``others`` (``(what, path)`` pairs: the inputs, the other outputs) or
+    a path inside a folder in ``keep_out_of`` (a bundle, whose manifest would no longer match).
+    ``example`` is a file name the option takes, for the message; ``advice`` ends the message about
+    a bundle."""
+    import stat
+
+    from threat_ensemble.errors import InputError
+
+    out = Path(path)
+    if out.is_dir():
+        raise InputError(f"{option} {out}: is a folder; expected a file name such as {example}")
+    if out.exists() and not stat.S_ISREG(out.stat().st_mode):
+        kind = "not a regular file (a device, FIFO or socket)"
+        raise InputError(f"{option} {out}: {kind}; only regular files are written")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{option} {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {out}: folder {parent} is not writable")
+    resolved = _resolved(out)
+    for what, other in others:
+        if _resolved(Path(other)) == resolved:
+            raise InputError(f"{option} {out}: is also {what} ({other}); write it elsewhere")
+    for folder in keep_out_of:
+        if folder.resolve() in resolved.parents:
+            raise InputError(f"{option} {out}: inside {folder}; writing there would break that bundle{advice}")
+    return out
+
+
+def _resolved(path: Path) -> Path:
+    """The real path, or the absolute one where links loop (the read then fails with its reason)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()

@@ -23,3 +23,14 @@ def add_decompression_limit(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help=f"refuse a gzip input that expands beyond this many MB (default {DEFAULT_MAX_DECOMPRESSED_MB})",
     )
+
+
+def add_bundle_options(parser: argparse.ArgumentParser) -> None:
+    """``--bundle`` and ``--expect-digest``, the same on score.py and export.py."""
+    parser.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder written by train.py")
+    parser.add_argument(
+        "--expect-digest",
+        metavar="SHA256",
+        help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
+        "MLflow has it as the run's and the model version's bundle_digest tag)",
+    )

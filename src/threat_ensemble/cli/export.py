@@ -4,10 +4,11 @@ not at all). The graph's inputs, outputs and metadata are described in docs/onnx
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
+from threat_ensemble.cli import add_bundle_options
 from threat_ensemble.errors import InputError, OneLineParser, check_path, run_cli
+from threat_ensemble.files import check_output_file
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,32 +19,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 written, 2 usage or input error (or a bundle that fails its manifest; nothing "
         "is written), 1 unexpected error",
     )
-    parser.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder written by train.py")
+    add_bundle_options(parser)
     parser.add_argument("--output", required=True, metavar="FILE", help="the graph to write, a .onnx file")
-    parser.add_argument(
-        "--expect-digest", metavar="SHA256", help="refuse the bundle unless its manifest's sha256 is this"
-    )
     return parser
 
 
 def check_output(output: str, bundle: str) -> Path:
     """A writable ``.onnx`` file name outside the bundle (a file added there would break it)."""
-    out = Path(output)
-    if out.suffix.lower() != ".onnx":
-        raise InputError(f"--output {out}: expected a .onnx file name")
-    if out.is_dir() or (out.exists() and not out.is_file()):
-        raise InputError(f"--output {out}: not a regular file")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--output {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"--output {out}: folder {parent} is not writable")
-    if Path(bundle).resolve() in out.resolve().parents:
-        raise InputError(
-            f"--output {out}: inside the bundle {bundle}, whose manifest would no longer match; "
-            "write it elsewhere, or train with --export onnx to have it in the bundle"
-        )
-    return out
+    if Path(output).suffix.lower() != ".onnx":
+        raise InputError(f"--output {output}: expected a .onnx file name")
+    advice = "; train with --export onnx to have the graph in the bundle"
+    return check_output_file(output, "--output", example="ensemble.onnx", keep_out_of=(Path(bundle),), advice=advice)
 
 
 def main(argv: list[str] | None = None) -> int:

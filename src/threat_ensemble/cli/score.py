@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.cli import add_decompression_limit
+from threat_ensemble.cli import add_bundle_options, add_decompression_limit
 from threat_ensemble.data.inputs import DEFAULT_LABEL, checked_features, read_features
 from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
 from threat_ensemble.data.profile import DRIFT_THRESHOLD
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit status: 0 scored, 4 scored but the features drifted (--fail-on-drift), 2 usage or input error "
         "(or a bundle that fails its manifest), 1 unexpected error",
     )
-    parser.add_argument("--bundle", required=True, metavar="DIR", help="bundle folder written by train.py")
+    add_bundle_options(parser)
     parser.add_argument(
         "--data", required=True, metavar="PATH", help="table to score: .csv, .csv.gz, .txt, .parquet or .npz"
     )
@@ -61,12 +61,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="VALUE",
         help="label of normal rows, for the metrics; any other value is an attack (default: the bundle's own, "
         "as trained with train.py --normal-label)",
-    )
-    parser.add_argument(
-        "--expect-digest",
-        metavar="SHA256",
-        help="refuse the bundle unless its manifest's sha256 is this (train.py prints it as 'bundle digest'; "
-        "MLflow has it as the run's and the model version's bundle_digest tag)",
     )
     parser.add_argument(
         "--engine",
@@ -395,21 +389,14 @@ def _split_ids(
 
 
 def _check_report_path(path: str | Path, others: tuple[str | Path, ...], bundle: Path) -> Path:
-    """A writable .json file that is neither an input nor the scores, outside the bundle."""
-    report = Path(path)
+    """A writable .json file that is neither the table nor the scores, outside the bundle."""
+    from threat_ensemble.files import check_output_file
+
     check_path("--drift-report", str(path))
-    if report.suffix.lower() != ".json":
-        raise InputError(f"--drift-report {report}: expected a .json file name")
-    if report.is_dir() or (report.exists() and not report.is_file()):
-        raise InputError(f"--drift-report {report}: not a regular file")
-    parent = report.parent if str(report.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"--drift-report {report}: folder {parent} does not exist")
-    if any(report.resolve() == Path(o).resolve() for o in others):
-        raise InputError(f"--drift-report {report}: is also the table or the scores; write it elsewhere")
-    if bundle.resolve() in report.resolve().parents:
-        raise InputError(f"--drift-report {report}: inside {bundle}; writing there would break that bundle")
-    return report
+    if Path(path).suffix.lower() != ".json":
+        raise InputError(f"--drift-report {path}: expected a .json file name")
+    pairs = tuple(zip(("the table", "the scores"), others, strict=False))
+    return check_output_file(path, "--drift-report", example="drift.json", others=pairs, keep_out_of=(bundle,))
 
 
 def _onnx_scorer(verified: Any) -> Any:

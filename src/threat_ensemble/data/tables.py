@@ -550,40 +550,13 @@ def output_suffix(path: Path, option: str = "--output") -> str:
 def check_output_table(
     path: str | Path, option: str = "--output", inputs: tuple[str | Path, ...] = (), keep_out_of: tuple[Path, ...] = ()
 ) -> Path:
-    """Refuse, before any slow work, an output that could not be written or would destroy
-    something: a folder, a device, FIFO or socket (only regular files are written), one of the
-    ``inputs``, or a path inside a folder in ``keep_out_of`` (a bundle)."""
-    import os
-    import stat
+    """A table file this command may write (:func:`threat_ensemble.files.check_output_file`): a
+    known extension, not one of the ``inputs``, not inside a folder in ``keep_out_of`` (a bundle)."""
+    from threat_ensemble.files import check_output_file
 
-    out = Path(path)
-    output_suffix(out, option)
-    if out.is_dir():
-        raise InputError(f"{option} {out}: is a folder; expected a file name such as scores.csv")
-    if out.exists() and not stat.S_ISREG(out.stat().st_mode):
-        kind = "not a regular file (a device, FIFO or socket)"
-        raise InputError(f"{option} {out}: {kind}; only regular files are written")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{option} {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {out}: folder {parent} is not writable")
-    resolved = _resolved(out)
-    for source in inputs:
-        if _resolved(Path(source)) == resolved:
-            raise InputError(f"{option} {out}: is also an input ({source}); write the output elsewhere")
-    for folder in keep_out_of:
-        if folder.resolve() in resolved.parents:
-            raise InputError(f"{option} {out}: inside {folder}; writing there would break that bundle")
-    return out
-
-
-def _resolved(path: Path) -> Path:
-    """The real path, or the absolute one where links loop (the read then fails with its reason)."""
-    try:
-        return path.resolve()
-    except (OSError, RuntimeError):
-        return path.absolute()
+    output_suffix(Path(path), option)
+    others = tuple(("an input", source) for source in inputs)
+    return check_output_file(path, option, example="scores.csv", others=others, keep_out_of=keep_out_of)
 
 
 def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
