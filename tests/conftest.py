@@ -1,4 +1,5 @@
-"""Shared fixtures: small labelled tables written by the tests themselves, and a SQLite MLflow store."""
+"""Shared fixtures: small labelled tables written by the tests themselves, a SQLite MLflow store,
+and one default-data bundle trained once per session."""
 
 from __future__ import annotations
 

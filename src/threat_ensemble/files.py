@@ -1,14 +1,18 @@
 """Writing a file whole or not at all: to a temporary file beside it, flushed to disk, then renamed
 over it, so a crash or a full disk leaves the previous file or none, never half of one. (Written
-here rather than taken from a library: the maintained ones left are larger than these lines.)"""
+here rather than taken from a library: the maintained ones left are larger than these lines.) And
+the check, before any slow work, that an output file may be written there."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+from threat_ensemble.errors import InputError
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -46,10 +50,6 @@ def check_output_file(
     a path inside a folder in ``keep_out_of`` (a bundle, whose manifest would no longer match).
     ``example`` is a file name the option takes, for the message; ``advice`` ends the message about
     a bundle."""
-    import stat
-
-    from threat_ensemble.errors import InputError
-
     out = Path(path)
     if out.is_dir():
         raise InputError(f"{option} {out}: is a folder; expected a file name such as {example}")
