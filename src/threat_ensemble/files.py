@@ -56,11 +56,7 @@ def check_output_file(
     if out.exists() and not stat.S_ISREG(out.stat().st_mode):
         kind = "not a regular file (a device, FIFO or socket)"
         raise InputError(f"{option} {out}: {kind}; only regular files are written")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{option} {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {out}: folder {parent} is not writable")
+    check_parent_writable(option, out, out.parent if str(out.parent) else Path("."))
     resolved = _resolved(out)
     for what, other in others:
         if _resolved(Path(other)) == resolved:
@@ -69,6 +65,14 @@ def check_output_file(
         if folder.resolve() in resolved.parents:
             raise InputError(f"{option} {out}: inside {folder}; writing there would break that bundle{advice}")
     return out
+
+
+def check_parent_writable(option: str, out: Path, parent: Path) -> None:
+    """The folder an output (a file, or a folder of shards) goes into exists and may be written."""
+    if not parent.is_dir():
+        raise InputError(f"{option} {out}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {out}: folder {parent} is not writable")
 
 
 def _resolved(path: Path) -> Path:

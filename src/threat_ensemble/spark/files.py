@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from threat_ensemble.errors import InputError
+from threat_ensemble.files import check_parent_writable
 
 SUCCESS_MARKER = "_SUCCESS"  # what Spark leaves in a folder it wrote completely
 
@@ -59,11 +60,7 @@ def check_output_folder(
         raise InputError(
             f"{option} {out}: a folder that holds other files; give a new or empty folder, or one Spark wrote before"
         )
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise InputError(f"{option} {out}: folder {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{option} {out}: folder {parent} is not writable")
+    check_parent_writable(option, out, out.absolute().parent)
     resolved = out.resolve()
     for given in inputs:
         if is_remote(given) or glob.has_magic(given):
