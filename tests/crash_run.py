@@ -9,7 +9,8 @@ saved), ``validation`` (metrics computed, before the gate and the bundle) or ``b
 file written to the temporary folder, before the manifest and the swap). ``POINT+sigterm`` sends
 SIGTERM there instead, as a scheduler stopping the job would. ``--record-rows FILE`` (before the
 train.py options) appends one line per row each training step trains on: the epoch and a digest
-of the row's values, so a test can count which rows an epoch saw."""
+of the row's values, so a test can count which rows an epoch saw (ranks other than 0 write to
+FILE.rankN)."""
 
 from __future__ import annotations
 
@@ -82,7 +83,8 @@ def record_rows(path: str) -> None:
 
     def training_step(self: Any, batch: Any, batch_idx: int) -> Any:
         rows = batch.detach().cpu().numpy()
-        with open(path, "a") as out:
+        rank = int(self.global_rank)  # with several processes, one file per rank: FILE.rankN beside FILE
+        with open(path if rank == 0 else f"{path}.rank{rank}", "a") as out:
             out.writelines(f"{self.current_epoch} {hashlib.sha1(r.tobytes()).hexdigest()}\n" for r in rows)
         return step(self, batch, batch_idx)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import saved_autoencoder, train_cmd
 
@@ -109,3 +110,66 @@ def test_two_nodes_simulated_on_one_machine(tmp_path: Path) -> None:
     threshold = json.loads((tmp_path / "artifacts" / "threshold.json").read_text())
     expected, _ = _single_process_threshold(tmp_path / "artifacts")
     assert threshold["threshold"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_two_processes_stream_disjoint_row_groups(tmp_path: Path) -> None:
+    """--stream with 2 DDP processes: each rank trains only the rows of its own share of row groups
+    (disjoint shares, every row of a share once per epoch), and the threshold equals the
+    single-process percentile over every autoencoder validation row on the same model."""
+    import collections
+    import hashlib
+
+    from synthetic import make_default_dataset
+    from test_stream import write_shards
+    from threat_ensemble.data.stream import ROLE_AE_TRAIN, ParquetStream, assign_groups
+    from threat_ensemble.models.autoencoder import reconstruction_error
+    from threat_ensemble.models.ensemble import ThreatEnsemble
+
+    write_shards(tmp_path / "flows", make_default_dataset(3000, seed=42), files=3, row_group=250)
+    port = _free_port()
+    args = train_cmd(
+        "--record-rows", str(tmp_path / "rows.txt"), "--data", "flows", "--stream", "--drop-columns", "family",
+        "--max-epochs", "2", "--batch-size", "64", "--accelerator", "cpu", "--num-nodes", "2", "--devices", "1",
+        "--strategy", "ddp", "--quiet", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        crash_at="none",
+    )  # fmt: skip
+    procs = []
+    for node in (0, 1):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), WORLD_SIZE="2")
+        procs.append(
+            subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        )
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, results, strict=True):
+        assert p.returncode in (0, 3), err[-4000:]
+    bundle = tmp_path / "artifacts"
+    _check_one_run(tmp_path, json.loads((bundle / "gate.json").read_text()))
+
+    stream = ParquetStream(str(tmp_path / "flows"), drop_columns=["family"])
+    stream.scan()
+    ensemble = ThreatEnsemble.load(bundle)
+    pre = ensemble.preprocessing
+
+    def digests(group: int) -> collections.Counter:
+        frame = next(stream.rows_by_role((ROLE_AE_TRAIN,), [group]))[0]
+        rows = pre.scaler.transform(pre.encoder.transform(frame)[0])
+        return collections.Counter(hashlib.sha1(r.tobytes()).hexdigest() for r in rows)
+
+    rows = np.array([int((roles == ROLE_AE_TRAIN).sum()) for roles in stream.roles])
+    shares = assign_groups(rows, 2)
+    owned = [sum((digests(g) for g in share), collections.Counter()) for share in shares]
+    assert not set(owned[0]) & set(owned[1])
+    per_epoch = min(rows[share].sum() for share in shares) // 64 * 64  # both ranks: the same full batches
+    for rank, path in enumerate((tmp_path / "rows.txt", tmp_path / "rows.txt.rank1")):
+        lines = [line.split() for line in path.read_text().splitlines()]
+        for epoch in (0, 1):
+            seen = collections.Counter(d for e, d in lines if int(e) == epoch)
+            assert seen.total() == per_epoch
+            assert not seen - owned[rank]  # only rows of its own row groups, none more often than they occur
+    # the threshold: the percentile over every autoencoder validation row, on the saved model
+    scaled = pre.scaler.transform(pre.encoder.transform(stream.ae_val_frame)[0])
+    scale = torch.as_tensor(ensemble.error_scale, dtype=torch.float64)
+    errors = reconstruction_error(ensemble.autoencoder, torch.from_numpy(scaled), scale=scale).double().numpy()
+    threshold = json.loads((bundle / "threshold.json").read_text())
+    assert threshold["n_val"] == len(errors)
+    assert threshold["threshold"] == pytest.approx(float(np.percentile(errors, 99.5)), rel=1e-6)

@@ -384,10 +384,14 @@ class FusionCallback(Callback):
             error_scale=module.error_scale.detach().cpu().numpy(),
         )
         if self.cfg.fusion == "stack":
+            def fit() -> None:
+                scores, y_val = dm.validation_scores(ensemble)
+                ensemble.fit_fusion_on(scores, y_val, self.cfg.target_fpr)
+
             timed(
-                f"fusion: fitting the stacked fusion on {len(dm.y_val)} validation rows "
+                f"fusion: fitting the stacked fusion on {dm.n_val} validation rows "
                 f"(false-positive budget {self.cfg.target_fpr:g})",
-                lambda: ensemble.fit_fusion(dm.x_val, dm.y_val, self.cfg.target_fpr),
+                fit,
                 self.say,
             )
             self.say(describe_stacked_fusion(ensemble.fusion))
@@ -411,15 +415,15 @@ class EnsembleValidationCallback(Callback):
     def validate(self, dm: ThreatDataModule, run_id: str | None) -> dict[str, Any]:
         ensemble = self.outcome.ensemble
         assert ensemble is not None
-        scores = timed(
-            f"ensemble: scoring {len(dm.y_test)} rows of the {dm.test_source}",
-            lambda: ensemble.score(dm.x_test),
+        scores, y_test = timed(
+            f"ensemble: scoring {dm.n_test} rows of the {dm.test_source}",
+            lambda: dm.test_scores(ensemble),
             self.say,
         )
-        small = small_test_warning(dm.y_test, dm.test_source)
+        small = small_test_warning(y_test, dm.test_source)
         if small:
             print(small)
-        per_model = detection_metrics(dm.y_test, scores)
+        per_model = detection_metrics(y_test, scores)
         metrics = per_model.pop("ensemble")
         confusion = metrics.pop("confusion_matrix")
         for member in per_model.values():
@@ -431,7 +435,7 @@ class EnsembleValidationCallback(Callback):
             "metrics": metrics,
             "per_model": per_model,
             "confusion_matrix": confusion,
-            "n_test": int(len(dm.y_test)),
+            "n_test": int(len(y_test)),
             "test_source": dm.test_source,
             "weights": cfg.weight_map,
             "fusion": cfg.fusion,

@@ -15,7 +15,15 @@ from typing import Any
 
 from threat_ensemble.data.default_data import DEFAULT_ROWS, check_default_rows
 from threat_ensemble.errors import UsageError, check_path
-from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, MAX_CONFIG_BYTES, MAX_YAML_ALIASES, MAX_YAML_DEPTH
+from threat_ensemble.limits import (
+    DEFAULT_MAX_DECOMPRESSED_MB,
+    DEFAULT_SAMPLE_ROWS,
+    DEFAULT_SHUFFLE_ROWS,
+    MAX_CONFIG_BYTES,
+    MAX_YAML_ALIASES,
+    MAX_YAML_DEPTH,
+    MIN_SAMPLE_ROWS,
+)
 
 MODEL_KEYS: tuple[str, ...] = ("ae", "rf", "if")
 FUSIONS: tuple[str, ...] = ("stack", "fixed")
@@ -60,6 +68,20 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
         ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
         ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
+        (
+            "stream",
+            "read --data (a Parquet folder, glob or file) a row group at a time instead of whole: for more rows "
+            "than memory; rows are split by a seeded hash, the preprocessing and forests fitted on a bounded "
+            "sample (docs/streaming.md)",
+            None,
+        ),
+        ("split-key", "--stream: split rows by this column's hash (rows sharing a key stay together)", "COLUMN"),
+        (
+            "sample-rows",
+            "--stream: the class-stratified training sample the encoder, scaler and forests are fitted on",
+            "N",
+        ),
+        ("shuffle-buffer-rows", "--stream: training rows are shuffled within a buffer of this many", "N"),
     ],
     "hardware": [
         ("gpus", "number of GPUs on this node (0 = CPU); overrides --accelerator/--devices", "N"),
@@ -163,6 +185,10 @@ class TrainConfig:
     impute: bool = False
     default_rows: int = DEFAULT_ROWS
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB
+    stream: bool = False
+    split_key: str | None = None
+    sample_rows: int = DEFAULT_SAMPLE_ROWS
+    shuffle_buffer_rows: int = DEFAULT_SHUFFLE_ROWS
     # hardware
     gpus: int | None = None
     accelerator: str = "auto"
@@ -233,13 +259,24 @@ class TrainConfig:
                 raise UsageError(f"--{_flag(name)} must be within [0, 1], got {value}")
         if not 0.0 < self.threshold_percentile <= 100.0:
             raise UsageError(f"--threshold-percentile must be within (0, 100], got {self.threshold_percentile}")
-        positive = ("max_epochs", "batch_size", "patience", "num_nodes", "default_rows", "max_decompressed_mb")
+        positive = (
+            "max_epochs", "batch_size", "patience", "num_nodes", "default_rows", "max_decompressed_mb", "sample_rows",
+            "shuffle_buffer_rows",
+        )  # fmt: skip
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{_flag(name)} must be at least 1, got {getattr(self, name)}")
         check_default_rows(self.default_rows)
         if self.checkpoint_every_n_steps is not None and self.checkpoint_every_n_steps < 1:
             raise UsageError(f"--checkpoint-every-n-steps must be at least 1, got {self.checkpoint_every_n_steps}")
+        if self.sample_rows < MIN_SAMPLE_ROWS:
+            raise UsageError(f"--sample-rows must be at least {MIN_SAMPLE_ROWS}, got {self.sample_rows}")
+        if self.stream and self.data is None:
+            raise UsageError("--stream needs --data: a folder, a glob or a file of Parquet data")
+        if self.stream and self.promote:
+            raise UsageError("--promote scores the champion on every test row in memory; it does not go with --stream")
+        if self.split_key is not None and not self.stream:
+            raise UsageError("--split-key goes with --stream (the in-memory split is stratified by label)")
         if self.promote and not self.register_model:
             raise UsageError("--promote needs --register-model NAME (the registered model to promote in)")
         if not 0.0 <= self.promote_tolerance <= 1.0:

@@ -102,6 +102,7 @@ _CHATTER = (
     "Creating initial MLflow database tables",
     "Updating database tables",  # MLflow migrating a new SQLite store
     "`Trainer.fit` stopped:",  # the closing line says how many epochs ran
+    "has `__len__` defined",  # --stream's loader: one process, exact length (data/datamodule.py)
 )
 
 

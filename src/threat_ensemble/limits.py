@@ -14,3 +14,8 @@ MAX_JSON_BYTES = 64 << 20
 # MAX_LISTED names (then a count).
 MAX_QUOTED_CHARS = 200
 MAX_LISTED = 5
+
+# --stream: the bounded samples and buffer (rows), whatever the data's size (docs/streaming.md)
+DEFAULT_SAMPLE_ROWS = 200_000
+MIN_SAMPLE_ROWS = 1_000  # fewer cannot hold both classes and the scaler's rows on real data
+DEFAULT_SHUFFLE_ROWS = 131_072

@@ -71,6 +71,8 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
         "impute": cfg.impute,
         "max_decompressed_mb": cfg.max_decompressed_mb,
     }
+    if cfg.stream:
+        return load_streams(cfg)
     if cfg.data is None:
         from threat_ensemble.data.default_data import default_table
 
@@ -84,6 +86,37 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
             raise InputError(f"{test.source}: the test data needs both normal and attack rows")
         check_same_columns(table.features, test.features, test.source)  # before Lightning is imported
     return table, test
+
+
+def load_streams(cfg: TrainConfig) -> tuple[Any, Any]:
+    """``--stream``: the training data (and --test-data) as Parquet streams, scanned once: every row
+    group read and checked, the rows split and the bounded samples drawn, before any training."""
+    from threat_ensemble.data.stream import ParquetStream
+
+    assert cfg.data is not None
+    options: dict[str, Any] = {
+        "label_column": cfg.label_column,
+        "normal_label": cfg.normal_label,
+        "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
+        "impute": cfg.impute,
+        "seed": cfg.seed,
+    }
+    say = print if not cfg.quiet and launched_as_rank_zero() else None
+    stream = ParquetStream(cfg.data, split_key=cfg.split_key, sample_rows=cfg.sample_rows, **options)
+    stream.scan(progress=say)
+    test = None
+    if cfg.test_data is not None:
+        test = ParquetStream(cfg.test_data, test_only=True, **options)
+        test.scan(progress=say)
+        if test.n_attack == 0 or test.n_normal == 0:
+            raise InputError(f"{test.source}: the test data needs both normal and attack rows")
+        columns = [pd.DataFrame(columns=s.feature_names) for s in (stream, test)]
+        check_same_columns(*columns, test.source)
+        differ = sorted(stream.numeric ^ test.numeric)
+        if differ:
+            kind = "numbers" if differ[0] in stream.numeric else "text"
+            raise InputError(f"{test.source}: column {differ[0]!r} holds {kind} in the training data but not here")
+    return stream, test
 
 
 def resolve_hardware(cfg: TrainConfig) -> dict[str, Any]:
@@ -172,8 +205,8 @@ def _params(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
 def describe_tables(table: LabelledTable, test: LabelledTable | None, normal_label: str) -> str:
     """The class counts the run uses: a wrong --normal-label shows here, before any training."""
     line = (
-        f"data: {table.source}: {len(table.y)} rows, {table.n_normal} normal (label {normal_label!r}) "
-        f"and {table.n_attack} attack, {table.features.shape[1]} feature columns"
+        f"data: {table.source}: {table.n_rows} rows, {table.n_normal} normal (label {normal_label!r}) "
+        f"and {table.n_attack} attack, {table.n_features} feature columns"
     )
     if test is not None:
         line += f"; test data: {test.source}: {test.n_normal} normal and {test.n_attack} attack rows"
@@ -218,7 +251,8 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
     if rank_zero:  # fail in seconds, before any training, when the store is unusable
         check_tracking_uri(uri)
     hardware = resolve_hardware(cfg)
-    data_fingerprint = fingerprint(table.features, table.y)
+    streamed = not isinstance(table, LabelledTable)
+    data_fingerprint = table.scan().fingerprint if streamed else fingerprint(table.features, table.y)
     state, ckpt_path = _prepare_run_state(cfg, data_fingerprint, rank_zero)
     configure_threads(cfg, hardware["accelerator"])
 
@@ -245,7 +279,14 @@ def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | 
 
     silence_library_chatter()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = ThreatDataModule(table, test, batch_size=cfg.batch_size, seed=cfg.seed)
+    if streamed:
+        from threat_ensemble.data.datamodule import StreamDataModule
+
+        datamodule: ThreatDataModule = StreamDataModule(
+            table, test, batch_size=cfg.batch_size, seed=cfg.seed, shuffle_buffer_rows=cfg.shuffle_buffer_rows
+        )
+    else:
+        datamodule = ThreatDataModule(table, test, batch_size=cfg.batch_size, seed=cfg.seed)
     datamodule.setup("fit")
     summary = datamodule.summary()
     model = AutoencoderModule(n_inputs=datamodule.n_features, lr=cfg.lr, threshold_percentile=cfg.threshold_percentile)

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
 from sklearn.model_selection import train_test_split
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler, warn_unseen
 from threat_ensemble.data.profile import FeatureProfile
+from threat_ensemble.data.stream import (
+    ROLE_AE_TRAIN,
+    ROLE_TEST,
+    ROLE_VAL,
+    TRAIN_ROLES,
+    ParquetStream,
+    StreamedBatches,
+    assign_groups,
+)
 from threat_ensemble.data.tables import LabelledTable, check_same_columns
+from threat_ensemble.errors import InputError
+from threat_ensemble.limits import DEFAULT_SHUFFLE_ROWS
+
+if TYPE_CHECKING:
+    from threat_ensemble.models.ensemble import ThreatEnsemble
+
+Scores = dict[str, np.ndarray]
 
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192
@@ -171,6 +187,22 @@ class ThreatDataModule(L.LightningDataModule):
             self.x_test, self.y_test = encoded[self.test_idx], y[self.test_idx]
             self.test_source = "test split"
 
+    @property
+    def n_val(self) -> int:
+        return len(self.y_val)
+
+    @property
+    def n_test(self) -> int:
+        return len(self.y_test)
+
+    def validation_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+        """Each member's scores on the validation split (the stacked fusion is fitted on them), and its labels."""
+        return ensemble.member_scores(self.x_val), self.y_val
+
+    def test_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+        """The ensemble's scores and verdicts on the test rows, and their labels."""
+        return ensemble.score(self.x_test), self.y_test
+
     def test_rows(self) -> pd.DataFrame:
         """The test rows' feature columns as read (before encoding): what a logged model scores."""
         if self.test_table is not None:
@@ -236,4 +268,205 @@ class ThreatDataModule(L.LightningDataModule):
             "n_test": len(self.y_test),
             "n_ae_train": len(self.ae_train),
             "n_ae_val": len(self.ae_val),
+        }
+
+
+# ---------------------------------------------------------------------- more rows than memory
+class _EpochStream(IterableDataset):
+    """The epoch's batches from :class:`StreamedBatches`, the first ``skip`` left out once."""
+
+    def __init__(self, batches: StreamedBatches, epoch_of: Callable[[], int]) -> None:
+        self.batches, self.epoch_of, self.skip = batches, epoch_of, 0
+
+    def __len__(self) -> int:
+        return self.batches.n_batches
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        skip, self.skip = self.skip, 0
+        return self.batches.epoch(self.epoch_of(), skip)
+
+
+class StreamLoader(DataLoader):
+    """The streamed train loader, resumable mid-epoch as :class:`ResumableLoader` is: its
+    ``state_dict`` (epoch, batches finished) travels in every checkpoint, and a resumed epoch
+    rebuilds the same buffer order and serves only the batches training had not finished."""
+
+    def __init__(self, batches: StreamedBatches, epoch_of: Callable[[], int]) -> None:
+        self.source = _EpochStream(batches, epoch_of)
+        # its own seed source, as ResumableLoader's: starting an epoch must not draw from torch's
+        # global generator, whose state (dropout) a mid-epoch checkpoint restores
+        generator = torch.Generator().manual_seed(batches.seed)
+        super().__init__(self.source, batch_size=None, collate_fn=_passthrough, generator=generator)
+        self.epoch_of = epoch_of
+        self._served = 0
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        epoch = self.epoch_of()
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        self.source.skip, self._served = skip, skip
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.epoch_of()), "batches": int(self._served)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
+
+class StreamDataModule(ThreatDataModule):
+    """The DataModule for ``--stream``: the same parts as :class:`ThreatDataModule`, from a
+    :class:`ParquetStream` that was scanned. ``x_train``/``y_train`` (and ``x_normal_train``) are
+    the class-stratified training sample the forests are fitted on, ``x_val``/``y_val`` the
+    calibration sample; the autoencoder's training rows are streamed; validation and test rows are
+    scored a row group at a time (their scores, not their features, are kept)."""
+
+    def __init__(
+        self,
+        stream: ParquetStream,
+        test_stream: ParquetStream | None = None,
+        batch_size: int = 256,
+        seed: int = 42,
+        shuffle_buffer_rows: int = DEFAULT_SHUFFLE_ROWS,
+    ) -> None:
+        L.LightningDataModule.__init__(self)
+        self.stream, self.test_stream = stream, test_stream
+        self.batch_size, self.seed, self.shuffle_buffer_rows = batch_size, seed, shuffle_buffer_rows
+        self.preprocessing = None
+        self.test_source = test_stream.source if test_stream is not None else "test split"
+        self._test_members: tuple[Scores, np.ndarray] | None = None
+        self.y_test = np.empty(0, np.int64)  # filled by test_scores
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.preprocessing is not None:
+            return
+        self.stream.scan()
+        frame, codes = self.stream.training_sample()
+        encoder = FeatureEncoder.fit(frame)
+        encoded, _ = encoder.transform(frame, self.stream.source)
+        scaler = RobustScaler.fit(encoded[codes // 2 == ROLE_AE_TRAIN])
+        profile = FeatureProfile.fit(frame, codes % 2, encoder)
+        self._apply(Preprocessing(encoder, scaler, profile))
+
+    def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
+        self.preprocessing = preprocessing
+        encoder, source = preprocessing.encoder, self.stream.source
+        frame, codes = self.stream.training_sample()
+        self.x_train, self.y_train = encoder.transform(frame, source)[0], codes % 2
+        self.x_normal_train = self.x_train[self.y_train == 0]
+        frame, codes = self.stream.calibration_sample()
+        self.x_val, self.y_val = encoder.transform(frame, source)[0], codes % 2
+        if self.stream.ae_val_frame is None or len(self.stream.ae_val_frame) < 2:
+            raise InputError(f"{source}: too few normal training rows to hold out the autoencoder's validation rows")
+        ae_val = encoder.transform(self.stream.ae_val_frame, source)[0]
+        self.ae_val = torch.from_numpy(preprocessing.scaler.transform(ae_val))
+        self._test_members = None
+
+    def _transform(self, frame: pd.DataFrame) -> np.ndarray:
+        assert self.preprocessing is not None
+        encoded, _ = self.preprocessing.encoder.transform(frame, self.stream.source)
+        return self.preprocessing.scaler.transform(encoded)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        world = max(int(getattr(trainer, "world_size", 1) or 1), 1)
+        rank = int(getattr(trainer, "global_rank", 0) or 0)
+        rows = np.array([int((roles == ROLE_AE_TRAIN).sum()) for roles in self.stream.roles], np.int64)
+        shares = assign_groups(rows, world)
+        per_rank = [int(rows[share].sum()) for share in shares]
+        if sum(per_rank) == 0:
+            raise InputError(f"{self.stream.source}: no normal training rows left to train the autoencoder on")
+        if world == 1:
+            n = per_rank[0]
+            n_batches = n // self.batch_size if n > self.batch_size else 1
+        else:  # every rank runs the same number of steps: the smallest share's full batches
+            n_batches = min(per_rank) // self.batch_size
+            if n_batches == 0:
+                raise InputError(
+                    f"{self.stream.source}: a rank's share of row groups holds {min(per_rank)} training rows, "
+                    f"less than one batch of {self.batch_size}; use fewer processes or smaller row groups"
+                )
+        batches = StreamedBatches(
+            self.stream,
+            self._transform,
+            shares[rank],
+            n_batches,
+            batch_size=self.batch_size,
+            buffer_rows=self.shuffle_buffer_rows,
+            seed=self.seed,
+            rank=rank,
+        )
+        return StreamLoader(batches, lambda: int(self.trainer.current_epoch))
+
+    # ------------------------------------------------------------------ scores, a row group at a time
+    @property
+    def n_val(self) -> int:
+        return self.stream.rows_of(ROLE_VAL)
+
+    @property
+    def n_test(self) -> int:
+        return self.test_stream.n_rows if self.test_stream is not None else self.stream.rows_of(ROLE_TEST)
+
+    def _member_scores(
+        self, ensemble: ThreatEnsemble, stream: ParquetStream, wanted: tuple[int, ...]
+    ) -> dict[int, tuple[Scores, np.ndarray]]:
+        """Each member's scores of the rows of the ``wanted`` roles, a row group at a time, written
+        into arrays sized from the scan's counts (no list of chunks to concatenate)."""
+        sizes = {role: stream.rows_of(role) for role in wanted}
+        out: dict[int, tuple[Scores, np.ndarray]] = {role: ({}, np.empty(sizes[role], np.int64)) for role in wanted}
+        filled = dict.fromkeys(wanted, 0)
+        unseen = 0
+        for features, y, roles in stream.rows_by_role(wanted):
+            encoded, n = ensemble.preprocessing.encoder.transform(features, stream.source)
+            unseen += n
+            scores = ensemble.member_scores(encoded)
+            for role in wanted:
+                mask = roles == role
+                at, count = filled[role], int(mask.sum())
+                arrays, labels = out[role]
+                for key, values in scores.items():
+                    arrays.setdefault(key, np.empty(sizes[role], values.dtype))[at : at + count] = values[mask]
+                labels[at : at + count] = y[mask]
+                filled[role] = at + count
+        if ROLE_TEST in wanted:
+            warn_unseen(unseen, self.test_source if stream is self.test_stream else stream.source)
+        return out
+
+    def validation_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+        """Member scores of every validation row; the test split's, in the same pass, are kept for
+        :meth:`test_scores` (member scores do not depend on the fusion)."""
+        with_test = self.test_stream is None
+        scored = self._member_scores(ensemble, self.stream, (ROLE_VAL, ROLE_TEST) if with_test else (ROLE_VAL,))
+        self._test_members = scored[ROLE_TEST] if with_test else None
+        return scored[ROLE_VAL]
+
+    def test_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+        if self._test_members is None:
+            stream = self.test_stream or self.stream
+            self._test_members = self._member_scores(ensemble, stream, (ROLE_TEST,))[ROLE_TEST]
+        members, self.y_test = self._test_members
+        self._test_members = None
+        return ensemble.verdicts(dict(members)), self.y_test
+
+    def test_rows(self) -> pd.DataFrame:
+        raise InputError("--promote scores the champion on every test row in memory; it is not available with --stream")
+
+    def summary(self) -> dict[str, int]:
+        s = self.stream
+        return {
+            "n_samples": s.n_rows,
+            "n_attack": s.n_attack,
+            "n_normal": s.n_normal,
+            "n_features": len(s.feature_names),
+            "n_encoded_features": self.n_features,
+            "n_train": s.rows_of(*TRAIN_ROLES),
+            "n_val": self.n_val,
+            "n_test": self.n_test,
+            "n_ae_train": s.rows_of(ROLE_AE_TRAIN),
+            "n_ae_val": len(self.ae_val),
+            "n_train_sample": len(self.y_train),
+            "n_train_sample_attack": int(self.y_train.sum()),
         }

@@ -52,6 +52,14 @@ class LabelledTable:
     source: str
 
     @property
+    def n_rows(self) -> int:
+        return len(self.y)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.features.shape[1])
+
+    @property
     def n_attack(self) -> int:
         return int(self.y.sum())
 
@@ -243,10 +251,11 @@ def parquet_files(spec: str) -> list[Path]:
     return files
 
 
-def _read_parquet_dataset(spec: str) -> pd.DataFrame:
-    """Every file of a sharded Parquet dataset, after checking up front (file metadata only) that
-    each one is readable and has the first one's columns, with a text column never numeric in
-    another file. One line naming the first file that differs."""
+def check_parquet_dataset(spec: str, required: str | None = None) -> tuple[list[Path], Any]:
+    """The files of a sharded Parquet dataset and their common schema, after checking up front (file
+    metadata only) that each one is readable, holds the ``required`` column (the label) and has the
+    first one's columns, with a text column never numeric in another file. One line naming the
+    first file that differs."""
     import pyarrow.parquet as pq
     import pyarrow.types as pat
 
@@ -258,7 +267,15 @@ def _read_parquet_dataset(spec: str) -> pd.DataFrame:
         except Exception as exc:  # pyarrow's ArrowInvalid/OSError family: a damaged or foreign file
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InputError(f"{f}: not a readable Parquet file ({first[:200]})") from None
+        if required is not None and required not in schemas[-1].names:
+            raise InputError(f"{f}: no column {quote(required)} in this shard; every file needs the label column")
     reference = schemas[0]
+    nested = [field for field in reference if pa_is_nested(field.type)]
+    if nested:
+        raise InputError(
+            f"{files[0]}: column {quote(nested[0].name)} holds {nested[0].type} values (a nested Parquet type); "
+            "expected numbers or text in every column"
+        )
     kinds = {field.name: pat.is_string(field.type) or pat.is_large_string(field.type) for field in reference}
     for f, schema in zip(files[1:], schemas[1:], strict=True):
         missing = [n for n in reference.names if n not in schema.names]
@@ -273,6 +290,12 @@ def _read_parquet_dataset(spec: str) -> pd.DataFrame:
                     f"{f}: column {quote(field.name)} is {field.type} here but "
                     f"{reference.field(field.name).type} in {files[0].name}"
                 )
+    return files, reference
+
+
+def _read_parquet_dataset(spec: str) -> pd.DataFrame:
+    """Every file of a sharded Parquet dataset (checked by :func:`check_parquet_dataset`), as one frame."""
+    files, reference = check_parquet_dataset(spec)
     frames = [_read_parquet(f) for f in files]
     frame = pd.concat([x[reference.names] for x in frames], ignore_index=True)
     if len(frame) == 0:
@@ -359,11 +382,14 @@ def binary_labels(values: pd.Series, normal_label: str, source: str, column: str
     return (~is_normal).astype(np.int64)
 
 
-def infer_numeric(frame: pd.DataFrame, source: str) -> pd.DataFrame:
-    """Convert text columns that are really numbers; refuse columns that are numbers with stray text."""
+def infer_numeric(frame: pd.DataFrame, source: str, text_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """Convert text columns that are really numbers; refuse columns that are numbers with stray text.
+    ``text_columns`` are known to be text (an earlier part of the same data decided) and left as they are."""
     out = frame.copy()
     for column in out.columns:
         series = out[column]
+        if column in text_columns:
+            continue
         if pd.api.types.is_bool_dtype(series):
             out[column] = series.astype(np.float64)
             continue
@@ -470,6 +496,7 @@ def labelled_table_from_frame(
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
+    text_columns: frozenset[str] = frozenset(),
 ) -> LabelledTable:
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
@@ -484,7 +511,7 @@ def labelled_table_from_frame(
     features = frame.drop(columns=[label, *to_drop])
     if features.shape[1] == 0:
         raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
-    features = infer_numeric(features, source)
+    features = infer_numeric(features, source, text_columns)
     if impute:
         n_bad = count_non_finite(features)
         if n_bad:

@@ -107,14 +107,21 @@ class ThreatEnsemble:
 
     def fit_fusion(self, x_val: np.ndarray, y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
         """Fit the stacked fusion on the labelled validation split (never on test data)."""
-        self.fusion = fit_stacked_fusion(stack_features(self.member_scores(x_val), N_TREES), y_val, target_fpr)
+        return self.fit_fusion_on(self.member_scores(x_val), y_val, target_fpr)
+
+    def fit_fusion_on(self, scores: dict[str, np.ndarray], y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
+        """Fit the stacked fusion on the validation rows' member scores (:meth:`member_scores`)."""
+        self.fusion = fit_stacked_fusion(stack_features(scores, N_TREES), y_val, target_fpr)
         return self.fusion
 
     def score(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Member scores, the fused score and the 0/1 verdict (attack when fused >= 0.5). A row
-        whose fused score is not a number is flagged as an attack, with a warning: a broken model
-        must fail closed, never wave traffic through."""
-        scores = self.member_scores(x_encoded)
+        """Member scores, the fused score and the 0/1 verdict (:meth:`verdicts`)."""
+        return self.verdicts(self.member_scores(x_encoded))
+
+    def verdicts(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``scores`` (from :meth:`member_scores`) with the fused score and the 0/1 verdict added
+        (attack when fused >= 0.5). A row whose fused score is not a number is flagged as an attack,
+        with a warning: a broken model must fail closed, never wave traffic through."""
         scores["ensemble"] = self.fuse(scores)
         broken = np.isnan(scores["ensemble"])
         scores["verdict"] = ((scores["ensemble"] >= CUTOFF) | broken).astype(np.int64)

@@ -1,0 +1,286 @@
+"""--stream: a Parquet dataset read a row group at a time. The split and the samples are a pure
+function of the rows (not of files, row groups or their order); each epoch trains every
+autoencoder-training row once; the bounded samples are bounded; bad shards are named; a run
+trains end to end and gates on exact metrics over every test row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from in_process import run_train
+from threat_ensemble.data.stream import (
+    ROLE_AE_TRAIN,
+    ROLE_AE_VAL,
+    ROLE_TEST,
+    ROLE_TRAIN_ATTACK,
+    ROLE_VAL,
+    TRAIN_ROLES,
+    BottomK,
+    ParquetStream,
+    StreamedBatches,
+    assign_groups,
+)
+from threat_ensemble.errors import InputError
+
+
+def write_shards(folder: Path, frame: pd.DataFrame, files: int = 3, row_group: int = 500) -> list[Path]:
+    """``frame`` as ``files`` Parquet files of row groups of ``row_group`` rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(np.array_split(np.arange(len(frame)), files)):
+        path = folder / f"part-{i:03d}.parquet"
+        pq.write_table(pa.Table.from_pandas(frame.iloc[part], preserve_index=False), path, row_group_size=row_group)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def flows() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 6000
+    label = (rng.random(n) < 0.2).astype(int)
+    return pd.DataFrame(
+        {
+            "row_id": np.arange(n),
+            "bytes": rng.lognormal(6, 1, n) * (1 + 4 * label),
+            "packets": rng.poisson(10, n) + 30 * label,
+            "proto": rng.choice(["tcp", "udp", "icmp"], n),
+            "label": label,
+        }
+    )
+
+
+def _roles_by_id(stream: ParquetStream) -> pd.Series:
+    stream.scan()
+    ids = np.concatenate([stream.read(g)[0]["row_id"].to_numpy() for g in stream.groups])
+    return pd.Series(np.concatenate(stream.roles), index=ids).sort_index()
+
+
+def test_roles_and_samples_depend_on_the_rows_not_on_files_or_order(tmp_path: Path, flows: pd.DataFrame) -> None:
+    write_shards(tmp_path / "a", flows, files=3, row_group=500)
+    write_shards(tmp_path / "b", flows.sample(frac=1.0, random_state=1), files=5, row_group=777)
+    a, b = ParquetStream(str(tmp_path / "a"), sample_rows=900), ParquetStream(str(tmp_path / "b"), sample_rows=900)
+    roles_a, roles_b = _roles_by_id(a), _roles_by_id(b)
+    assert roles_a.equals(roles_b)
+    assert a.scanned is not None and b.scanned is not None
+    shares = np.bincount(roles_a.to_numpy(), minlength=5) / len(roles_a)
+    train, val, test = shares[list(TRAIN_ROLES)].sum(), shares[ROLE_VAL], shares[ROLE_TEST]
+    assert abs(train - 0.70) < 0.03 and abs(val - 0.15) < 0.03 and abs(test - 0.15) < 0.03
+    normal_train = shares[ROLE_AE_TRAIN] + shares[ROLE_AE_VAL]
+    assert abs(shares[ROLE_AE_VAL] / normal_train - 0.15) < 0.03
+    labels = flows.set_index("row_id")["label"].sort_index()
+    assert (labels[roles_a == ROLE_TRAIN_ATTACK] == 1).all() and (labels[roles_a == ROLE_AE_TRAIN] == 0).all()
+    # the samples: the same rows, in the same order, class shares as in the training split
+    for pick in ("training_sample", "calibration_sample"):
+        (fa, ca), (fb, cb) = getattr(a, pick)(), getattr(b, pick)()
+        assert fa["row_id"].tolist() == fb["row_id"].tolist() and np.array_equal(ca, cb)
+    frame, codes = a.training_sample()
+    assert len(frame) == 900 and set(codes // 2) <= set(TRAIN_ROLES)
+    attack_share = a.labels_of(*TRAIN_ROLES) / a.rows_of(*TRAIN_ROLES)
+    assert abs((codes % 2).mean() - attack_share) < 0.005  # stratified: rounding only
+    assert (labels[frame["row_id"]].to_numpy() == codes % 2).all()
+    # another seed, another split
+    assert not _roles_by_id(ParquetStream(str(tmp_path / "a"), seed=7)).equals(roles_a)
+
+
+def test_a_split_key_keeps_rows_that_share_it_together(tmp_path: Path, flows: pd.DataFrame) -> None:
+    frame = flows.assign(client=flows["row_id"] // 10)
+    write_shards(tmp_path / "k", frame)
+    roles = _roles_by_id(ParquetStream(str(tmp_path / "k"), split_key="client", drop_columns=["client"]))
+    split = np.select([np.isin(roles, TRAIN_ROLES), roles == ROLE_VAL], [0, 1], 2)
+    per_client = pd.Series(split).groupby(frame["client"].to_numpy()).nunique()
+    assert (per_client == 1).all()
+
+
+def test_bottom_k_keeps_the_k_smallest_keys_whatever_the_order() -> None:
+    rng = np.random.default_rng(0)
+    keys = rng.random(5000)
+    frame = pd.DataFrame({"i": np.arange(5000)})
+    expected = sorted(np.argsort(keys)[:300].tolist())
+    for order in (np.arange(5000), rng.permutation(5000)):
+        sample = BottomK(300)
+        for chunk in np.array_split(order, 17):
+            sample.offer(keys[chunk], frame.iloc[chunk].reset_index(drop=True), chunk.astype(np.int64))
+        got, codes = sample.smallest(300)
+        assert sorted(got["i"].tolist()) == expected and np.array_equal(got["i"].to_numpy(), codes)
+        assert np.all(np.diff(keys[codes]) > 0)  # key order
+
+
+def test_row_groups_are_shared_out_disjoint_and_balanced() -> None:
+    rows = np.array([500, 500, 500, 120, 480, 500, 30, 500])
+    shares = assign_groups(rows, 2)
+    assert sorted(shares[0] + shares[1]) == list(range(8)) and not set(shares[0]) & set(shares[1])
+    totals = [rows[s].sum() for s in shares]
+    assert abs(totals[0] - totals[1]) <= rows.max()
+
+
+def test_an_epoch_trains_every_row_once_and_a_resumed_epoch_the_rest(tmp_path: Path, flows: pd.DataFrame) -> None:
+    write_shards(tmp_path / "d", flows, files=3, row_group=400)
+    stream = ParquetStream(str(tmp_path / "d"))
+    stream.scan()
+
+    def ids(frame: pd.DataFrame) -> np.ndarray:
+        return frame[["row_id"]].to_numpy(np.float32)
+
+    n = stream.rows_of(ROLE_AE_TRAIN)
+    batches = StreamedBatches(stream, ids, list(range(len(stream.groups))), -(-n // 64), batch_size=64,
+                              buffer_rows=1000, seed=1)  # fmt: skip
+    epoch = [b.numpy().ravel() for b in batches.epoch(0)]
+    seen = np.concatenate(epoch)
+    roles = _roles_by_id(stream)
+    assert sorted(seen.astype(int).tolist()) == roles.index[roles == ROLE_AE_TRAIN].tolist()  # each once
+    assert all(len(b) == 64 for b in epoch[:-1])
+    assert not np.array_equal(seen, np.sort(seen))  # shuffled
+    again = [b.numpy().ravel() for b in batches.epoch(0, skip=5)]
+    assert len(again) == len(epoch) - 5 and all(np.array_equal(x, y) for x, y in zip(again, epoch[5:], strict=True))
+    other = np.concatenate([b.numpy().ravel() for b in batches.epoch(1)])
+    assert not np.array_equal(other, seen) and sorted(other.tolist()) == sorted(seen.tolist())
+
+
+def test_bad_shards_are_named(tmp_path: Path, flows: pd.DataFrame) -> None:
+    paths = write_shards(tmp_path / "nolabel", flows)
+    flows.iloc[:100].drop(columns=["label"]).to_parquet(paths[1], index=False)
+    with pytest.raises(InputError, match=rf"{paths[1].name}: no column 'label' in this shard"):
+        ParquetStream(str(tmp_path / "nolabel"))
+
+    paths = write_shards(tmp_path / "corrupt", flows, files=4)
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[:4] + b"\0" * 2000 + data[2004:])  # pages damaged, footer intact
+    stream = ParquetStream(str(tmp_path / "corrupt"))
+    with pytest.raises(InputError, match=rf"{paths[2].name}: row group \d+ cannot be read"):
+        stream.scan()
+
+    paths = write_shards(tmp_path / "cut", flows)
+    paths[1].write_bytes(paths[1].read_bytes()[:-100])  # the footer gone
+    with pytest.raises(InputError, match=rf"{paths[1].name}: not a readable Parquet file"):
+        ParquetStream(str(tmp_path / "cut"))
+
+    paths = write_shards(tmp_path / "kinds", flows)
+    flows.iloc[:100].assign(packets=lambda f: f["packets"].astype(str) + "x").to_parquet(paths[2], index=False)
+    with pytest.raises(InputError, match=rf"{paths[2].name}: column 'packets' is (large_)?string here"):
+        ParquetStream(str(tmp_path / "kinds"))
+
+    flows.to_csv(tmp_path / "flows.csv", index=False)
+    with pytest.raises(InputError, match="flows.csv: --stream reads Parquet"):
+        ParquetStream(str(tmp_path / "flows.csv"))
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no Parquet files"):
+        ParquetStream(str(tmp_path / "empty"))
+
+
+@pytest.mark.slow
+def test_a_streamed_run_trains_and_gates_on_every_test_row(tmp_path: Path) -> None:
+    from synthetic import make_default_dataset
+
+    frame = make_default_dataset(8000, seed=5)
+    write_shards(tmp_path / "flows", frame, files=4, row_group=700)
+    args = ["--data", "flows", "--stream", "--drop-columns", "family", "--sample-rows", "3000", "--max-epochs", "3",
+            "--batch-size", "128", "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}", "--quiet"]  # fmt: skip
+    proc = run_train(tmp_path, *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    gate = json.loads((tmp_path / "artifacts" / "gate.json").read_text())
+    stream = ParquetStream(str(tmp_path / "flows"), drop_columns=["family"])
+    stream.scan()
+    assert gate["n_test"] == stream.rows_of(ROLE_TEST)  # every test row scored, none sampled
+    assert gate["metrics"]["f1"] > 0.9 and gate["passed"]
+    manifest = json.loads((tmp_path / "artifacts" / "manifest.json").read_text())
+    summary = manifest["data_summary"]
+    assert summary["n_train_sample"] == 3000 and summary["n_samples"] == 8000
+    assert summary["n_ae_train"] == stream.rows_of(ROLE_AE_TRAIN)
+
+    # the bundle scores a table like any other (score.py reads it whole)
+    from threat_ensemble.models.ensemble import ThreatEnsemble
+
+    ensemble = ThreatEnsemble.load(tmp_path / "artifacts")
+    assert ensemble.preprocessing.encoder.feature_names == stream.feature_names
+
+
+def test_the_cli_refuses_a_bad_shard_in_one_line_before_training(tmp_path: Path, flows: pd.DataFrame) -> None:
+    paths = write_shards(tmp_path / "flows", flows, files=3)
+    flows.iloc[:100].drop(columns=["label"]).to_parquet(paths[1], index=False)
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    proc = run_train(tmp_path, "--data", "flows", "--stream", "--quiet", "--tracking-uri", store)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {Path('flows') / paths[1].name}: no column 'label' in this shard; every file needs the label column"
+    ]
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "m.db").exists()
+
+    usage = run_train(tmp_path, "--stream", "--quiet")
+    assert usage.returncode == 2 and "--stream needs --data" in usage.stderr
+
+
+def test_the_benchmark_generator_writes_shards_a_shard_at_a_time(tmp_path: Path) -> None:
+    import sys
+
+    import pyarrow.parquet as pq
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from make_parquet_shards import write_shards as make_shards
+
+    made = make_shards(1000, tmp_path / "flows", shard_rows=300, row_group_rows=100)
+    files = sorted((tmp_path / "flows").glob("*.parquet"))
+    assert made["rows"] == 1000 and made["shards"] == len(files) == 4
+    assert [pq.ParquetFile(f).metadata.num_row_groups for f in files] == [3, 3, 3, 1]
+    stream = ParquetStream(str(tmp_path / "flows"), drop_columns=["family"])
+    stream.scan()
+    assert stream.n_rows == 1000 and stream.n_attack > 0 and "family" not in stream.feature_names
+
+
+@pytest.mark.slow
+def test_a_shard_that_fails_mid_training_stops_in_one_line_and_keeps_the_checkpoint(
+    tmp_path: Path, flows: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row group that cannot be read once training runs (the disk, the network file system):
+    exit 2 with one line naming the file, the last epoch's checkpoint kept, and --resume finishes."""
+    write_shards(tmp_path / "flows", flows, files=3, row_group=500)
+    read, calls = ParquetStream.read, []
+
+    def read_then_fail(self: ParquetStream, group: Any) -> Any:
+        if self.scanned is not None:  # training's reads: the second epoch's fifth row group fails
+            calls.append(group)
+            if len(calls) == len(self.groups) + 5:
+                raise InputError(f"{group.file}: row group {group.index} cannot be read (IOError: stale file handle)")
+        return read(self, group)
+
+    monkeypatch.setattr(ParquetStream, "read", read_then_fail)
+    args = ["--data", "flows", "--stream", "--max-epochs", "3", "--batch-size", "128", "--quiet",
+            "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"]  # fmt: skip
+    proc = run_train(tmp_path, *args)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(error) == 1 and "cannot be read (IOError: stale file handle)" in error[0] and "part-" in error[0]
+    assert "Traceback" not in proc.stderr
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file() and not (tmp_path / "artifacts").exists()
+
+    monkeypatch.setattr(ParquetStream, "read", read)
+    resumed = run_train(tmp_path, *args, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((tmp_path / "artifacts" / "gate.json").read_text())["passed"]
+
+
+def test_streamed_test_data_must_have_the_training_columns_and_kinds(tmp_path: Path, flows: pd.DataFrame) -> None:
+    from threat_ensemble.config import TrainConfig
+    from threat_ensemble.pipeline import load_streams
+
+    write_shards(tmp_path / "train", flows)
+    write_shards(tmp_path / "renamed", flows.rename(columns={"bytes": "octets"}))
+    write_shards(tmp_path / "texts", flows.assign(packets=flows["packets"].astype(str) + " pkts"))
+    write_shards(tmp_path / "good", flows.iloc[:900])
+    cfg = {"data": str(tmp_path / "train"), "stream": True, "quiet": True}
+    with pytest.raises(InputError, match=r"renamed: columns differ from the training data: missing \['bytes'\]"):
+        load_streams(TrainConfig(**cfg, test_data=str(tmp_path / "renamed")))
+    with pytest.raises(InputError, match="texts: column 'packets' holds numbers in the training data but not here"):
+        load_streams(TrainConfig(**cfg, test_data=str(tmp_path / "texts")))
+    train, test = load_streams(TrainConfig(**cfg, test_data=str(tmp_path / "good")))
+    assert test.rows_of(ROLE_TEST) == test.n_rows == 900 and train.n_rows == len(flows)
