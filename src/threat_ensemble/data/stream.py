@@ -36,7 +36,7 @@ from threat_ensemble.limits import DEFAULT_SAMPLE_ROWS
 
 TRAIN_SHARE, VAL_SHARE = 0.70, 0.15  # the rest is the test split, as in the in-memory 70/15/15 split
 AE_VAL_SHARE = 0.15  # of the normal training rows: the autoencoder's validation rows ...
-AE_VAL_MAX_ROWS = 200_000  # ... at most about this many (their per-feature errors are held in memory)
+AE_VAL_MAX_ROWS = 100_000  # ... at most about this many (their per-feature errors are held in memory)
 VAL_SAMPLE_SHARE = VAL_SHARE / TRAIN_SHARE  # the calibration sample's size relative to --sample-rows
 
 ROLE_AE_TRAIN, ROLE_AE_VAL, ROLE_TRAIN_ATTACK, ROLE_VAL, ROLE_TEST = 0, 1, 2, 3, 4
