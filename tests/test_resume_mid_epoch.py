@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from conftest import saved_autoencoder, train_cmd
+from in_process import run_train
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +23,33 @@ ARGS += ["--checkpoint-every-n-steps", "5"]
 KILL_AFTER_STEP = 30
 
 
-def _run(work: Path, name: str, rows: Path, *extra: str, crash_at: str) -> subprocess.CompletedProcess:
+def _args(work: Path, name: str, *extra: str) -> list[str]:
     if (work / "flows").is_dir():
         extra = ("--data", "flows", "--stream", "--drop-columns", "family", *extra)
-    args = ["--record-rows", str(rows), *ARGS, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}",
-            "--output-dir", str(work / name), "--checkpoint-dir", str(work / f"{name}-ckpt"), *extra]  # fmt: skip
-    return subprocess.run(train_cmd(*args, crash_at=crash_at), cwd=work, capture_output=True, text=True, timeout=600)
+    return [*ARGS, "--tracking-uri", f"sqlite:///{work / 'mlflow.db'}", "--output-dir", str(work / name),
+            "--checkpoint-dir", str(work / f"{name}-ckpt"), *extra]  # fmt: skip
+
+
+def _killed(work: Path, name: str, rows: Path) -> subprocess.CompletedProcess:
+    """A real process, killed with SIGKILL before step KILL_AFTER_STEP (tests/crash_run.py)."""
+    cmd = train_cmd("--record-rows", str(rows), *_args(work, name), crash_at=f"train_step{KILL_AFTER_STEP}")
+    return subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=600)
+
+
+def _here(
+    work: Path, name: str, rows: Path, monkeypatch: pytest.MonkeyPatch, *extra: str
+) -> subprocess.CompletedProcess:
+    """A run that is not killed, in the test process (a process start and the imports saved),
+    recording its rows as crash_run.py does."""
+    from crash_run import record_rows
+    from threat_ensemble.models.autoencoder import AutoencoderModule
+
+    monkeypatch.setattr(AutoencoderModule, "training_step", AutoencoderModule.training_step)  # undone after
+    record_rows(str(rows))
+    try:
+        return run_train(work, *_args(work, name, *extra))
+    finally:
+        monkeypatch.undo()
 
 
 def _rows_by_epoch(path: Path) -> dict[int, collections.Counter]:
@@ -39,22 +61,24 @@ def _rows_by_epoch(path: Path) -> dict[int, collections.Counter]:
 
 
 @pytest.mark.parametrize("data", ["in memory", "streamed"])
-def test_sigkill_mid_epoch_then_resume_trains_each_row_once_and_ends_equal(tmp_path: Path, data: str) -> None:
+def test_sigkill_mid_epoch_then_resume_trains_each_row_once_and_ends_equal(
+    tmp_path: Path, data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if data == "streamed":
         from synthetic import make_default_dataset
         from test_stream import write_shards
 
         write_shards(tmp_path / "flows", make_default_dataset(3000, seed=42), files=3, row_group=250)
-    whole = _run(tmp_path, "whole", tmp_path / "whole-rows.txt", crash_at="none")
+    whole = _here(tmp_path, "whole", tmp_path / "whole-rows.txt", monkeypatch)
     assert whole.returncode in (0, 3), whole.stderr[-3000:]
 
-    killed = _run(tmp_path, "cut", tmp_path / "cut-rows.txt", crash_at=f"train_step{KILL_AFTER_STEP}")
+    killed = _killed(tmp_path, "cut", tmp_path / "cut-rows.txt")
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert (tmp_path / "cut-ckpt" / "last.ckpt").is_file()
     before = _rows_by_epoch(tmp_path / "cut-rows.txt")
     assert 0 < sum(before[1].values()) < sum(_rows_by_epoch(tmp_path / "whole-rows.txt")[1].values())  # mid-epoch
 
-    resumed = _run(tmp_path, "cut", tmp_path / "cut-rows.txt", "--resume", crash_at="none")
+    resumed = _here(tmp_path, "cut", tmp_path / "cut-rows.txt", monkeypatch, "--resume")
     assert resumed.returncode == whole.returncode, resumed.stderr[-3000:]
 
     whole_rows, cut_rows = _rows_by_epoch(tmp_path / "whole-rows.txt"), _rows_by_epoch(tmp_path / "cut-rows.txt")

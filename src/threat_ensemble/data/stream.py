@@ -191,21 +191,24 @@ class ParquetStream:
         raw.columns = [str(c) for c in raw.columns]
         if len(raw) == 0:
             return raw, raw.drop(columns=[self.label, *self.dropped]), np.empty(0, np.int64)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            table = labelled_table_from_frame(
-                raw,
-                source=str(group.file),
-                label_column=self.label,
-                normal_label=self.normal_label,
-                drop_columns=self.dropped,
-                impute=self.impute,
-                text_columns=frozenset(self.feature_names) - self.numeric,  # decided by the first row group
-            )
-        for w in caught:  # once per kind of warning for the whole dataset, not once per row group
-            if w.category not in self._warned:
-                self._warned.add(w.category)
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        options = {
+            "source": str(group.file),
+            "label_column": self.label,
+            "normal_label": self.normal_label,
+            "drop_columns": self.dropped,
+            "impute": self.impute,
+            "text_columns": frozenset(self.feature_names) - self.numeric,  # decided by the first row group
+        }
+        if self.scanned is not None:  # read again after the scan, which gave its warnings
+            table = labelled_table_from_frame(raw, warn=False, **options)
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                table = labelled_table_from_frame(raw, **options)
+            for w in caught:  # once per kind of warning for the whole dataset, not once per row group
+                if w.category not in self._warned:
+                    self._warned.add(w.category)
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         numeric = frozenset(c for c in table.features.columns if pd.api.types.is_numeric_dtype(table.features[c]))
         if not self.feature_names:
             self.feature_names, self.numeric, self._first = list(table.features.columns), numeric, group.file

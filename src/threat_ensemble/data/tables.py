@@ -354,7 +354,7 @@ def resolve_label_column(frame: pd.DataFrame, label_column: str, source: str) ->
     raise InputError(f"{source}: label column {quote(label_column)} not found (columns: {shown})")
 
 
-def binary_labels(values: pd.Series, normal_label: str, source: str, column: str) -> np.ndarray:
+def binary_labels(values: pd.Series, normal_label: str, source: str, column: str, warn: bool = True) -> np.ndarray:
     """Map labels to 0 (equal to ``normal_label``) and 1 (anything else)."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
@@ -372,7 +372,7 @@ def binary_labels(values: pd.Series, normal_label: str, source: str, column: str
         wanted = str(normal_label).strip()
         is_normal = text.to_numpy() == wanted
         near = text[~is_normal & (text.str.casefold() == wanted.casefold()).to_numpy()]
-        if len(near):
+        if len(near) and warn:
             warnings.warn(
                 f"{source}: label column {quote(column)} holds {listed(sorted(near.unique()))} in {len(near)} rows, "
                 f"which differ from --normal-label {quote(wanted)} only by case; they count as attacks",
@@ -497,7 +497,10 @@ def labelled_table_from_frame(
     impute: bool = False,
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     text_columns: frozenset[str] = frozenset(),
+    warn: bool = True,
 ) -> LabelledTable:
+    """The frame's features and binary labels, checked; ``warn=False`` for a part of data whose
+    warnings were given already (a streamed dataset's row group read again)."""
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
     label = resolve_label_column(frame, str(label_column), source)
@@ -507,13 +510,13 @@ def labelled_table_from_frame(
         if resolved == label:
             raise InputError(f"{source}: --drop-columns names the label column {quote(name)}")
         to_drop.append(resolved)
-    y = binary_labels(frame[label], normal_label, source, label)
+    y = binary_labels(frame[label], normal_label, source, label, warn)
     features = frame.drop(columns=[label, *to_drop])
     if features.shape[1] == 0:
         raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
     features = infer_numeric(features, source, text_columns)
     if impute:
-        n_bad = count_non_finite(features)
+        n_bad = count_non_finite(features) if warn else 0
         if n_bad:
             warnings.warn(
                 f"{source}: --impute: {n_bad} missing, infinite or out-of-range numeric cells will be filled "
