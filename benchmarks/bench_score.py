@@ -71,6 +71,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--calls", type=int, default=500, help="one-row calls per engine")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
+    parser.add_argument("--bundle", type=Path, help="a bundle with ensemble.onnx to measure instead of training one")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args()
     if args.quick:
@@ -84,8 +85,11 @@ def main() -> int:
     warnings.simplefilter("ignore")
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name)
-    log(f"training a bundle on {args.train_rows} rows of the default data (--export onnx)")
-    bundle = train_bundle(folder, args.train_rows)
+    if args.bundle is not None:
+        bundle = args.bundle
+    else:
+        log(f"training a bundle on {args.train_rows} rows of the default data (--export onnx)")
+        bundle = train_bundle(folder, args.train_rows)
     ensemble = load_ensemble(bundle)
     scorer = OnnxScorer((bundle / ONNX_FILE).read_bytes())
     graph_mb = (bundle / ONNX_FILE).stat().st_size / 1e6
@@ -145,7 +149,8 @@ def main() -> int:
     summary = {
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "rows": args.rows,
-        "train_rows": args.train_rows,
+        "train_rows": None if args.bundle is not None else args.train_rows,
+        "bundle": str(args.bundle) if args.bundle is not None else None,
         "graph_mb": graph_mb,
         "batch": batch,
         "single_row": {k: percentiles(v) for k, v in single.items()},

@@ -53,10 +53,13 @@ def test_bench_train_quick_prints_a_json_summary(tmp_path: Path) -> None:
     assert {"ae_throughput_ratio", "time_to_quality_ratio", "help_seconds"} <= set(summary["targets"])
 
 
-def test_bench_score_quick_prints_a_json_summary(tmp_path: Path) -> None:
+def test_bench_score_quick_prints_a_json_summary(tmp_path: Path, default_bundle: dict) -> None:
+    """On the session's default bundle (trained with --export onnx), not a bundle of its own."""
     out_file = tmp_path / "score.json"
+    bundle = str(default_bundle["bundle"])
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_score.py"), "--quick", "--json-out", str(out_file)],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_score.py"), "--quick", "--bundle", bundle, "--json-out",
+         str(out_file)],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=300,
@@ -64,7 +67,7 @@ def test_bench_score_quick_prints_a_json_summary(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     assert json.loads(out_file.read_text()) == summary
-    assert summary["rows"] == 2000
+    assert summary["rows"] == 2000 and summary["bundle"] == bundle and summary["train_rows"] is None
     assert summary["batch"]["python_rows_per_s"] > 0 and summary["batch"]["onnx_rows_per_s"] > 0
     for engine in ("python", "onnx", "onnx_graph_call"):
         timing = summary["single_row"][engine]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -27,7 +27,11 @@ from threat_ensemble.data.tables import (
 from threat_ensemble.errors import InputError, Preempted, UsageError
 from threat_ensemble.models.bundle import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 
+if TYPE_CHECKING:
+    from threat_ensemble.data.stream import ParquetStream
+
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_TRACKING_FAILED = 0, 3, 5  # the other exit codes live in errors.py
+Table: TypeAlias = "LabelledTable | ParquetStream"  # a table in memory, or a scanned Parquet stream (--stream)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
+def load_inputs(cfg: TrainConfig) -> tuple[Table, Table | None]:
     """The training table (a file or the built-in default data) and the optional test table."""
     options = {
         "label_column": cfg.label_column,
@@ -88,7 +92,7 @@ def load_inputs(cfg: TrainConfig) -> tuple[LabelledTable, LabelledTable | None]:
     return table, test
 
 
-def load_streams(cfg: TrainConfig) -> tuple[Any, Any]:
+def load_streams(cfg: TrainConfig) -> tuple[ParquetStream, ParquetStream | None]:
     """``--stream``: the training data (and --test-data) as Parquet streams, scanned once: every row
     group read and checked, the rows split and the bounded samples drawn, before any training."""
     from threat_ensemble.data.stream import ParquetStream
@@ -202,7 +206,7 @@ def _params(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- the run
-def describe_tables(table: LabelledTable, test: LabelledTable | None, normal_label: str) -> str:
+def describe_tables(table: Table, test: Table | None, normal_label: str) -> str:
     """The class counts the run uses: a wrong --normal-label shows here, before any training."""
     line = (
         f"data: {table.source}: {table.n_rows} rows, {table.n_normal} normal (label {normal_label!r}) "
@@ -219,7 +223,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     return train_tables(cfg, table, test)
 
 
-def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None = None) -> TrainResult:
+def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> TrainResult:
     """Train on ``table`` (and gate on ``test`` or the test split). The output and checkpoint
     folders are checked first and locked for the run (by the process launched as rank 0)."""
     from threat_ensemble.run_folders import check_run_folders, locked
@@ -240,7 +244,7 @@ def train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | N
         return _train_tables(cfg, table, test, rank_zero=True)
 
 
-def _train_tables(cfg: TrainConfig, table: LabelledTable, test: LabelledTable | None, rank_zero: bool) -> TrainResult:
+def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero: bool) -> TrainResult:
     from threat_ensemble.tracking.store import check_tracking_uri
 
     uri = cfg.tracking_uri or default_tracking_uri()
