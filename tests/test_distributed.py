@@ -27,6 +27,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _two_nodes(args: list[str], work: Path) -> list[tuple[str, str]]:
+    """``args`` run as node 0 and node 1 of a two-node DDP job on this machine; their (stdout, stderr),
+    after checking that both exited 0 or 3 (the caller checks what the run produced)."""
+    port = _free_port()
+    procs = []
+    for node in (0, 1):
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), WORLD_SIZE="2")
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        procs.append(subprocess.Popen(args, cwd=work, env=env, text=True, **pipes))
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (_out, err) in zip(procs, results, strict=True):
+        assert p.returncode in (0, 3), err[-4000:]
+    return results
+
+
 def _single_process_threshold(bundle: Path) -> tuple[float, float]:
     """Recompute, in this one process, the percentile over the whole autoencoder validation set."""
     from threat_ensemble.data.datamodule import ThreatDataModule
@@ -81,7 +96,6 @@ def test_ddp_spawn_two_processes(tmp_path: Path) -> None:
 
 
 def test_two_nodes_simulated_on_one_machine(tmp_path: Path) -> None:
-    port = _free_port()
     args = train_cmd(
         *ARGS,
         "--num-nodes",
@@ -94,15 +108,7 @@ def test_two_nodes_simulated_on_one_machine(tmp_path: Path) -> None:
         "--tracking-uri",
         f"sqlite:///{tmp_path / 'mlflow.db'}",
     )
-    procs = []
-    for node in (0, 1):
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), WORLD_SIZE="2")
-        procs.append(
-            subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
-    results = [p.communicate(timeout=300) for p in procs]
-    for p, (_out, err) in zip(procs, results, strict=True):
-        assert p.returncode in (0, 3), err[-4000:]
+    results = _two_nodes(args, tmp_path)
     gate = json.loads((tmp_path / "artifacts" / "gate.json").read_text())
     assert gate["mlflow_run_id"]
     assert "gate:" in results[0][0] and "gate:" not in results[1][0]  # node 1 prints no summary
@@ -126,22 +132,13 @@ def test_two_processes_stream_disjoint_row_groups(tmp_path: Path) -> None:
     from threat_ensemble.models.ensemble import ThreatEnsemble
 
     write_shards(tmp_path / "flows", make_default_dataset(3000, seed=42), files=3, row_group=250)
-    port = _free_port()
     args = train_cmd(
         "--record-rows", str(tmp_path / "rows.txt"), "--data", "flows", "--stream", "--drop-columns", "family",
         "--max-epochs", "2", "--batch-size", "64", "--accelerator", "cpu", "--num-nodes", "2", "--devices", "1",
         "--strategy", "ddp", "--quiet", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
         crash_at="none",
     )  # fmt: skip
-    procs = []
-    for node in (0, 1):
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), NODE_RANK=str(node), WORLD_SIZE="2")
-        procs.append(
-            subprocess.Popen(args, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        )
-    results = [p.communicate(timeout=300) for p in procs]
-    for p, (_out, err) in zip(procs, results, strict=True):
-        assert p.returncode in (0, 3), err[-4000:]
+    _two_nodes(args, tmp_path)
     bundle = tmp_path / "artifacts"
     _check_one_run(tmp_path, json.loads((bundle / "gate.json").read_text()))
 

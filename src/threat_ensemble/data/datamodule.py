@@ -87,12 +87,43 @@ class EpochOrder(Sampler[int]):
         return iter(order.tolist())
 
 
-class ResumableLoader(DataLoader):
-    """The autoencoder's shuffling train loader, resumable mid-epoch: Lightning stores its
-    ``state_dict`` in every checkpoint (a loader with one is ``_Stateful`` to Lightning) and hands it
-    back on resume, and the resumed epoch serves exactly the batches training had not finished, in
-    the same order (none twice, none skipped). The batches training has finished are the batches
-    served: Lightning's data fetcher does not read ahead of a loader whose length it knows."""
+class MidEpochLoader(DataLoader):
+    """A train loader resumable mid-epoch: Lightning stores its ``state_dict`` (epoch, batches
+    served) in every checkpoint (a loader with one is ``_Stateful`` to Lightning) and hands it back
+    on resume, and the resumed epoch serves exactly the batches training had not finished, in the
+    same order (none twice, none skipped). The batches training has finished are the batches
+    served: Lightning's data fetcher does not read ahead of a loader whose length it knows.
+    Subclasses say which epoch runs and how to leave out its first batches."""
+
+    _served = 0
+    _resume: tuple[int, int] | None = None  # (epoch, batches finished) from a checkpoint
+
+    def _epoch(self) -> int:
+        raise NotImplementedError
+
+    def _skip(self, batches: int) -> None:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        epoch = self._epoch()
+        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
+        self._resume = None
+        self._skip(skip)
+        self._served = skip
+        for batch in super().__iter__():
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self._epoch()), "batches": int(self._served)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
+
+class ResumableLoader(MidEpochLoader):
+    """The autoencoder's shuffling train loader for a table in memory: each epoch's order comes from
+    the seed and the epoch alone (:class:`EpochOrder`), so a resumed epoch can be rebuilt."""
 
     def __init__(self, dataset: Dataset, *, batch_size: int, drop_last: bool, seed: int, collate_fn: Any) -> None:
         self.order = EpochOrder(len(dataset), seed)  # type: ignore[arg-type]
@@ -106,25 +137,12 @@ class ResumableLoader(DataLoader):
             # global generator, whose state (dropout) a mid-epoch checkpoint restores
             generator=torch.Generator().manual_seed(seed),
         )
-        self._served = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, batches finished) from a checkpoint
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        skip = 0
-        if self._resume is not None and self._resume[0] == self.order.epoch:
-            skip = self._resume[1]
-        self._resume = None
-        self.order.start = skip * int(self.batch_size or 1)
-        self._served = skip
-        for batch in super().__iter__():
-            self._served += 1
-            yield batch
+    def _epoch(self) -> int:
+        return self.order.epoch
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.order.epoch), "batches": int(self._served)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
+    def _skip(self, batches: int) -> None:
+        self.order.start = batches * int(self.batch_size or 1)
 
 
 class ThreatDataModule(L.LightningDataModule):
@@ -286,35 +304,23 @@ class _EpochStream(IterableDataset):
         return self.batches.epoch(self.epoch_of(), skip)
 
 
-class StreamLoader(DataLoader):
-    """The streamed train loader, resumable mid-epoch as :class:`ResumableLoader` is: its
-    ``state_dict`` (epoch, batches finished) travels in every checkpoint, and a resumed epoch
-    rebuilds the same buffer order and serves only the batches training had not finished."""
+class StreamLoader(MidEpochLoader):
+    """The streamed train loader (``--stream``): the epoch's row-group order and shuffle buffer
+    come from the seed, the epoch and the rank, so a resumed epoch rebuilds the same batches; the
+    ones already trained are read again, not trained again."""
 
     def __init__(self, batches: StreamedBatches, epoch_of: Callable[[], int]) -> None:
         self.source = _EpochStream(batches, epoch_of)
-        # its own seed source, as ResumableLoader's: starting an epoch must not draw from torch's
-        # global generator, whose state (dropout) a mid-epoch checkpoint restores
+        # its own seed source, as ResumableLoader's
         generator = torch.Generator().manual_seed(batches.seed)
         super().__init__(self.source, batch_size=None, collate_fn=_passthrough, generator=generator)
         self.epoch_of = epoch_of
-        self._served = 0
-        self._resume: tuple[int, int] | None = None
 
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        epoch = self.epoch_of()
-        skip = self._resume[1] if self._resume is not None and self._resume[0] == epoch else 0
-        self._resume = None
-        self.source.skip, self._served = skip, skip
-        for batch in super().__iter__():
-            self._served += 1
-            yield batch
+    def _epoch(self) -> int:
+        return self.epoch_of()
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": int(self.epoch_of()), "batches": int(self._served)}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume = (int(state_dict["epoch"]), int(state_dict["batches"]))
+    def _skip(self, batches: int) -> None:
+        self.source.skip = batches
 
 
 class StreamDataModule(ThreatDataModule):
@@ -349,13 +355,16 @@ class StreamDataModule(ThreatDataModule):
         encoded, _ = encoder.transform(frame, self.stream.source)
         scaler = RobustScaler.fit(encoded[codes // 2 == ROLE_AE_TRAIN])
         profile = FeatureProfile.fit(frame, codes % 2, encoder)
-        self._apply(Preprocessing(encoder, scaler, profile))
+        self._apply(Preprocessing(encoder, scaler, profile), encoded)
 
     def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
+        """As :meth:`ThreatDataModule._apply`; ``encoded`` is the training sample already encoded."""
         self.preprocessing = preprocessing
         encoder, source = preprocessing.encoder, self.stream.source
         frame, codes = self.stream.training_sample()
-        self.x_train, self.y_train = encoder.transform(frame, source)[0], codes % 2
+        if encoded is None:
+            encoded, _ = encoder.transform(frame, source)
+        self.x_train, self.y_train = encoded, codes % 2
         self.x_normal_train = self.x_train[self.y_train == 0]
         frame, codes = self.stream.calibration_sample()
         self.x_val, self.y_val = encoder.transform(frame, source)[0], codes % 2
