@@ -7,7 +7,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.preprocessing import Preprocessing
@@ -47,11 +46,6 @@ def read_features(
     labels = frame[label].reset_index(drop=True) if label is not None else None
     features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
     return labels, infer_numeric(features, source), source
-
-
-def encode_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> np.ndarray:
-    """Encode with the bundle's preprocessing (the columns checked by :func:`checked_features`)."""
-    return preprocessing.encode(checked_features(preprocessing, features, source, impute), source)
 
 
 def checked_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> pd.DataFrame:

@@ -105,12 +105,9 @@ class ThreatEnsemble:
             return fuse(scores, self.fusion["weights"])
         return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES, stack_inputs(self.fusion)))
 
-    def fit_fusion(self, x_val: np.ndarray, y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
-        """Fit the stacked fusion on the labelled validation split (never on test data)."""
-        return self.fit_fusion_on(self.member_scores(x_val), y_val, target_fpr)
-
     def fit_fusion_on(self, scores: dict[str, np.ndarray], y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
-        """Fit the stacked fusion on the validation rows' member scores (:meth:`member_scores`)."""
+        """Fit the stacked fusion on the validation rows' member scores (:meth:`member_scores`), never
+        on test rows."""
         self.fusion = fit_stacked_fusion(stack_features(scores, N_TREES), y_val, target_fpr)
         return self.fusion
 
