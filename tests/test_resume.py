@@ -201,6 +201,10 @@ def test_an_early_stopped_run_resumed_after_training_trains_no_further_epoch(tmp
     state = json.loads((tmp_path / "ckpt" / "run_state.json").read_text())
     epochs = _val_loss_epochs(tmp_path, state["mlflow_run_id"])
     assert epochs < 30  # it did stop early
+    # an early stop ends on an epoch that did not improve: last.ckpt is that epoch, the best is older
+    assert torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)["epoch"] == epochs - 1
+    best = [p.name for p in (tmp_path / "ckpt").glob("autoencoder-epoch=*.ckpt")]
+    assert len(best) == 1 and best[0] < f"autoencoder-epoch={epochs:03d}.ckpt", best
     resumed = _run_here(tmp_path, *extra, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     gate = json.loads((tmp_path / "bundle" / "gate.json").read_text())

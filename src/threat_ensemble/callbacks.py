@@ -188,16 +188,7 @@ def mark_killed(logger: MLFlowLogger) -> None:
 
 class EpochCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint``, its file names counting epochs from 1 as the progress lines
-    do (``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``), and
-    ``last.ckpt`` after every epoch: Lightning writes it only when the monitored checkpoint
-    improved, so a run killed after an epoch without improvement (an early stop always ends on
-    one) retrained from the last improving epoch."""
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        super().on_train_epoch_end(trainer, pl_module)  # where Lightning saves when validating every epoch
-        if self.save_last and self._should_save_on_train_epoch_end(trainer):
-            if not self._should_skip_saving_checkpoint(trainer):  # true when it was saved this step
-                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+    do (``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``)."""
 
     def format_checkpoint_name(
         self, metrics: dict[str, Any], filename: str | None = None, ver: int | None = None, prefix: str | None = None

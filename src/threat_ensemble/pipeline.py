@@ -276,6 +276,7 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
         TrackingCallback,
         mark_killed,
     )
+    from threat_ensemble.checkpointing import LAST_CHECKPOINT
     from threat_ensemble.console import progress_callback, silence_library_chatter
     from threat_ensemble.data.datamodule import ThreatDataModule
     from threat_ensemble.models.autoencoder import AutoencoderModule
@@ -333,9 +334,12 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
             monitor="val_loss",
             mode="min",
             save_top_k=1,
-            save_last=True,
-            # with step checkpoints too, both callbacks keep one last.ckpt current (no last-v1.ckpt)
-            enable_version_counter=not cfg.checkpoint_every_n_steps,
+        ),
+        # last.ckpt after every epoch, improved or not (Lightning's save_last writes it only when the
+        # monitored checkpoint improved: a run killed after an epoch without one would retrain from
+        # the last improving epoch); with step checkpoints too, both keep one last.ckpt current
+        ModelCheckpoint(
+            dirpath=cfg.checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1, enable_version_counter=False
         ),
         *end_of_fit,
     ]
@@ -347,7 +351,7 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
             save_last=True,
             enable_version_counter=False,
         )
-        callbacks.insert(3, step_checkpoint)
+        callbacks.insert(4, step_checkpoint)
     progress = progress_callback(cfg.quiet)
     if progress is not None:  # first, so the last epoch's line comes before the tree stage's
         callbacks.insert(0, progress)
