@@ -34,6 +34,21 @@ def test_no_module_outside_cli_imports_a_cli_module() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+FORBIDDEN = {  # the dependency direction: a model knows nothing of how it is trained or logged
+    "models": ("threat_ensemble.callbacks", "threat_ensemble.pipeline", "threat_ensemble.tracking"),
+    "data": ("threat_ensemble.models",),
+}
+
+
+def test_models_and_data_import_nothing_above_them() -> None:
+    offenders = {
+        str(path.relative_to(PACKAGE)): sorted(m for m in _imports(path) if m.startswith(FORBIDDEN[folder]))
+        for folder in FORBIDDEN
+        for path in (PACKAGE / folder).rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
 def test_the_concern_folders_exist_and_test_only_generators_left_the_package() -> None:
     for folder in ("cli", "data", "models", "http", "evaluation", "tracking"):
         assert (PACKAGE / folder / "__init__.py").is_file(), folder

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -27,10 +27,20 @@ from threat_ensemble.data.tables import LabelledTable, check_same_columns
 from threat_ensemble.errors import InputError
 from threat_ensemble.limits import DEFAULT_SHUFFLE_ROWS
 
-if TYPE_CHECKING:
-    from threat_ensemble.models.ensemble import ThreatEnsemble
-
 Scores = dict[str, np.ndarray]
+
+
+class Scorer(Protocol):
+    """What the DataModule needs of a trained ensemble (``models.ensemble.ThreatEnsemble``) to score
+    its validation and test rows; data/ knows no model class."""
+
+    preprocessing: Preprocessing
+
+    def member_scores(self, x_encoded: np.ndarray) -> Scores: ...
+
+    def score(self, x_encoded: np.ndarray) -> Scores: ...
+
+    def verdicts(self, scores: Scores) -> Scores: ...
 
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192
@@ -213,11 +223,11 @@ class ThreatDataModule(L.LightningDataModule):
     def n_test(self) -> int:
         return len(self.y_test)
 
-    def validation_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+    def validation_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
         """Each member's scores on the validation split (the stacked fusion is fitted on them), and its labels."""
         return ensemble.member_scores(self.x_val), self.y_val
 
-    def test_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+    def test_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
         """The ensemble's scores and verdicts on the test rows, and their labels."""
         return ensemble.score(self.x_test), self.y_test
 
@@ -420,7 +430,7 @@ class StreamDataModule(ThreatDataModule):
         return self.test_stream.n_rows if self.test_stream is not None else self.stream.rows_of(ROLE_TEST)
 
     def _member_scores(
-        self, ensemble: ThreatEnsemble, stream: ParquetStream, wanted: tuple[int, ...]
+        self, ensemble: Scorer, stream: ParquetStream, wanted: tuple[int, ...]
     ) -> dict[int, tuple[Scores, np.ndarray]]:
         """Each member's scores of the rows of the ``wanted`` roles, a row group at a time, written
         into arrays sized from the scan's counts (no list of chunks to concatenate)."""
@@ -444,7 +454,7 @@ class StreamDataModule(ThreatDataModule):
             warn_unseen(unseen, self.test_source if stream is self.test_stream else stream.source)
         return out
 
-    def validation_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+    def validation_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
         """Member scores of every validation row; the test split's, in the same pass, are kept for
         :meth:`test_scores` (member scores do not depend on the fusion)."""
         with_test = self.test_stream is None
@@ -452,7 +462,7 @@ class StreamDataModule(ThreatDataModule):
         self._test_members = scored[ROLE_TEST] if with_test else None
         return scored[ROLE_VAL]
 
-    def test_scores(self, ensemble: ThreatEnsemble) -> tuple[Scores, np.ndarray]:
+    def test_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
         if self._test_members is None:
             stream = self.test_stream or self.stream
             self._test_members = self._member_scores(ensemble, stream, (ROLE_TEST,))[ROLE_TEST]
