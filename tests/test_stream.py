@@ -271,7 +271,7 @@ def test_a_shard_that_fails_mid_training_stops_in_one_line_and_keeps_the_checkpo
 
 def test_streamed_test_data_must_have_the_training_columns_and_kinds(tmp_path: Path, flows: pd.DataFrame) -> None:
     from threat_ensemble.config import TrainConfig
-    from threat_ensemble.pipeline import load_streams
+    from threat_ensemble.data.training_data import load_streams
 
     write_shards(tmp_path / "train", flows)
     write_shards(tmp_path / "renamed", flows.rename(columns={"bytes": "octets"}))

@@ -5,33 +5,28 @@ arrays or a DataFrame, like the reference's ``TrainingOrchestrator.run(X, y)``."
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from threat_ensemble.config import TrainConfig
-from threat_ensemble.data.tables import (
-    LabelledTable,
-    check_class_counts,
-    check_same_columns,
-    fingerprint,
-    labelled_table_from_frame,
-    load_labelled_table,
-)
+from threat_ensemble.data.tables import LabelledTable, check_class_counts, fingerprint
+from threat_ensemble.data.training_data import Table, describe_tables, load_inputs, table_from_memory
 from threat_ensemble.errors import InputError, Preempted, UsageError
 from threat_ensemble.models.bundle import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
-
-if TYPE_CHECKING:
-    from threat_ensemble.data.stream import ParquetStream
+from threat_ensemble.tracking.run_info import (
+    artifact_location_for,
+    default_run_name,
+    default_tracking_uri,
+    run_params,
+    run_tags,
+)
 
 EXIT_PASSED, EXIT_GATE_FAILED, EXIT_TRACKING_FAILED = 0, 3, 5  # the other exit codes live in errors.py
-Table: TypeAlias = "LabelledTable | ParquetStream"  # a table in memory, or a scanned Parquet stream (--stream)
 
 
 @dataclass
@@ -66,63 +61,6 @@ class TrainResult:
 
 
 # ----------------------------------------------------------------------------- inputs
-def load_inputs(cfg: TrainConfig) -> tuple[Table, Table | None]:
-    """The training table (a file or the built-in default data) and the optional test table."""
-    options = {
-        "label_column": cfg.label_column,
-        "normal_label": cfg.normal_label,
-        "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
-        "impute": cfg.impute,
-        "max_decompressed_mb": cfg.max_decompressed_mb,
-    }
-    if cfg.stream:
-        return load_streams(cfg)
-    if cfg.data is None:
-        from threat_ensemble.data.default_data import default_table
-
-        table = default_table(cfg.default_rows, cfg.seed)
-    else:
-        table = load_labelled_table(cfg.data, no_header=cfg.no_header, **options)
-    test = None
-    if cfg.test_data is not None:
-        test = load_labelled_table(cfg.test_data, no_header=cfg.no_header, **options)
-        if test.n_attack == 0 or test.n_normal == 0:
-            raise InputError(f"{test.source}: the test data needs both normal and attack rows")
-        check_same_columns(table.features, test.features, test.source)  # before Lightning is imported
-    return table, test
-
-
-def load_streams(cfg: TrainConfig) -> tuple[ParquetStream, ParquetStream | None]:
-    """``--stream``: the training data (and --test-data) as Parquet streams, scanned once: every row
-    group read and checked, the rows split and the bounded samples drawn, before any training."""
-    from threat_ensemble.data.stream import ParquetStream
-
-    assert cfg.data is not None
-    options: dict[str, Any] = {
-        "label_column": cfg.label_column,
-        "normal_label": cfg.normal_label,
-        "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
-        "impute": cfg.impute,
-        "seed": cfg.seed,
-    }
-    say = print if not cfg.quiet and launched_as_rank_zero() else None
-    stream = ParquetStream(cfg.data, split_key=cfg.split_key, sample_rows=cfg.sample_rows, **options)
-    stream.scan(progress=say)
-    test = None
-    if cfg.test_data is not None:
-        test = ParquetStream(cfg.test_data, test_only=True, **options)
-        test.scan(progress=say)
-        if test.n_attack == 0 or test.n_normal == 0:
-            raise InputError(f"{test.source}: the test data needs both normal and attack rows")
-        columns = [pd.DataFrame(columns=s.feature_names) for s in (stream, test)]
-        check_same_columns(*columns, test.source)
-        differ = sorted(stream.numeric ^ test.numeric)
-        if differ:
-            kind = "numbers" if differ[0] in stream.numeric else "text"
-            raise InputError(f"{test.source}: column {differ[0]!r} holds {kind} in the training data but not here")
-    return stream, test
-
-
 def resolve_hardware(cfg: TrainConfig) -> dict[str, Any]:
     """Trainer hardware arguments; ``--gpus N`` wins over ``--accelerator/--devices``."""
     devices: Any = cfg.devices
@@ -169,57 +107,10 @@ def configure_threads(cfg: TrainConfig, accelerator: str) -> None:
         torch.set_num_threads(1)
 
 
-def default_tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path('mlflow.db').resolve()}"
-
-
-def artifact_location_for(uri: str) -> str | None:
-    """For a SQLite store, keep artifacts in a folder beside the database, not in ./mlruns."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        return (db.parent / "mlartifacts").resolve().as_uri()
-    return None
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _params(cfg: TrainConfig, summary: dict[str, Any]) -> dict[str, Any]:
-    params = {k: ("" if v is None else v) for k, v in cfg.to_dict().items()}
-    params["drop_columns"] = ",".join(cfg.drop_columns)
-    params["id_columns"] = ",".join(cfg.id_columns)
-    params["data"] = cfg.data or f"default ({cfg.default_rows} rows, seed {cfg.seed})"
-    params["epochs"] = cfg.max_epochs
-    params.update(summary)
-    return params
-
-
 # ----------------------------------------------------------------------------- the run
-def describe_tables(table: Table, test: Table | None, normal_label: str) -> str:
-    """The class counts the run uses: a wrong --normal-label shows here, before any training."""
-    line = (
-        f"data: {table.source}: {table.n_rows} rows, {table.n_normal} normal (label {normal_label!r}) "
-        f"and {table.n_attack} attack, {table.n_features} feature columns"
-    )
-    if test is not None:
-        line += f"; test data: {test.source}: {test.n_normal} normal and {test.n_attack} attack rows"
-    return line
-
-
 def train(cfg: TrainConfig) -> TrainResult:
     """Run the whole pipeline for ``cfg``; raises InputError for unusable input."""
-    table, test = load_inputs(cfg)
+    table, test = load_inputs(cfg, progress=print if not cfg.quiet and launched_as_rank_zero() else None)
     return train_tables(cfg, table, test)
 
 
@@ -312,7 +203,7 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
         if rank_zero
         else False
     )
-    params = None if resuming else {**_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
+    params = None if resuming else {**run_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
     outcome = FitOutcome()
     manifest_extra = {"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary}
     end_of_fit = [  # in this order, each in on_fit_end, each reading what the ones before left in outcome
@@ -382,24 +273,6 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
     result = _result(outcome, Path(cfg.checkpoint_dir), summary)
     result.tracking_failure = getattr(logger, "failure", None)
     return result
-
-
-def default_run_name(cfg: TrainConfig) -> str:
-    """A run name that tells runs apart in the MLflow UI: the data's name and the start time
-    (MLflow's random names are drawn after the seed is set, so every run of a seed got the same)."""
-    from datetime import datetime
-
-    data = Path(cfg.data).name.split(".")[0] if cfg.data else f"default-{cfg.default_rows}"
-    return f"{data[:40]}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-
-
-def run_tags() -> dict[str, str]:
-    return {
-        "python_version": platform.python_version(),
-        "platform": platform.platform(),
-        "git_commit": git_commit(),
-        "status": "running",
-    }
 
 
 def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool) -> tuple[Any, Path | None]:
@@ -510,40 +383,6 @@ def run(
     default 0, is normal; anything else an attack). A DataFrame may carry its labels in
     ``label_column`` instead of ``y``. ``options`` are TrainConfig fields (``max_epochs=5`` ...)."""
     cfg = TrainConfig(**options)
-    table = _table_from_memory(X, y, feature_names, cfg, "X")
-    test_table = _table_from_memory(test[0], test[1], feature_names, cfg, "test") if test else None
+    table = table_from_memory(X, y, feature_names, cfg, "X")
+    test_table = table_from_memory(test[0], test[1], feature_names, cfg, "test") if test else None
     return train_tables(cfg, table, test_table)
-
-
-def _table_from_memory(
-    X: np.ndarray | pd.DataFrame,
-    y: np.ndarray | pd.Series | None,
-    feature_names: list[str] | None,
-    cfg: TrainConfig,
-    source: str,
-) -> LabelledTable:
-    if isinstance(X, pd.DataFrame):
-        frame = X.copy()
-    else:
-        array = np.asarray(X)
-        if array.ndim != 2:
-            raise InputError(f"{source}: expected a 2-D array (rows x features), got shape {array.shape}")
-        names = feature_names or [f"f{i}" for i in range(array.shape[1])]
-        if len(names) != array.shape[1]:
-            raise InputError(f"{source}: {len(names)} feature names for {array.shape[1]} columns")
-        frame = pd.DataFrame(array, columns=names)
-    label_column = cfg.label_column
-    if y is not None:
-        labels = np.asarray(y)
-        if labels.ndim != 1 or len(labels) != len(frame):
-            raise InputError(f"{source}: y must be 1-D with {len(frame)} entries, got shape {labels.shape}")
-        label_column = "__label__"
-        frame[label_column] = labels
-    return labelled_table_from_frame(
-        frame,
-        source=source,
-        label_column=label_column,
-        normal_label=cfg.normal_label,
-        drop_columns=[*cfg.drop_columns, *cfg.id_columns],
-        impute=cfg.impute,
-    )
