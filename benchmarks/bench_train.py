@@ -294,7 +294,7 @@ def worker_ours(data_path: Path, work: Path, epochs: int, batch_size: int, lr: f
     import sklearn.ensemble  # noqa: F401
     import torch  # noqa: F401
 
-    import threat_ensemble.callbacks as cbm
+    import threat_ensemble.callbacks.end_of_fit as cbm
     import threat_ensemble.data.datamodule as datam
     from threat_ensemble.config import TrainConfig
     from threat_ensemble.pipeline import train_tables

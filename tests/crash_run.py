@@ -31,42 +31,43 @@ def install(point: str) -> None:
     global SIGNAL
     if point.endswith("+sigterm"):
         point, SIGNAL = point.removesuffix("+sigterm"), signal.SIGTERM
-    import threat_ensemble.callbacks as callbacks
+    import threat_ensemble.callbacks.end_of_fit as end_of_fit
+    import threat_ensemble.callbacks.run_state as run_state
     import threat_ensemble.models.bundle as artifacts
 
     if point == "none":
         return
     if point.startswith("train_step"):
         step = int(point.removeprefix("train_step"))
-        before = callbacks.RunStateCallback.on_train_batch_start
+        before = run_state.RunStateCallback.on_train_batch_start
 
         def on_train_batch_start(self: Any, trainer: Any, module: Any, batch: Any, batch_idx: int) -> None:
             if trainer.global_step == step:
                 _kill()
             before(self, trainer, module, batch, batch_idx)
 
-        callbacks.RunStateCallback.on_train_batch_start = on_train_batch_start
+        run_state.RunStateCallback.on_train_batch_start = on_train_batch_start
     elif point.startswith("train_epoch"):
         epoch = int(point.removeprefix("train_epoch"))
-        original = callbacks.RunStateCallback.on_train_batch_end
+        original = run_state.RunStateCallback.on_train_batch_end
 
         def on_train_batch_end(self: Any, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
             if trainer.current_epoch == epoch and batch_idx == 1:
                 _kill()
             original(self, trainer, module, outputs, batch, batch_idx)
 
-        callbacks.RunStateCallback.on_train_batch_end = on_train_batch_end
+        run_state.RunStateCallback.on_train_batch_end = on_train_batch_end
     elif point == "after_random_forest":
-        save = callbacks.ForestCallback._save_side_file
+        save = end_of_fit.ForestCallback._save_side_file
 
         def save_then_die(self: Any, name: str, model: Any) -> None:
             save(self, name, model)
             if name == "random_forest":
                 _kill()
 
-        callbacks.ForestCallback._save_side_file = save_then_die
+        end_of_fit.ForestCallback._save_side_file = save_then_die
     elif point == "validation":
-        callbacks.evaluate_gate = lambda *args, **kwargs: _kill()
+        end_of_fit.evaluate_gate = lambda *args, **kwargs: _kill()
     elif point == "bundle":
         artifacts.sha256_file = lambda path: _kill()  # the manifest's first hash: all files written
     else:

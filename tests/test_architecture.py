@@ -50,7 +50,7 @@ def test_models_and_data_import_nothing_above_them() -> None:
 
 
 def test_the_concern_folders_exist_and_test_only_generators_left_the_package() -> None:
-    for folder in ("cli", "data", "models", "http", "evaluation", "tracking"):
+    for folder in ("cli", "callbacks", "data", "models", "http", "evaluation", "tracking"):
         assert (PACKAGE / folder / "__init__.py").is_file(), folder
     assert not (PACKAGE / "synthetic.py").exists()
     sources = "\n".join(p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py"))

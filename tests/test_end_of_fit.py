@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import fit_autoencoder
-from threat_ensemble.callbacks import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
+from threat_ensemble.callbacks.end_of_fit import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
 from threat_ensemble.checkpointing import RunState
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.models.ensemble import ThreatEnsemble
@@ -96,7 +96,7 @@ def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path
 
 # ----------------------------------------------------------------------------- resume decisions
 def _run_state_callback(tmp_path: Path):  # noqa: ANN202
-    from threat_ensemble.callbacks import RunStateCallback
+    from threat_ensemble.callbacks.run_state import RunStateCallback
 
     return RunStateCallback(RunState("fp", {}), tmp_path, params=None, quiet=True)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-import threat_ensemble.callbacks as callbacks
+import threat_ensemble.callbacks.end_of_fit as callbacks
 from conftest import fit_autoencoder
 from threat_ensemble.checkpointing import RunState
 from threat_ensemble.models.forests import fit_random_forest

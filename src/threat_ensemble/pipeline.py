@@ -155,18 +155,15 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import MLFlowLogger
 
-    from threat_ensemble.callbacks import (
+    from threat_ensemble.callbacks.end_of_fit import (
         BundleCallback,
         EnsembleValidationCallback,
-        EpochCheckpoint,
         FitOutcome,
         ForestCallback,
         FusionCallback,
-        RunStateCallback,
-        StopSignals,
         TrackingCallback,
-        mark_killed,
     )
+    from threat_ensemble.callbacks.run_state import EpochCheckpoint, RunStateCallback, StopSignals, mark_killed
     from threat_ensemble.checkpointing import LAST_CHECKPOINT
     from threat_ensemble.console import progress_callback, silence_library_chatter
     from threat_ensemble.data.datamodule import ThreatDataModule

@@ -1,10 +1,10 @@
-"""Callbacks: run state and RNG in every checkpoint, then (at the end of fitting) the tree stage,
-ensemble validation, the gate and the bundle.
+"""The steps after the autoencoder, one callback each, in ``on_fit_end``: forests, fusion,
+validation and the gate, bundle, MLflow. Each reads what the steps before it left in the engine's
+``FitOutcome``, never another step's attributes.
 
-The tree and validation stages run in ``on_fit_end``, which Lightning calls after every fit: one
-that trained, and one resumed (through ``ckpt_path``) from a checkpoint whose autoencoder had
-already finished, where Lightning restores the module, the data module and the callbacks and
-trains no further epoch.
+Lightning calls ``on_fit_end`` after every fit: one that trained, and one resumed (through
+``ckpt_path``) from a checkpoint whose autoencoder had already finished, where Lightning restores
+the module, the data module and the callbacks and trains no further epoch.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import hashlib
 import math
 import os
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,10 +21,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities import rank_zero_info
 
+from threat_ensemble.callbacks.run_state import announcer, mark_run
 from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_bytes
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
@@ -54,148 +52,6 @@ def _datamodule(trainer: L.Trainer) -> ThreatDataModule:
     if not isinstance(dm, ThreatDataModule):
         raise TypeError("threat-ensemble callbacks need a ThreatDataModule")
     return dm
-
-
-def _say(quiet: bool) -> Any:
-    return (lambda _msg: None) if quiet else rank_zero_info
-
-
-class RunStateCallback(Callback):
-    """Creates the MLflow run on rank 0 once ranks are known, records its id in the run state,
-    and puts into every checkpoint the torch RNG state (so a resumed epoch shuffles and drops out
-    exactly as the uninterrupted one) and whether the autoencoder is finished."""
-
-    def __init__(
-        self, state: RunState, checkpoint_dir: str | Path, params: dict[str, Any] | None, quiet: bool = False
-    ) -> None:
-        self.state = state
-        self.checkpoint_dir = Path(checkpoint_dir)
-        self.params = params  # None when resuming: MLflow params are immutable and already logged
-        self.say = _say(quiet)
-        self.post_training = False
-        self.restored_finished = False  # resumed from a checkpoint whose autoencoder had finished
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero:
-            return
-        logger = trainer.logger
-        if isinstance(logger, MLFlowLogger):
-            if self.params is not None:
-                logger.log_hyperparams(self.params)
-            self.state.mlflow_run_id = logger.run_id
-        self.state.save(self.checkpoint_dir)
-
-    def state_dict(self) -> dict[str, Any]:
-        trainer = getattr(self, "_trainer", None)
-        finished = trainer is not None and (trainer.should_stop or trainer.current_epoch + 1 >= trainer.max_epochs)
-        state: dict[str, Any] = {"torch_rng": torch.get_rng_state(), "ae_finished": bool(finished)}
-        if torch.cuda.is_available():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.restored_finished = bool(state_dict.get("ae_finished"))
-        torch.set_rng_state(state_dict["torch_rng"])
-        if "cuda_rng" in state_dict and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda_rng"])
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._trainer = trainer
-        n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in pl_module.modules())
-        if trainer.world_size > 1 or n_sync:
-            how = f"{n_sync} SyncBatchNorm layers" if n_sync else "BatchNorm statistics averaged before validation"
-            rank_zero_info(f"distributed: {trainer.world_size} processes, {how}")
-        if self.restored_finished:
-            self.say("autoencoder already trained; completing the tree stage and the gate")
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.restored_finished:  # stopped early: no further epoch (at max_epochs Lightning runs none)
-            trainer.should_stop = True
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.post_training = True
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.post_training = True  # first of the fit-end hooks: the tree and validation stages follow
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if trainer.is_global_zero and isinstance(trainer.logger, MLFlowLogger) and trainer.logger.run_id:
-            stopped = trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)
-            status = "interrupted" if stopped else "failed"
-            mark_run(trainer.logger, status, f"{type(exception).__name__}: {exception}")
-
-
-class StopSignals:
-    """Ctrl-C (SIGINT) stops a run as SIGTERM does: during training, Lightning's own graceful stop
-    (the epoch's checkpoint stays the resume point); in the tree and validation stages, at once
-    (the forests' fit is cancelled between steps). Either way ``--resume`` continues it. A second
-    Ctrl-C interrupts at once. SIGTERM when Lightning's own handler is not installed (before
-    training starts, and in those stages) stops at once too."""
-
-    def __init__(self, trainer: L.Trainer, run_state: RunStateCallback) -> None:
-        self.trainer = trainer
-        self.run_state = run_state
-        self.sigint = False
-        self.sigterm = False
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        import signal
-        import threading
-
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = signal.signal(signal.SIGINT, self._on_sigint)
-        previous_term = signal.signal(signal.SIGTERM, self._on_sigterm)
-        try:
-            yield
-        finally:
-            signal.signal(signal.SIGINT, previous)
-            signal.signal(signal.SIGTERM, previous_term)
-
-    @property
-    def received(self) -> str | None:
-        """The stop signal's name, if one stopped the run."""
-        if self.sigint:
-            return "SIGINT"
-        return "SIGTERM" if self.sigterm or self.trainer.received_sigterm else None
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        self.sigterm = True
-        if not self.trainer.received_sigterm:  # set by Lightning's handler, which runs first while installed
-            raise KeyboardInterrupt
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        import signal
-
-        first = not self.sigint
-        self.sigint = True
-        if first and not self.run_state.post_training:
-            rank_zero_info("interrupted (Ctrl-C): stopping after the current step; Ctrl-C again to stop at once")
-            signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
-            return
-        raise KeyboardInterrupt
-
-
-def mark_killed(logger: MLFlowLogger) -> None:
-    """An interrupted run is KILLED in MLflow (Lightning finalises it as FAILED), to be continued."""
-    try:
-        logger.experiment.set_terminated(logger.run_id, status="KILLED")
-    except Exception as exc:
-        print(f"warning: could not mark the MLflow run as killed: {exc}")
-
-
-class EpochCheckpoint(ModelCheckpoint):
-    """Lightning's ``ModelCheckpoint``, its file names counting epochs from 1 as the progress lines
-    do (``autoencoder-epoch=003.ckpt`` is the checkpoint written after ``epoch 3/100``)."""
-
-    def format_checkpoint_name(
-        self, metrics: dict[str, Any], filename: str | None = None, ver: int | None = None, prefix: str | None = None
-    ) -> str:
-        if "epoch" in metrics:
-            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
-        return super().format_checkpoint_name(metrics, filename, ver, prefix)
 
 
 @dataclass
@@ -245,7 +101,7 @@ class ForestCallback(Callback):
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.outcome = outcome  # where the fitted forests and their stored bytes go
-        self.say = _say(quiet)
+        self.say = announcer(quiet)
         self._cores: CoreShare | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
@@ -352,7 +208,7 @@ class FusionCallback(Callback):
     def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
         self.cfg = cfg
         self.outcome = outcome
-        self.say = _say(cfg.quiet)
+        self.say = announcer(cfg.quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
@@ -375,6 +231,7 @@ class FusionCallback(Callback):
             error_scale=module.error_scale.detach().cpu().numpy(),
         )
         if self.cfg.fusion == "stack":
+
             def fit() -> None:
                 scores, y_val = dm.validation_scores(ensemble)
                 ensemble.fit_fusion_on(scores, y_val, self.cfg.target_fpr)
@@ -396,7 +253,7 @@ class EnsembleValidationCallback(Callback):
     def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
         self.cfg = cfg
         self.outcome = outcome
-        self.say = _say(cfg.quiet)
+        self.say = announcer(cfg.quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -448,7 +305,7 @@ class BundleCallback(Callback):
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.manifest_extra = manifest_extra
-        self.say = _say(cfg.quiet)
+        self.say = announcer(cfg.quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -481,10 +338,7 @@ class BundleCallback(Callback):
         gate["bundle_digest"] = ensemble.digest  # pins this bundle from outside (not in gate.json itself)
         self.outcome.bundle_dir = bundle
         if destination != Path(self.cfg.output_dir):
-            print(
-                f"gate failed: the passing bundle in {self.cfg.output_dir} is kept; "
-                f"this run's bundle is in {bundle}"
-            )
+            print(f"gate failed: the passing bundle in {self.cfg.output_dir} is kept; this run's bundle is in {bundle}")
         self.say(f"bundle written to {bundle} (manifest sha256 {ensemble.digest})")
         self.state.bundle_dir, self.state.bundle_digest = str(bundle), ensemble.digest
         self.state.save(self.checkpoint_dir)
@@ -519,7 +373,7 @@ class TrackingCallback(Callback):
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tracking_uri = tracking_uri
-        self.say = _say(cfg.quiet)
+        self.say = announcer(cfg.quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -599,13 +453,3 @@ def _loss_history(logger: MLFlowLogger | None) -> dict[str, list[float]] | None:
     except Exception as exc:
         print(f"warning: could not read the loss history from MLflow: {exc}")
         return None
-
-
-def mark_run(logger: MLFlowLogger, status: str, error: str | None = None) -> None:
-    """Tag the run's outcome; tracking trouble must not hide the run's own result."""
-    try:
-        logger.experiment.set_tag(logger.run_id, "status", status)
-        if error:
-            logger.experiment.set_tag(logger.run_id, "error", error[:5000])
-    except Exception as exc:
-        print(f"warning: could not tag the MLflow run: {exc}")
