@@ -1,6 +1,7 @@
-"""The training run, end to end: inputs -> DataModule -> Trainer (autoencoder, then the tree and
-validation callbacks) -> bundle, gate and MLflow run. ``train`` backs the CLI; ``run`` takes
-arrays or a DataFrame, like the reference's ``TrainingOrchestrator.run(X, y)``."""
+"""The engine: a training run end to end. Tables (data/training_data.py) -> DataModule -> one
+Trainer (the autoencoder, then the end-of-fit callbacks) -> bundle, gate and MLflow run, the gate
+returned from memory. ``train`` backs the CLI; ``run`` takes arrays or a DataFrame, like the
+reference's ``TrainingOrchestrator.run(X, y)``."""
 
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class TrainResult:
         return EXIT_TRACKING_FAILED if self.tracking_failure else EXIT_PASSED
 
 
-# ----------------------------------------------------------------------------- inputs
+# ----------------------------------------------------------------------------- hardware
 def resolve_hardware(cfg: TrainConfig) -> dict[str, Any]:
     """Trainer hardware arguments; ``--gpus N`` wins over ``--accelerator/--devices``."""
     devices: Any = cfg.devices
