@@ -3,7 +3,7 @@ whether the autoencoder finished, Ctrl-C/SIGTERM stops, and the epoch checkpoint
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from threat_ensemble.checkpointing import RunState
 
 
-def announcer(quiet: bool) -> Any:
+def announcer(quiet: bool) -> Callable[[str], None]:
     """Lines for the console on rank 0, or nothing with ``--quiet``."""
     return (lambda _msg: None) if quiet else rank_zero_info
 
