@@ -3,6 +3,7 @@ that is no worse than the champion on the same test rows; otherwise the version 
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def _promotions(uri: str, tmp_path: Path) -> None:
     run = client.get_run(client.get_model_version("detector", "2").run_id)
     assert run.data.tags["promotion"].startswith("challenger: worse on")
     assert run.data.metrics["champion_f1"] > run.data.metrics["ensemble_f1"]
+    first_gate = json.loads((tmp_path / "first" / "gate.json").read_text())["metrics"]
+    for key in ("f1", "pr_auc"):  # the champion on the same test rows: exactly its own gate figures
+        assert run.data.metrics[f"champion_{key}"] == pytest.approx(first_gate[key], rel=1e-12)
     # the first run's settings again: the same model, so not worse
     again = train("again")
     assert again.returncode == 0, again.stderr[-3000:]

@@ -205,6 +205,36 @@ def test_a_streamed_run_trains_and_gates_on_every_test_row(tmp_path: Path) -> No
     assert ensemble.preprocessing.encoder.feature_names == stream.feature_names
 
 
+@pytest.mark.slow
+def test_promote_scores_the_champion_on_every_streamed_test_row(tmp_path: Path) -> None:
+    """--register-model with --promote on a stream: the champion's bundle, fetched from the registry,
+    scores the same test rows a row group at a time; the same model on the same rows gives exactly
+    its own gate figures."""
+    import mlflow
+
+    from synthetic import make_default_dataset
+
+    write_shards(tmp_path / "flows", make_default_dataset(6000, seed=7), files=3, row_group=600)
+    store = f"sqlite:///{tmp_path / 'm.db'}"
+    args = ["--data", "flows", "--stream", "--drop-columns", "family", "--sample-rows", "2000", "--max-epochs", "2",
+            "--batch-size", "128", "--tracking-uri", store, "--quiet"]  # fmt: skip
+    args += ["--register-model", "detector", "--promote"]
+    first = run_train(tmp_path, *args, "--output-dir", "first", "--checkpoint-dir", "first-ckpt")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "promotion: 'detector' version 1 is the champion (the first version whose gate passed)" in first.stdout
+    weak = ["--fusion", "fixed", "--weights", "ae=1,rf=0,if=0", "--min-f1", "0", "--min-pr-auc", "0"]
+    second = run_train(tmp_path, *args, *weak, "--output-dir", "weak", "--checkpoint-dir", "weak-ckpt")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "promotion: 'detector' version 2 is the challenger (worse on" in second.stdout
+
+    client = mlflow.MlflowClient(tracking_uri=store)
+    run = client.get_run(client.get_model_version("detector", "2").run_id)
+    champion_gate = json.loads((tmp_path / "first" / "gate.json").read_text())["metrics"]
+    for key in ("f1", "pr_auc"):
+        assert run.data.metrics[f"champion_{key}"] == pytest.approx(champion_gate[key], rel=1e-12)
+    assert run.data.metrics["champion_f1"] > run.data.metrics["ensemble_f1"]
+
+
 def test_the_cli_refuses_a_bad_shard_in_one_line_before_training(tmp_path: Path, flows: pd.DataFrame) -> None:
     paths = write_shards(tmp_path / "flows", flows, files=3)
     flows.iloc[:100].drop(columns=["label"]).to_parquet(paths[1], index=False)

@@ -273,8 +273,6 @@ class TrainConfig:
             raise UsageError(f"--sample-rows must be at least {MIN_SAMPLE_ROWS}, got {self.sample_rows}")
         if self.stream and self.data is None:
             raise UsageError("--stream needs --data: a folder, a glob or a file of Parquet data")
-        if self.stream and self.promote:
-            raise UsageError("--promote scores the champion on every test row in memory; it does not go with --stream")
         if self.split_key is not None and not self.stream:
             raise UsageError("--split-key goes with --stream (the in-memory split is stratified by label)")
         if self.promote and not self.register_model:

@@ -437,7 +437,7 @@ class TrackingCallback(Callback):
         if self.cfg.promote:
             from threat_ensemble.tracking.champion import promote
 
-            outcome = promote(name, version, gate, dm.test_rows(), dm.y_test, self.cfg.promote_tolerance, uri)
+            outcome = promote(name, version, gate, dm.fused_test_scores, self.cfg.promote_tolerance, uri)
             print(outcome.line(name, version))
             if outcome.champion_metrics:
                 logger.log_metrics({f"champion_{k}": v for k, v in outcome.champion_metrics.items()})

@@ -42,6 +42,7 @@ class Scorer(Protocol):
 
     def verdicts(self, scores: Scores) -> Scores: ...
 
+
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192
 
@@ -236,6 +237,17 @@ class ThreatDataModule(L.LightningDataModule):
         if self.test_table is not None:
             return self.test_table.features
         return self.table.features.iloc[self.test_idx].reset_index(drop=True)
+
+    def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
+        """Another trained ensemble's fused scores on this run's test rows, and their labels: the
+        rows as read, encoded with that ensemble's own preprocessing, as score.py would (the
+        champion, for --promote)."""
+        from threat_ensemble.data.inputs import checked_features
+
+        rows, source = self.test_rows(), "test rows"
+        own = [c for c in ensemble.preprocessing.encoder.feature_names if c in rows.columns]  # missing: refused
+        features = checked_features(ensemble.preprocessing, rows[own], source, impute=False)
+        return ensemble.score(ensemble.preprocessing.encode(features, source))["ensemble"], self.y_test
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""
@@ -471,7 +483,14 @@ class StreamDataModule(ThreatDataModule):
         return ensemble.verdicts(dict(members)), self.y_test
 
     def test_rows(self) -> pd.DataFrame:
-        raise InputError("--promote scores the champion on every test row in memory; it is not available with --stream")
+        raise InputError("the test rows of a --stream run are read a row group at a time, never held whole")
+
+    def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
+        """Another trained ensemble's fused scores on every test row, and their labels, a row group at
+        a time, each encoded with that ensemble's own preprocessing (the champion, for --promote)."""
+        stream = self.test_stream or self.stream
+        members, labels = self._member_scores(ensemble, stream, (ROLE_TEST,))[ROLE_TEST]
+        return ensemble.verdicts(members)["ensemble"], labels
 
     def summary(self) -> dict[str, int]:
         s = self.stream

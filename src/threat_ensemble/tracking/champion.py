@@ -4,13 +4,16 @@ passed and, scored on this run's test rows next to the current champion, it is n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from threat_ensemble.evaluation.metrics import binary_metrics
+
+# an ensemble's fused scores on this run's test rows, and their labels (the DataModule's fused_test_scores)
+ScoreTestRows = Callable[[Any], tuple[np.ndarray, np.ndarray]]
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 COMPARED = ("pr_auc", "f1")
@@ -41,15 +44,15 @@ def promote(
     name: str,
     version: str,
     gate: dict[str, Any],
-    test_rows: pd.DataFrame,
-    y_test: np.ndarray,
+    score_test_rows: ScoreTestRows,
     tolerance: float,
     tracking_uri: str,
 ) -> Promotion:
     """Give ``version`` of ``name`` the champion or the challenger alias. A failed gate never
     touches the champion; the first version whose gate passed becomes it; after that the current
-    champion's bundle is fetched from the registry, verified and scored on ``test_rows``, and the
-    new version must be no worse on PR-AUC and F1 (each within ``tolerance``)."""
+    champion's bundle is fetched from the registry, verified and scored on this run's test rows by
+    ``score_test_rows``, and the new version must be no worse on PR-AUC and F1 (each within
+    ``tolerance``)."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -68,11 +71,11 @@ def promote(
     else:
         try:
             with tracking_uri_set(tracking_uri):
-                scored = _score_with_bundle(f"models:/{name}/{previous}", test_rows)
+                fused, y_test = _score_with_bundle(f"models:/{name}/{previous}", score_test_rows)
         except Exception as exc:  # another feature set, a model this package cannot load
             reason = f"version {previous} could not score these rows ({type(exc).__name__}); not compared"
             return _set(client, name, version, Promotion(CHALLENGER, reason, previous))
-        metrics = binary_metrics(y_test, scored["ensemble"].to_numpy(np.float64))
+        metrics = binary_metrics(y_test, np.asarray(fused, dtype=np.float64))
         champion = {k: float(metrics[k]) for k in COMPARED}
         better, figures = compare({k: float(gate["metrics"][k]) for k in COMPARED}, champion, tolerance)
         alias = CHAMPION if better else CHALLENGER
@@ -80,8 +83,8 @@ def promote(
     return _set(client, name, version, outcome)
 
 
-def _score_with_bundle(model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` scored by the bundle inside a logged model, verified against the digest the model
+def _score_with_bundle(model_uri: str, score_test_rows: ScoreTestRows) -> tuple[np.ndarray, np.ndarray]:
+    """The test rows scored by the bundle inside a logged model, verified against the digest the model
     carries. The model's own code is never run here (loading it as a pyfunc model would import the
     code stored with it into the trainer)."""
     import tempfile
@@ -91,7 +94,6 @@ def _score_with_bundle(model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
     from mlflow.models import Model
 
     from threat_ensemble.models.ensemble import ThreatEnsemble
-    from threat_ensemble.tracking.pyfunc import predict_frame
 
     with tempfile.TemporaryDirectory(prefix="threat-ensemble-champion-") as tmp:
         local = Path(download_artifacts(artifact_uri=model_uri, dst_path=tmp)).resolve()
@@ -101,7 +103,7 @@ def _score_with_bundle(model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
         if not bundle.is_relative_to(local):
             raise ValueError(f"{model_uri}: its bundle path {relative!r} leaves the model folder")
         ensemble = ThreatEnsemble.load(bundle, expect_digest=model.metadata["bundle_digest"])
-        return predict_frame(ensemble, rows)
+        return score_test_rows(ensemble)
 
 
 def _set(client: Any, name: str, version: str, outcome: Promotion) -> Promotion:
