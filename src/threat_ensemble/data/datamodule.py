@@ -232,19 +232,17 @@ class ThreatDataModule(L.LightningDataModule):
         """The ensemble's scores and verdicts on the test rows, and their labels."""
         return ensemble.score(self.x_test), self.y_test
 
-    def test_rows(self) -> pd.DataFrame:
-        """The test rows' feature columns as read (before encoding): what a logged model scores."""
-        if self.test_table is not None:
-            return self.test_table.features
-        return self.table.features.iloc[self.test_idx].reset_index(drop=True)
-
     def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
         """Another trained ensemble's fused scores on this run's test rows, and their labels: the
-        rows as read, encoded with that ensemble's own preprocessing, as score.py would (the
-        champion, for --promote)."""
+        rows as read (before this run's encoding), encoded with that ensemble's own preprocessing,
+        as score.py would (the champion, for --promote)."""
         from threat_ensemble.data.inputs import checked_features
 
-        rows, source = self.test_rows(), "test rows"
+        if self.test_table is not None:
+            rows = self.test_table.features
+        else:
+            rows = self.table.features.iloc[self.test_idx].reset_index(drop=True)
+        source = "test rows"
         own = [c for c in ensemble.preprocessing.encoder.feature_names if c in rows.columns]  # missing: refused
         features = checked_features(ensemble.preprocessing, rows[own], source, impute=False)
         return ensemble.score(ensemble.preprocessing.encode(features, source))["ensemble"], self.y_test
@@ -481,9 +479,6 @@ class StreamDataModule(ThreatDataModule):
         members, self.y_test = self._test_members
         self._test_members = None
         return ensemble.verdicts(dict(members)), self.y_test
-
-    def test_rows(self) -> pd.DataFrame:
-        raise InputError("the test rows of a --stream run are read a row group at a time, never held whole")
 
     def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
         """Another trained ensemble's fused scores on every test row, and their labels, a row group at
