@@ -236,16 +236,14 @@ class ThreatDataModule(L.LightningDataModule):
         """Another trained ensemble's fused scores on this run's test rows, and their labels: the
         rows as read (before this run's encoding), encoded with that ensemble's own preprocessing,
         as score.py would (the champion, for --promote)."""
-        from threat_ensemble.data.inputs import checked_features
+        from threat_ensemble.data.inputs import encode_frame
 
         if self.test_table is not None:
             rows = self.test_table.features
         else:
-            rows = self.table.features.iloc[self.test_idx].reset_index(drop=True)
-        source = "test rows"
-        own = [c for c in ensemble.preprocessing.encoder.feature_names if c in rows.columns]  # missing: refused
-        features = checked_features(ensemble.preprocessing, rows[own], source, impute=False)
-        return ensemble.score(ensemble.preprocessing.encode(features, source))["ensemble"], self.y_test
+            rows = self.table.features.iloc[self.test_idx]
+        _, x = encode_frame(ensemble.preprocessing, rows, "test rows", impute=False)
+        return ensemble.score(x)["ensemble"], self.y_test
 
     def state_dict(self) -> dict[str, Any]:
         """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""

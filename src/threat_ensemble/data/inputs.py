@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.preprocessing import Preprocessing
@@ -46,6 +47,21 @@ def read_features(
     labels = frame[label].reset_index(drop=True) if label is not None else None
     features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
     return labels, infer_numeric(features, source), source
+
+
+def encode_frame(
+    preprocessing: Preprocessing, frame: pd.DataFrame, source: str, impute: bool
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """``frame``'s checked feature columns and their encoding, as score.py encodes a table: only the
+    bundle's feature columns (a missing one is refused, others are left out without a word), text
+    that is really numbers converted, non-finite numbers refused unless ``impute``."""
+    from threat_ensemble.data.tables import infer_numeric
+
+    frame = frame.rename(columns=str)
+    own = [c for c in map(str, preprocessing.encoder.feature_names) if c in frame.columns]
+    features = infer_numeric(frame[own].reset_index(drop=True), source)
+    checked = checked_features(preprocessing, features, source, impute)
+    return checked, preprocessing.encode(checked, source)
 
 
 def checked_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> pd.DataFrame:

@@ -88,20 +88,11 @@ def predict_frame(
     """Score ``frame`` as ``scripts/score.py`` does: only the bundle's feature columns, text that is
     really numbers converted, non-finite cells refused unless ``impute``, then
     ``Ensemble.score(preprocessing.encode(...))``."""
-    from threat_ensemble.data.inputs import checked_features
-    from threat_ensemble.data.tables import infer_numeric
+    from threat_ensemble.data.inputs import encode_frame
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
-    source = "model input"
-    expected = [str(c) for c in ensemble.preprocessing.encoder.feature_names]
-    frame = frame.rename(columns=str)
-    missing = [c for c in expected if c not in frame.columns]
-    if missing:
-        raise InputError(f"{source}: missing feature columns {missing} (the model was trained on {len(expected)})")
-    features = infer_numeric(frame[expected].reset_index(drop=True), source)
-    checked = checked_features(ensemble.preprocessing, features, source, impute)
-    x = ensemble.preprocessing.encode(checked, source)
+    checked, x = encode_frame(ensemble.preprocessing, frame, "model input", impute)
     scores = ensemble.score(x)
     out = pd.DataFrame({key: np.asarray(scores[key], dtype=np.float64) for key in OUTPUT_COLUMNS[:-1]})
     out["verdict"] = np.asarray(scores["verdict"]).astype(np.int64)
