@@ -25,14 +25,22 @@ Table: TypeAlias = "LabelledTable | ParquetStream"  # a table in memory, or a sc
 Progress: TypeAlias = "Callable[[str], None] | None"
 
 
-def load_inputs(cfg: TrainConfig, progress: Progress = None) -> tuple[Table, Table | None]:
-    """The training table (a file or the built-in default data) and the optional test table;
-    ``progress`` takes the lines of a ``--stream`` scan."""
-    options = {
+def table_options(cfg: TrainConfig) -> dict[str, Any]:
+    """How every table of a run is read: its label column and normal label, the columns that are not
+    features (``--drop-columns`` and ``--id-columns``), and ``--impute``."""
+    return {
         "label_column": cfg.label_column,
         "normal_label": cfg.normal_label,
         "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
         "impute": cfg.impute,
+    }
+
+
+def load_inputs(cfg: TrainConfig, progress: Progress = None) -> tuple[Table, Table | None]:
+    """The training table (a file or the built-in default data) and the optional test table;
+    ``progress`` takes the lines of a ``--stream`` scan."""
+    options = {
+        **table_options(cfg),
         "max_decompressed_mb": cfg.max_decompressed_mb,
     }
     if cfg.stream:
@@ -59,10 +67,7 @@ def load_streams(cfg: TrainConfig, progress: Progress = None) -> tuple[ParquetSt
 
     assert cfg.data is not None
     options: dict[str, Any] = {
-        "label_column": cfg.label_column,
-        "normal_label": cfg.normal_label,
-        "drop_columns": [*cfg.drop_columns, *cfg.id_columns],
-        "impute": cfg.impute,
+        **table_options(cfg),
         "seed": cfg.seed,
     }
     stream = ParquetStream(cfg.data, split_key=cfg.split_key, sample_rows=cfg.sample_rows, **options)
@@ -120,8 +125,5 @@ def table_from_memory(
     return labelled_table_from_frame(
         frame,
         source=source,
-        label_column=label_column,
-        normal_label=cfg.normal_label,
-        drop_columns=[*cfg.drop_columns, *cfg.id_columns],
-        impute=cfg.impute,
+        **{**table_options(cfg), "label_column": label_column},
     )
