@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from conftest import train_cmd
+from in_process import run_main
 from threat_ensemble.models.bundle import BUNDLE_FILES, BUNDLE_FORMAT, MANIFEST_FILE, verify_bundle
 
 ROWS = 600
@@ -355,6 +356,32 @@ def test_refused_with_one_line(refusals: dict, case: Case) -> None:
 @pytest.mark.slow
 def test_notes_folder_left_alone(refusals: dict) -> None:
     assert (refusals["work"] / "notes" / "todo.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("cli", "args", "message"),
+    [
+        ("train", ["--max-epoch", "5"], "unrecognized option --max-epoch: did you mean --max-epochs?"),
+        ("score", ["--bundle", "b", "--data", "d.csv", "--output", "o.csv", "--no-headr"],
+         "unrecognized option --no-headr: did you mean --no-header?"),
+        ("score", ["--bundel", "b", "--data", "d.csv", "--output", "o.csv"],
+         "unrecognized option --bundel: did you mean --bundle?"),
+        ("featurize", ["--input", "a.log", "--output", "f.csv", "--label-col", "y"],
+         "unrecognized option --label-col: did you mean --label-column?"),
+        ("export", ["--bundle", "b", "--ouput", "x.onnx"], "unrecognized option --ouput: did you mean --output?"),
+    ],
+    ids=["train-prefix", "score-typo", "score-before-missing-required", "featurize-prefix", "export-typo"],
+)  # fmt: skip
+def test_a_mistyped_option_is_refused_with_the_option_meant(
+    tmp_path: Path, cli: str, args: list[str], message: str
+) -> None:
+    import importlib
+
+    main = importlib.import_module(f"threat_ensemble.cli.{cli}").main
+    proc = run_main(main, tmp_path, *args)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {message}"]
+    assert list(tmp_path.iterdir()) == []  # refused before anything ran
 
 
 # ---------------------------------------------------------------- accepted, with a warning

@@ -127,6 +127,29 @@ def test_bad_flags_get_one_line_naming_the_option(argv: list[str], message: str)
     assert str(info.value) == message
 
 
+@pytest.mark.parametrize(
+    ("argv", "typed", "meant"),
+    [
+        (["--max-epoch", "5"], "--max-epoch", "--max-epochs"),  # a prefix argparse used to complete
+        (["--max-epoch=5"], "--max-epoch", "--max-epochs"),
+        (["--no-headr"], "--no-headr", "--no-header"),
+        (["--data", "x.csv", "--qiet"], "--qiet", "--quiet"),
+        (["--max-dec", "5"], "--max-dec", "--max-decompressed-mb"),
+    ],
+)
+def test_a_mistyped_option_is_refused_with_the_option_meant(argv: list[str], typed: str, meant: str) -> None:
+    with pytest.raises(UsageError) as info:
+        parse_config(argv)
+    assert str(info.value) == f"unrecognized option {typed}: did you mean {meant}?"
+
+
+def test_an_ambiguous_prefix_is_refused_and_spelled_out_options_still_parse() -> None:
+    with pytest.raises(UsageError, match=r"^unrecognized arguments: --max 3 \(see --help\)$"):
+        parse_config(["--max", "3"])
+    cfg, _ = parse_config(["--max-epochs", "5", "--no-header", "--drop-columns+", "a"])
+    assert (cfg.max_epochs, cfg.no_header, cfg.drop_columns) == (5, True, ["a"])
+
+
 def test_config_file_values_are_typed_by_the_parser(tmp_path: Path) -> None:
     # YAML numbers for text options (labels, devices) and YAML lists for list options are accepted
     path = tmp_path / "run.yaml"

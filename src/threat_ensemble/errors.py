@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
 import os
 import sys
 import traceback
-from collections.abc import Callable
-from typing import NoReturn
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NoReturn
 
 from threat_ensemble.limits import MAX_LISTED, MAX_QUOTED_CHARS
 
@@ -48,9 +49,45 @@ class TrainingDiverged(InputError):
     the data. One line and exit 2, like any other bad option, instead of a traceback later on."""
 
 
+def refuse_near_misses(argv: Sequence[str], options: Iterable[str]) -> None:
+    """An ``--option`` that is not one of ``options`` but close to one (a typo, or a prefix such as
+    ``--max-epoch`` that argparse would have taken for ``--max-epochs``) is refused by name with the
+    option meant, before any other check: ``unrecognized option --max-epoch: did you mean
+    --max-epochs?``. Options far from every known one are left to the parser's own message."""
+    known = [o for o in options if o.startswith("--") and not o.endswith("+")]
+    accepted = set(options)
+    for arg in argv:
+        if arg == "--":  # everything after it is a value
+            return
+        if not arg.startswith("--"):
+            continue
+        name = arg.split("=", 1)[0]
+        if name in accepted:
+            continue
+        extended = [o for o in known if o.startswith(name)]  # a prefix argparse would have completed
+        bare = {o[2:]: o for o in known}
+        close = extended if len(extended) == 1 else difflib.get_close_matches(name[2:], bare, n=1, cutoff=0.75)
+        if close:
+            raise UsageError(f"unrecognized option {name}: did you mean {bare.get(close[0], close[0])}?")
+
+
+def option_strings(parser: argparse.ArgumentParser) -> list[str]:
+    """Every option string ``parser`` accepts, spelled out."""
+    return [o for action in parser._actions for o in action.option_strings]
+
+
 class OneLineParser(argparse.ArgumentParser):
     """argparse prints its usage block plus an error; the contract is one ``error:`` line and exit 2
-    (parse inside :func:`run_cli`)."""
+    (parse inside :func:`run_cli`). Options must be spelled out (no prefixes: ``--max-epoch`` is not
+    ``--max-epochs``), and a near miss is named with the option meant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace: Any = None) -> Any:
+        refuse_near_misses(sys.argv[1:] if args is None else list(args), option_strings(self))
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{message} (see --help)")

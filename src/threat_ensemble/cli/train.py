@@ -15,7 +15,7 @@ from typing import Any, Union
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from threat_ensemble.config import OPTIONS, TrainConfig, field_names, load_yaml_config
-from threat_ensemble.errors import UsageError, run_cli
+from threat_ensemble.errors import UsageError, option_strings, refuse_near_misses, run_cli
 
 EXIT_CODES = (
     "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
@@ -33,6 +33,7 @@ def build_parser() -> ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=_HelpFormatter,
         exit_on_error=False,
+        allow_abbrev=False,  # --max-epoch is not --max-epochs: a typo that ran replaced the last bundle
         print_config=None,  # ours below prints the validated TrainConfig, the one the bundle keeps
         env_prefix=False,
         default_env=False,
@@ -109,6 +110,7 @@ def parse_config(argv: list[str] | None = None) -> tuple[TrainConfig, Any]:
     """Config file values, then command-line flags on top; validated by TrainConfig."""
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
+    refuse_near_misses(argv, option_strings(parser))
     try:
         args = parser.parse_args(_dashes_to_underscores_in_configs(argv))
     except ArgumentError as exc:
