@@ -157,6 +157,150 @@ def test_a_skops_file_of_untrusted_types_is_refused_before_anything_is_built(
     assert f"{position}: holds types this package does not trust" in err and "_SetsStateRunsCode" in err, err
 
 
+def _external(name: str, location: str, length: int = 8, flagged: bool = True):  # type: ignore[no-untyped-def]
+    """A one-number double tensor whose bytes are in the file ``location`` (relative: onnxruntime
+    reads it from the working folder); ``flagged`` sets data_location EXTERNAL besides the entries."""
+    from onnx import TensorProto
+
+    tensor = TensorProto(name=name, data_type=TensorProto.DOUBLE, dims=[1])
+    for key, value in (("location", location), ("offset", "0"), ("length", str(length))):
+        tensor.external_data.add(key=key, value=value)
+    if flagged:
+        tensor.data_location = TensorProto.EXTERNAL
+    return tensor
+
+
+def _branch(name: str, value):  # type: ignore[no-untyped-def]
+    """A subgraph (an If branch) whose one output is a Constant node's ``value``."""
+    from onnx import TensorProto, helper
+
+    output = helper.make_tensor_value_info(name, TensorProto.DOUBLE, [1])
+    return helper.make_graph([helper.make_node("Constant", [], [name], value=value)], name, [], [output])
+
+
+def _inside(name: str):  # type: ignore[no-untyped-def]
+    from onnx import TensorProto, helper
+
+    return helper.make_tensor(name, TensorProto.DOUBLE, [1], [0.0])
+
+
+def _if_reading(location: str, output: str):  # type: ignore[no-untyped-def]
+    """An If node (always true) whose branch's Constant reads ``location``: onnxruntime reads it
+    while building the session, whatever the graph optimisations."""
+    from onnx import helper
+
+    return helper.make_node(
+        "If", ["always"], [output], then_branch=_branch("outside", _external("z", location)),
+        else_branch=_branch("inside", _inside("z0")),
+    )  # fmt: skip
+
+
+def _graph_reading(ensemble: ThreatEnsemble, location: str) -> bytes:
+    """The ensemble's own graph, its ``ae`` output plus a zero read from the file ``location``."""
+    from onnx import TensorProto, helper
+
+    from threat_ensemble.export.onnx_graph import build_onnx_model
+
+    model = build_onnx_model(ensemble)
+    nodes = []
+    for node in model.graph.node:
+        if list(node.output) == ["ae"]:
+            nodes += [_if_reading(location, "zero"), helper.make_node("Add", [node.input[0], "zero"], ["ae_read"])]
+            node.input[0] = "ae_read"
+        nodes.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.append(helper.make_tensor("always", TensorProto.BOOL, [], [True]))
+    return model.SerializeToString()
+
+
+def test_a_graph_with_external_data_is_refused_before_onnxruntime_reads_it(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bundle's ensemble.onnx (vouched for by its manifest) that keeps a tensor in a file at a
+    plain relative path: onnxruntime would read that file from the working folder, outside the bundle."""
+    from threat_ensemble.models.bundle import ONNX_FILE
+
+    bundle = _copy(tiny, tmp_path)
+    (bundle / ONNX_FILE).write_bytes(_graph_reading(tiny["ensemble"], "zero.bin"))
+    _vouch(bundle, ONNX_FILE)
+    here = tmp_path / "here"
+    here.mkdir()
+    (here / "zero.bin").write_bytes(np.zeros(1).tobytes())
+    monkeypatch.chdir(here)
+    code, err, out = _score(tiny, bundle, tmp_path, capsys, "--engine", "onnx")
+    assert code == 2 and not out.exists(), err
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert f"{ONNX_FILE}: " in err and "keeps its data outside the graph (external data 'zero.bin')" in err, err
+    assert "refused" in err
+
+
+def _tiny_graph(position: str) -> bytes:
+    """A graph y = x + a tensor, that tensor external in ``position``, with the metadata of ours."""
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.DOUBLE, [1])
+    always = helper.make_tensor("always", TensorProto.BOOL, [], [True])
+    nodes, initializers, functions, sparse = [helper.make_node("Add", ["x", "w"], ["y"])], [always], [], []
+    if position == "initializer":
+        initializers.append(_external("w", "w.bin"))
+    elif position == "constant without the flag":  # external_data entries alone are enough to refuse
+        nodes.insert(0, helper.make_node("Constant", [], ["w"], value=_external("c", "w.bin", flagged=False)))
+    elif position == "constant in an if branch":
+        nodes.insert(0, _if_reading("w.bin", "w"))
+    elif position == "initializer of a subgraph":
+        out = helper.make_tensor_value_info("outside", TensorProto.DOUBLE, [1])
+        identity = helper.make_node("Identity", ["t"], ["outside"])
+        then = helper.make_graph([identity], "outside", [], [out], [_external("t", "w.bin")])
+        otherwise = _branch("inside", _inside("z"))
+        nodes.insert(0, helper.make_node("If", ["always"], ["w"], then_branch=then, else_branch=otherwise))
+    elif position == "sparse initializer":
+        indices = helper.make_tensor("i", TensorProto.INT64, [1], [0])
+        sparse.append(helper.make_sparse_tensor(_external("w", "w.bin"), indices, [1]))
+    elif position == "function":
+        body = [helper.make_node("Constant", [], ["v"], value=_external("c", "w.bin"))]
+        functions.append(helper.make_function("local", "Zero", [], ["v"], body, [helper.make_opsetid("", 17)]))
+        nodes.insert(0, helper.make_node("Zero", [], ["w"], domain="local"))
+    elif position == "tensor attribute of an ml operator":
+        keys = helper.make_tensor("k", TensorProto.DOUBLE, [1], [0.0])
+        nodes = [helper.make_node("LabelEncoder", ["x"], ["y"], domain="ai.onnx.ml", keys_tensor=keys,
+                                  values_tensor=_external("v", "w.bin"))]  # fmt: skip
+    graph = helper.make_graph(nodes, "g", [x], [y], initializers, sparse_initializer=sparse)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 4), helper.make_opsetid("local", 1)]
+    model = helper.make_model(graph, opset_imports=opsets, functions=functions)
+    model.ir_version = 9
+    helper.set_model_props(model, {"features": json.dumps([["x", "double"]])})
+    return model.SerializeToString()
+
+
+EXTERNAL_POSITIONS = [
+    "initializer",
+    "constant without the flag",
+    "constant in an if branch",
+    "initializer of a subgraph",
+    "sparse initializer",
+    "function",
+    "tensor attribute of an ml operator",
+]
+
+
+@pytest.mark.parametrize("position", EXTERNAL_POSITIONS)
+def test_external_data_anywhere_in_a_graph_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, position: str
+) -> None:
+    from threat_ensemble.errors import InputError
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "w.bin").write_bytes(np.ones(1).tobytes())  # there to be read, were it read
+    with pytest.raises(InputError) as error:
+        OnnxScorer(_tiny_graph(position), "g.onnx")
+    message = str(error.value)
+    assert message.startswith("g.onnx: ") and "keeps its data outside the graph (external data 'w.bin')" in message
+    assert "\n" not in message
+
+
 def test_the_pinned_digest_refuses_a_bundle_whose_manifest_was_rewritten(
     tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.preprocessing import MISSING
-from threat_ensemble.errors import InputError, listed
+from threat_ensemble.errors import InputError, listed, quote
 from threat_ensemble.models.fusion import SCORE_COLUMNS
 
 
@@ -21,6 +21,7 @@ class OnnxScorer:
     def __init__(self, model_bytes: bytes, source: str = "ensemble.onnx", threads: int = 0) -> None:
         import onnxruntime as ort
 
+        refuse_external_data(model_bytes, source)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # the graph's 'cut' input has a default on purpose; no warning about it
         options.intra_op_num_threads = threads
@@ -78,6 +79,77 @@ class OnnxScorer:
         names = [o.name for o in self.session.get_outputs()]
         outputs = dict(zip(names, self.session.run(None, self.feed(frame, cut)), strict=True))
         return {key: outputs[key] for key in SCORE_COLUMNS}
+
+
+def refuse_external_data(model_bytes: bytes, source: str) -> None:
+    """Refuse a graph that keeps any tensor's data outside itself, before onnxruntime sees it: from
+    bytes, onnxruntime reads such data from a path relative to the working directory, so a graph
+    (a bundle's ``ensemble.onnx``) could make scoring read any file there. Every place a tensor can
+    live is looked at: initializers (dense and sparse), node attributes (a ``Constant``'s value
+    included) in the main graph, in every subgraph (``If``/``Loop``/``Scan`` bodies) and in local
+    functions, and the training-info graphs."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(model_bytes)
+    except (DecodeError, RecursionError, ValueError) as exc:
+        raise InputError(f"{source}: not an ONNX graph onnxruntime can run ({str(exc)[:200]})") from None
+    found = external_tensors(model)
+    if found:
+        where, location = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise InputError(
+            f"{source}: {where} keeps its data outside the graph (external data {quote(location, 120)}){more}; "
+            "refused: a graph is scored only with every tensor inside it"
+        )
+
+
+def external_tensors(model: Any) -> list[tuple[str, str]]:
+    """``(where, location)`` of every tensor of ``model`` (an ``onnx.ModelProto``) whose data is
+    external: ``data_location`` EXTERNAL or any ``external_data`` entry. Walked with a stack, so a
+    deeply nested graph is no recursion error."""
+    from onnx import TensorProto
+
+    found: list[tuple[str, str]] = []
+
+    def check(tensor: Any, where: str) -> None:
+        if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
+            entries = {e.key: e.value for e in tensor.external_data}
+            found.append((f"{where} {quote(tensor.name, 80)}", entries.get("location", "")))
+
+    def check_sparse(sparse: Any, where: str) -> None:
+        check(sparse.values, f"{where} (values)")
+        check(sparse.indices, f"{where} (indices)")
+
+    graphs: list[tuple[Any, str]] = [(model.graph, "graph")]
+    for info in model.training_info:
+        graphs += [(info.initialization, "training graph"), (info.algorithm, "training graph")]
+    attributes: list[tuple[Any, str]] = []
+    for function in model.functions:
+        attributes += [(a, f"function {quote(function.name, 80)}") for a in function.attribute_proto]
+        for node in function.node:
+            where = f"function {quote(function.name, 80)} node {quote(node.name or node.op_type, 80)}"
+            attributes += [(a, where) for a in node.attribute]
+    while graphs or attributes:
+        if attributes:
+            attribute, where = attributes.pop()
+            where = f"{where} attribute {attribute.name!r}"
+            for tensor in (attribute.t, *attribute.tensors):
+                check(tensor, f"{where} tensor")
+            for sparse in (attribute.sparse_tensor, *attribute.sparse_tensors):
+                check_sparse(sparse, f"{where} sparse tensor")
+            graphs += [(g, f"{where} subgraph") for g in (attribute.g, *attribute.graphs)]
+            continue
+        graph, where = graphs.pop()
+        for tensor in graph.initializer:
+            check(tensor, f"{where} initializer")
+        for sparse in graph.sparse_initializer:
+            check_sparse(sparse, f"{where} sparse initializer")
+        for node in graph.node:
+            attributes += [(a, f"{where} node {quote(node.name or node.op_type, 80)}") for a in node.attribute]
+    return found
 
 
 def _text(series: pd.Series) -> np.ndarray:
