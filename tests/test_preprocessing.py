@@ -63,3 +63,50 @@ def test_log_compression_tames_heavy_tails() -> None:
     assert np.abs(scaled).max() < 10 < np.abs(raw).max()
     again = RobustScaler.from_dict(RobustScaler.fit(x).to_dict())
     np.testing.assert_array_equal(again.transform(x), scaled)
+
+
+def test_a_constant_float32_column_gets_no_spread_from_rounding() -> None:
+    """A column of -1s in float32: its standard deviation is rounding noise (1.8e-7 over 1,000 rows),
+    which the scaler once took as the scale, blowing one row with a real value up 10^6-fold."""
+    x = np.full((1000, 1), -1.0, dtype=np.float32)
+    assert np.std(np.sign(x) * np.log1p(np.abs(x))) > 0  # the noise the old fallback divided by
+    scaler = RobustScaler.fit(x)
+    assert scaler.scale.tolist() == [1.0]
+    odd = scaler.transform(np.array([[-1.0], [1000.0]], dtype=np.float32))[:, 0]
+    assert abs(odd[0]) < 1e-6 and odd[1] == pytest.approx(np.log1p(1000.0) + np.log(2.0), rel=1e-5)
+    raw = RobustScaler.fit(x, log_compress=False)
+    assert raw.scale.tolist() == [1.0] and raw.transform(np.array([[1e30]]))[0, 0] == raw.clip == 100.0
+
+
+def test_the_bound_of_scaled_values_is_part_of_the_saved_scaler() -> None:
+    x = np.column_stack([np.r_[np.zeros(999), 1.0], np.arange(1000.0)])
+    scaler = RobustScaler.fit(x, clip=5.0)
+    assert np.abs(scaler.transform(x * 1e6)).max() == 5.0
+    again = RobustScaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    assert again.clip == 5.0
+    np.testing.assert_array_equal(again.transform(x * 1e6), scaler.transform(x * 1e6))
+    legacy = {k: v for k, v in scaler.to_dict().items() if k != "clip"}  # a bundle saved before the bound
+    assert RobustScaler.from_dict(legacy).clip is None
+
+
+def test_the_autoencoder_trains_beside_a_column_constant_in_its_training_rows(small_frame, tmp_path) -> None:
+    """Split B of issue 32: a column that is -1 in every normal training row but two, both in the
+    autoencoder's validation rows. Before the fix its scale was float32 rounding noise, the
+    validation loss 1e8 from the first epoch, and early stopping kept an untrained epoch 1."""
+    from conftest import fit_autoencoder
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.data.tables import LabelledTable
+
+    frame = small_frame.copy()
+    frame["odd"] = -1.0
+    table = LabelledTable(frame.drop(columns="label"), frame["label"].to_numpy(), "small")
+    probe = ThreatDataModule(table, batch_size=128, seed=0)
+    probe.setup("fit")
+    normal_train = probe.train_idx[table.y[probe.train_idx] == 0]
+    frame.loc[frame.index[normal_train[probe.ae_val_rows[:2]]], "odd"] = 5000.0
+
+    model, dm, _ = fit_autoencoder(frame, tmp_path, max_epochs=4)
+    odd = dm.preprocessing.encoder.encoded_names.index("odd")
+    assert dm.preprocessing.scaler.scale[odd] == 1.0
+    assert float(dm.ae_val[:, odd].abs().max()) < 20
+    assert float(model.best_val_loss) < 2.0

@@ -124,44 +124,69 @@ def signed_log1p(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
 
+SCALED_BOUND = 100.0  # scaled values are clipped to [-bound, bound] (recorded in the bundle and the ONNX graph)
+RELATIVE_SPREAD_FLOOR = 1e-6  # a spread below this share of a column's magnitude is rounding, not spread
+
+
 @dataclass
 class RobustScaler:
     """Median/IQR scaling (the reference's), of ``signed_log1p`` values by default.
 
-    Two changes from the reference, both for heavy-tailed traffic features: values are
-    log-compressed first, so one 10^8-byte transfer does not dominate the reconstruction loss and
-    the 99.5th-percentile threshold; and where the IQR is zero (a mostly-zero count) the scale
-    falls back to the standard deviation instead of 1, and to 1 only for constant columns."""
+    Changes from the reference, all for heavy-tailed traffic features:
+
+    - values are log-compressed first, so one 10^8-byte transfer does not dominate the
+      reconstruction loss and the 99.5th-percentile threshold;
+    - where the IQR is zero (a mostly-zero count) the scale falls back to the standard deviation
+      instead of 1, and to 1 where there is no spread at all. The statistics are computed in
+      float64 and a spread smaller than ``RELATIVE_SPREAD_FLOOR`` times the column's magnitude counts
+      as none: a constant column's float32 standard deviation is rounding noise (7e-7 seen on a
+      column of -1s), and dividing by it blew one row with a real value up 10^6-fold;
+    - scaled values are clipped to ``[-clip, clip]``, so no single cell can dominate the loss.
+      ``clip`` is part of the scaler's state (bundles saved before it had none: unbounded)."""
 
     center: np.ndarray
     scale: np.ndarray
     log_compress: bool = True
+    clip: float | None = SCALED_BOUND
 
     @classmethod
-    def fit(cls, x: np.ndarray, log_compress: bool = True) -> RobustScaler:
-        values = signed_log1p(x) if log_compress else x
+    def fit(cls, x: np.ndarray, log_compress: bool = True, clip: float | None = SCALED_BOUND) -> RobustScaler:
+        values = np.asarray(x, dtype=np.float64)
+        values = signed_log1p(values) if log_compress else values
         q25, median, q75 = np.percentile(values, [25, 50, 75], axis=0)
         iqr = q75 - q25
         std = values.std(axis=0)
-        scale = np.where(iqr > 1e-12, iqr, np.where(std > 1e-12, std, 1.0))
-        return cls(median.astype(np.float32), scale.astype(np.float32), log_compress)
+        magnitude = np.abs(values).max(axis=0) if len(values) else np.zeros(values.shape[1])
+        floor = RELATIVE_SPREAD_FLOOR * np.maximum(magnitude, 1e-300)
+        scale = np.where(iqr > floor, iqr, np.where(std > floor, std, 1.0))
+        return cls(median.astype(np.float32), scale.astype(np.float32), log_compress, clip)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """float32 scaled values, computed in float64 (the exported ONNX graph computes them the same way)."""
         values = np.asarray(x, dtype=np.float64)
         values = signed_log1p(values) if self.log_compress else values
         center, scale = self.center.astype(np.float64), self.scale.astype(np.float64)
-        return ((values - center) / scale).astype(np.float32)
+        scaled = (values - center) / scale
+        if self.clip is not None:
+            scaled = np.clip(scaled, -self.clip, self.clip)
+        return scaled.astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"center": self.center.tolist(), "scale": self.scale.tolist(), "log_compress": self.log_compress}
+        return {
+            "center": self.center.tolist(),
+            "scale": self.scale.tolist(),
+            "log_compress": self.log_compress,
+            "clip": self.clip,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RobustScaler:
+        clip = data.get("clip")
         return cls(
             np.asarray(data["center"], np.float32),
             np.asarray(data["scale"], np.float32),
             bool(data.get("log_compress", False)),
+            None if clip is None else float(clip),
         )
 
 

@@ -131,6 +131,9 @@ def _scaled(g: _Graph, encoded: str, scaler: Any) -> str:
         x = g.op("Mul", [g.op("Sign", [x]), log])
     centred = g.op("Sub", [x, g.const(np.asarray(scaler.center, dtype=np.float64)[None, :])])
     scaled = g.op("Div", [centred, g.const(np.asarray(scaler.scale, dtype=np.float64)[None, :])])
+    if scaler.clip is not None:
+        bound = float(scaler.clip)
+        scaled = g.op("Clip", [scaled, g.const(np.float64(-bound)), g.const(np.float64(bound))])
     return g.op("Cast", [scaled], to=TensorProto.FLOAT)
 
 

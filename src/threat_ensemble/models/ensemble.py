@@ -218,6 +218,8 @@ def _require_finite(folder: Path, threshold: float, fusion: dict[str, Any], prep
     scaler = preprocessing.scaler
     if not (np.isfinite(scaler.center).all() and np.isfinite(scaler.scale).all() and (scaler.scale != 0).all()):
         problems.append("scaler centre or scale")
+    if scaler.clip is not None and not (math.isfinite(scaler.clip) and scaler.clip > 0):
+        problems.append(f"scaler clip {scaler.clip!r}")
     keys = ("weights",) if fusion.get("kind") == "fixed" else ("mean", "scale", "coef", "intercept")
     if not all(math.isfinite(v) for key in keys for v in _numbers(fusion.get(key))):
         problems.append("fusion parameters")
