@@ -104,6 +104,55 @@ def test_the_terminal_bar_closes_when_training_ends_and_counts_epochs_from_one(
     assert "Epoch" not in text.split("random forest: done")[1]  # nothing of the bar below the later lines
 
 
+def test_ctrl_c_stops_training_after_the_step_and_no_sigterm_is_reported(
+    small_frame: pd.DataFrame, tmp_path: Path
+) -> None:
+    """A Ctrl-C during training stops it gracefully, as a SIGTERM does, but the console must not say
+    ``[rank: 0] Received SIGTERM: 15``: that line came from Lightning's SIGTERM handler, reached
+    because the Ctrl-C handler raised a SIGTERM to start Lightning's stop."""
+    import logging
+    import signal
+
+    import lightning as L
+
+    from threat_ensemble.callbacks.run_state import StopSignals
+    from threat_ensemble.data.datamodule import ThreatDataModule
+    from threat_ensemble.data.tables import LabelledTable
+    from threat_ensemble.models.autoencoder import AutoencoderModule
+
+    class CtrlC(L.Callback):
+        def on_train_batch_end(self, trainer: L.Trainer, *args: object) -> None:
+            if trainer.global_step == 2:
+                signal.raise_signal(signal.SIGINT)
+
+    table = LabelledTable(small_frame.drop(columns="label"), small_frame["label"].to_numpy(), "small")
+    dm = ThreatDataModule(table, batch_size=64, seed=0)
+    dm.setup("fit")
+    trainer = L.Trainer(
+        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=tmp_path, callbacks=[CtrlC()],
+    )  # fmt: skip
+    stop = StopSignals(trainer, SimpleNamespace(post_training=False))  # type: ignore[arg-type]
+    lines: list[str] = []
+    seen = logging.Handler(logging.DEBUG)
+    seen.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    lightning_logs = logging.getLogger("lightning.pytorch")  # the signal connector's and rank_zero_info's
+    lightning_logs.addHandler(seen)
+    level = lightning_logs.level
+    lightning_logs.setLevel(logging.INFO)
+    try:
+        with stop.installed(), pytest.raises(SystemExit):  # Lightning's SIGTERMException
+            trainer.fit(AutoencoderModule(dm.n_features), datamodule=dm)
+    finally:
+        lightning_logs.removeHandler(seen)
+        lightning_logs.setLevel(level)
+    assert stop.received == "SIGINT"
+    assert (trainer.current_epoch, trainer.global_step) == (0, 2)  # stopped after the step it came in
+    assert any(line.startswith("interrupted (Ctrl-C): stopping after the current step") for line in lines), lines
+    assert not [line for line in lines if "SIGTERM" in line]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def test_chatter_is_dropped_and_real_warnings_stay() -> None:
     silence_library_chatter()
     with warnings.catch_warnings(record=True) as caught:

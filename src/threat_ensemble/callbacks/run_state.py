@@ -129,15 +129,27 @@ class StopSignals:
             raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
-        import signal
-
         first = not self.sigint
         self.sigint = True
         if first and not self.run_state.post_training:
             rank_zero_info("interrupted (Ctrl-C): stopping after the current step; Ctrl-C again to stop at once")
-            signal.raise_signal(signal.SIGTERM)  # Lightning's graceful stop
+            self._graceful_stop()
             return
         raise KeyboardInterrupt
+
+    def _graceful_stop(self) -> None:
+        """Lightning's graceful stop, started as its SIGTERM handler starts it but without sending a
+        SIGTERM: its loops stop after the current step when the signal connector's flag is set.
+        Raising SIGTERM here (as before) made Lightning's handler log ``Received SIGTERM: 15`` after a
+        Ctrl-C. Other ranks need no signal from here: a Ctrl-C reaches every process of the terminal's
+        group, and rank 0's flag is broadcast to the others at every training step."""
+        connector = getattr(self.trainer, "_signal_connector", None)
+        if connector is None or not hasattr(connector, "received_sigterm"):  # another Lightning: its own way
+            import signal
+
+            signal.raise_signal(signal.SIGTERM)
+            return
+        connector.received_sigterm = True
 
 
 def mark_killed(logger: MLFlowLogger) -> None:
