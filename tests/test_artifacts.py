@@ -107,3 +107,44 @@ def test_a_swap_stopped_between_its_renames_is_recovered_by_the_next_run(tmp_pat
     verify_bundle(dest)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert artifacts.recover_interrupted_swap(dest) == []  # nothing left to do
+
+
+def test_a_failed_gate_keeps_a_passing_bundle_whatever_else_its_folder_holds(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "out")
+    (dest / "notes.txt").write_text("mine")
+    assert artifacts.bundle_destination(dest, passed=False) == tmp_path / "out.rejected"
+    assert artifacts.bundle_destination(dest, passed=True) == dest
+    (dest / "threshold.json").write_text("{}")  # a listed file altered: no passing model left to keep
+    assert artifacts.bundle_destination(dest, passed=False) == dest
+
+
+def test_replacing_a_bundle_never_deletes_a_file_the_trainer_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dest = _write(tmp_path / "out", "first")
+    (dest / "notes.txt").write_text("mine")
+    (dest / "plots").mkdir()
+    (dest / "plots" / "mine.png").write_bytes(b"png")
+    _write(dest, "second")
+    assert json.loads((dest / "gate.json").read_text())["marker"] == "second"
+    verify_bundle(dest)  # the new bundle holds only itself
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.kept-")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["out", *(p.name for p in kept)]) and len(kept) == 1
+    assert sorted(os.listdir(kept[0])) == ["notes.txt", "plots"]  # the old bundle's own files are gone
+    assert (kept[0] / "notes.txt").read_text() == "mine" and (kept[0] / "plots" / "mine.png").read_bytes() == b"png"
+    err = capsys.readouterr().err
+    held = f"warning: {dest} held files this package did not write (['notes.txt', 'plots'])"
+    assert f"{held}; they are kept in {kept[0]}" in err
+
+
+def test_a_stopped_runs_replaced_bundle_loses_only_its_own_files(tmp_path: Path) -> None:
+    dest = _write(tmp_path / "out", "new")
+    hidden = tmp_path / ".out.old-1234abcd"
+    os.replace(_write(tmp_path / "previous", "old"), hidden)  # killed after the swap, before the clean-up
+    (hidden / "notes.txt").write_text("mine")
+    notes = artifacts.recover_interrupted_swap(dest)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("out.kept-")]
+    assert len(kept) == 1 and os.listdir(kept[0]) == ["notes.txt"] and (kept[0] / "notes.txt").read_text() == "mine"
+    assert notes == [f"{dest} held files this package did not write (['notes.txt']); they are kept in {kept[0]} "
+                     "(a bundle folder holds only the bundle)"]  # fmt: skip
+    assert json.loads((dest / "gate.json").read_text())["marker"] == "new"

@@ -94,6 +94,25 @@ def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path
     assert pd.read_json(good / "gate.json", typ="series")["passed"]
 
 
+def test_a_failed_gate_keeps_a_passing_bundle_that_holds_a_users_file(fitted: tuple, tmp_path: Path) -> None:
+    """The folder of a passing bundle also holds the user's notes: still a passing bundle, so the
+    failing run's bundle goes beside it, and the notes stay."""
+    from threat_ensemble.models.bundle import read_bundle
+
+    module, dm, _ = fitted
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    assert outcome.gate is not None and outcome.gate["passed"], "the small run must pass for this test"
+    good = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {}).write(dm, module, None)
+    digest = state.bundle_digest
+    (good / "notes.txt").write_text("mine")
+    failing, cfg2, state2 = _steps(fitted, tmp_path, min_pr_auc=1.0, min_f1=1.0)
+    cfg2.output_dir = cfg.output_dir
+    rejected = BundleCallback(cfg2, failing, state2, tmp_path / "ckpt", {}).write(dm, module, None)
+    assert rejected == Path(f"{cfg.output_dir}.rejected") and read_bundle(rejected).json("gate.json")["passed"] is False
+    assert (good / "notes.txt").read_text() == "mine"
+    assert read_bundle(good, expect_digest=digest, ignore_unlisted=True).json("gate.json")["passed"] is True
+
+
 # ----------------------------------------------------------------------------- resume decisions
 def _run_state_callback(tmp_path: Path):  # noqa: ANN202
     from threat_ensemble.callbacks.run_state import RunStateCallback

@@ -11,6 +11,7 @@ import platform
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Mapping
@@ -151,18 +152,23 @@ def _fsync_dir(folder: Path) -> None:
 def recover_interrupted_swap(output_dir: str | Path) -> list[str]:
     """Undo what a run killed while writing ``output_dir`` left beside it (call with the folder's
     lock held): a bundle hidden as ``.<name>.old-*`` when ``output_dir`` itself is missing is put
-    back; other such folders, temporary ``.<name>.tmp-*`` folders and probe files are removed.
+    back; other such folders lose the files their manifest lists (anything else in them is kept,
+    see :func:`_discard`); temporary ``.<name>.tmp-*`` folders and probe files are removed.
     Returns one line per action, for the run to print."""
     dest = Path(output_dir).resolve()
     notes: list[str] = []
     if not dest.parent.is_dir():
         return notes
-    olds = sorted(dest.parent.glob(f".{dest.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    olds = [p for p in dest.parent.glob(f".{dest.name}.old-*") if p.is_dir() and not p.is_symlink()]
+    olds.sort(key=lambda p: p.stat().st_mtime)
     if olds and not dest.exists() and (olds[-1] / MANIFEST_FILE).is_file():
         restored = olds.pop()
         os.replace(restored, dest)
         notes.append(f"restored {dest} from {restored.name} (a run was stopped while replacing it)")
-    leftovers = [*olds, *dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.probe-*")]
+    for old in olds:  # a replaced bundle: its files go, anything a user had put there is kept
+        kept = _discard(old, dest)
+        notes.append(kept or f"removed {old.name}, left beside {dest.name} by a stopped run")
+    leftovers = [*dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.probe-*")]
     for path in leftovers:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -179,7 +185,54 @@ def _swap_into_place(tmp: Path, dest: Path) -> None:
     old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
     os.replace(dest, old)
     os.replace(tmp, dest)
-    shutil.rmtree(old, ignore_errors=True)
+    note = _discard(old, dest)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
+
+
+KEPT_INFIX = ".kept-"
+
+
+def _discard(old: Path, dest: Path) -> str | None:
+    """Remove a replaced bundle folder ``old`` (hidden beside ``dest``), but only the files the
+    trainer wrote there: the ones its own manifest lists, and that manifest. Anything else (a user's
+    notes, a folder, a link; everything when the manifest cannot be read) is kept: the folder is
+    renamed ``<dest>.kept-<id>`` beside ``dest`` and the line returned says so."""
+    written = _listed_files(old)
+    for name in written:
+        path = old / name
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    try:
+        old.rmdir()
+        return None
+    except FileNotFoundError:
+        return None
+    except OSError:  # not empty
+        others = sorted(os.listdir(old))
+    kept = dest.with_name(f"{dest.name}{KEPT_INFIX}{uuid.uuid4().hex[:8]}")
+    os.replace(old, kept)
+    return (
+        f"{dest} held files this package did not write ({listed(others)}); they are kept in {kept} "
+        "(a bundle folder holds only the bundle)"
+    )
+
+
+def _listed_files(folder: Path) -> list[str]:
+    """The files a bundle folder's manifest says the trainer wrote, and the manifest itself; none
+    when the manifest is not a readable JSON object listing plain file names."""
+    try:
+        manifest = json.loads(read_regular_file(folder / MANIFEST_FILE, MAX_MANIFEST_BYTES))
+    except (BundleError, ValueError, UnicodeDecodeError, RecursionError):
+        return []
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        return []
+    names = [n for n in files if isinstance(n, str) and n not in ("", ".", "..") and "/" not in n and "\\" not in n]
+    return [*names, MANIFEST_FILE]
 
 
 @dataclass(frozen=True)
@@ -195,10 +248,13 @@ class VerifiedBundle:
         return parse_json(self.files[name], self.folder / name)
 
 
-def read_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> VerifiedBundle:
+def read_bundle(
+    bundle_dir: str | Path, expect_digest: str | None = None, *, ignore_unlisted: bool = False
+) -> VerifiedBundle:
     """Read a bundle whole and check it: the manifest (format, shape, its own digest against
-    ``expect_digest``), every listed file present as a regular file with its sha256, no other entry.
-    Each file is read once; callers parse the bytes returned, never the path again."""
+    ``expect_digest``), every listed file present as a regular file with its sha256, no other entry
+    (unless ``ignore_unlisted``: the trainer asking whether a folder holds a bundle, whatever else a
+    user put there). Each file is read once; callers parse the bytes returned, never the path again."""
     folder = Path(bundle_dir)
     manifest_path = folder / MANIFEST_FILE
     if not folder.is_dir():
@@ -225,7 +281,7 @@ def read_bundle(bundle_dir: str | Path, expect_digest: str | None = None) -> Ver
     extra = sorted(present - set(files))
     if missing:
         raise BundleError(f"{folder}: files listed in the manifest are missing: {missing}")
-    if extra:
+    if extra and not ignore_unlisted:
         raise BundleError(f"{folder}: files not in the manifest: {listed(extra)}")
     contents = {}
     for name, expected in files.items():
@@ -254,9 +310,9 @@ def bundle_destination(output_dir: str | Path, passed: bool) -> Path:
     out = Path(output_dir)
     if passed or not (out / MANIFEST_FILE).exists():
         return out
-    try:
-        previous = read_bundle(out).json(GATE_FILE)
-    except BundleError:  # damaged or of another format: nothing good to keep
+    try:  # a passing bundle is one whatever else its folder holds (a user's notes beside it)
+        previous = read_bundle(out, ignore_unlisted=True).json(GATE_FILE)
+    except BundleError:  # damaged or of another format: no passing model to keep (its files are: see _discard)
         return out
     if isinstance(previous, dict) and previous.get("passed") is True:
         return out.with_name(out.name + REJECTED_SUFFIX)
