@@ -148,3 +148,38 @@ def test_a_stopped_runs_replaced_bundle_loses_only_its_own_files(tmp_path: Path)
     assert notes == [f"{dest} held files this package did not write (['notes.txt']); they are kept in {kept[0]} "
                      "(a bundle folder holds only the bundle)"]  # fmt: skip
     assert json.loads((dest / "gate.json").read_text())["marker"] == "new"
+
+
+@pytest.mark.parametrize(("name", "other"), [("p[k]", "pk"), ("p*", "pk"), ("p?", "pk"), ("[pk]", "p")])
+def test_leftovers_are_found_by_the_folders_name_never_by_a_pattern(tmp_path: Path, name: str, other: str) -> None:
+    """--output-dir 'p[k]' beside another run's folder 'pk', which is mid-swap (its bundle hidden,
+    its new one in a temporary folder): nothing of 'pk' is moved, overwritten or removed."""
+    hidden = tmp_path / f".{other}.old-1234abcd"
+    os.replace(_write(tmp_path / "elsewhere", "theirs"), hidden)
+    in_progress = tmp_path / f".{other}.tmp-abcd1234"
+    in_progress.mkdir()
+    (in_progress / "gate.json").write_text("being written")
+    probe = tmp_path / f".{other}.probe-abcd1234"
+    probe.write_text("")
+    theirs = sorted(p.name for p in tmp_path.iterdir())
+    dest = tmp_path / name
+    with pytest.raises(BundleError, match=r"not a bundle folder$"):  # no pointer to the other run's bundle
+        verify_bundle(dest)
+    assert artifacts.recover_interrupted_swap(dest) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == theirs and not dest.exists()
+    assert json.loads((hidden / "gate.json").read_text())["marker"] == "theirs"
+    assert (in_progress / "gate.json").read_text() == "being written"
+    _write(dest, "mine")  # and writing this run's bundle leaves theirs alone too
+    (tmp_path / f".{name}.tmp-abcd1234").mkdir()  # this folder's own leftovers are still cleared
+    removed = f"removed .{name}.tmp-abcd1234, left beside {name} by a stopped run"
+    assert artifacts.recover_interrupted_swap(dest) == [removed]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*theirs, name])
+    assert json.loads((hidden / "gate.json").read_text())["marker"] == "theirs"
+
+
+def test_another_folders_own_leftovers_are_not_taken_for_this_ones(tmp_path: Path) -> None:
+    """'a' and 'a.tmp-x' side by side: the second's temporary folder starts with '.a.tmp-' too."""
+    dest = _write(tmp_path / "a", "mine")
+    theirs = tmp_path / ".a.tmp-x.tmp-abcd1234"
+    theirs.mkdir()
+    assert artifacts.recover_interrupted_swap(dest) == [] and theirs.is_dir()

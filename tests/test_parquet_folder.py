@@ -75,6 +75,21 @@ def test_empty_folders_damaged_shards_and_unmatched_globs(tmp_path: Path, frame:
     assert str(info.value).startswith(str(paths[2])) and "not a readable Parquet file" in str(info.value)
 
 
+@pytest.mark.parametrize("name", ["d[1].parquet", "d*.parquet", "d?.parquet"])
+def test_a_parquet_file_whose_name_holds_glob_characters_is_that_file(
+    tmp_path: Path, frame: pd.DataFrame, name: str
+) -> None:
+    """--stream's datasets: a file that exists is read as itself, never as a pattern (which would
+    read d1.parquet instead)."""
+    from threat_ensemble.data.stream import ParquetStream
+    from threat_ensemble.data.tables import parquet_files
+
+    frame.iloc[:30].to_parquet(tmp_path / name, index=False)
+    frame.to_parquet(tmp_path / "d1.parquet", index=False)  # what the pattern would match
+    assert parquet_files(str(tmp_path / name)) == [tmp_path / name]
+    assert ParquetStream(str(tmp_path / name)).n_rows == 30
+
+
 @pytest.mark.slow
 def test_train_on_a_folder_of_shards_matches_the_single_file(tmp_path: Path) -> None:
     from threat_ensemble.data.default_data import default_frame

@@ -326,8 +326,10 @@ def _readable_checkpoint(ckpt_path: Path) -> Path:
     first = problem(ckpt_path)
     if first is None:
         return ckpt_path
-    others = sorted(
-        (p for p in ckpt_path.parent.glob("*.ckpt") if p != ckpt_path), key=lambda p: p.stat().st_mtime, reverse=True
+    others = sorted(  # by name and suffix, never a pattern (the folder's own name may hold '[')
+        (p for p in ckpt_path.parent.iterdir() if p.suffix == ".ckpt" and p.is_file() and p != ckpt_path),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
     )
     for other in others:
         if problem(other) is None:

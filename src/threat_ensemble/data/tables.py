@@ -235,14 +235,18 @@ def _read_parquet(p: Path) -> pd.DataFrame:
 
 
 def parquet_files(spec: str) -> list[Path]:
-    """The Parquet files of a folder (its subfolders too, as a partitioned dataset has them) or of
-    a glob pattern, in name order; an error naming ``spec`` when there are none."""
+    """The Parquet files of a folder (its subfolders too, as a partitioned dataset has them), the
+    file ``spec`` itself, or the files of a glob pattern (only when no such file or folder exists),
+    in name order; an error naming ``spec`` when there are none."""
     import glob
 
     p = Path(spec)
     if p.is_dir():
         files = sorted(f for f in p.rglob("*.parquet") if f.is_file() and not f.name.startswith((".", "_")))
         where = f"{p}: a folder with no Parquet files (*.parquet) in it"
+    elif p.is_file():  # a file that exists is that file, whatever its name holds ('[', '*', '?')
+        files = [p] if p.name.lower().endswith(".parquet") else []
+        where = f"{p}: not a Parquet file (*.parquet)"
     else:
         files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if f.endswith(".parquet") and Path(f).is_file())
         where = f"{spec}: no Parquet file matches this pattern"

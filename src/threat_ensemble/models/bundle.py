@@ -159,7 +159,7 @@ def recover_interrupted_swap(output_dir: str | Path) -> list[str]:
     notes: list[str] = []
     if not dest.parent.is_dir():
         return notes
-    olds = [p for p in dest.parent.glob(f".{dest.name}.old-*") if p.is_dir() and not p.is_symlink()]
+    olds = [p for p in beside(dest, "old") if p.is_dir() and not p.is_symlink()]
     olds.sort(key=lambda p: p.stat().st_mtime)
     if olds and not dest.exists() and (olds[-1] / MANIFEST_FILE).is_file():
         restored = olds.pop()
@@ -168,7 +168,7 @@ def recover_interrupted_swap(output_dir: str | Path) -> list[str]:
     for old in olds:  # a replaced bundle: its files go, anything a user had put there is kept
         kept = _discard(old, dest)
         notes.append(kept or f"removed {old.name}, left beside {dest.name} by a stopped run")
-    leftovers = [*dest.parent.glob(f".{dest.name}.tmp-*"), *dest.parent.glob(f".{dest.name}.probe-*")]
+    leftovers = [*beside(dest, "tmp"), *beside(dest, "probe")]
     for path in leftovers:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
@@ -176,6 +176,23 @@ def recover_interrupted_swap(output_dir: str | Path) -> list[str]:
             path.unlink(missing_ok=True)
         notes.append(f"removed {path.name}, left beside {dest.name} by a stopped run")
     return notes
+
+
+_MADE_ID = re.compile(r"[A-Za-z0-9_]+")  # what follows the '-' in the names below: tempfile's and uuid's letters
+
+
+def beside(dest: Path, kind: str) -> list[Path]:
+    """The entries beside ``dest`` named ``.<dest's name>.<kind>-<id>`` (``kind``: ``tmp``, ``old``
+    or ``probe``), in name order: what this module makes for ``dest`` and for no other folder.
+    Names are compared as text, never as a pattern: a ``[``, ``*`` or ``?`` in a folder's name is
+    that character (``p[k]``'s leftovers are not ``pk``'s), and another folder's own leftovers
+    (``.<name>.tmp-<id>.tmp-<id>``) are not taken for this one's."""
+    prefix = f".{dest.name}.{kind}-"
+    try:
+        names = os.listdir(dest.parent)
+    except OSError:
+        return []
+    return [dest.parent / n for n in sorted(names) if n.startswith(prefix) and _MADE_ID.fullmatch(n[len(prefix) :])]
 
 
 def _swap_into_place(tmp: Path, dest: Path) -> None:
@@ -258,7 +275,7 @@ def read_bundle(
     folder = Path(bundle_dir)
     manifest_path = folder / MANIFEST_FILE
     if not folder.is_dir():
-        hidden = sorted(folder.parent.glob(f".{folder.name}.old-*")) if not folder.exists() else []
+        hidden = beside(folder, "old") if not folder.exists() else []
         if hidden:
             raise BundleError(
                 f"{folder}: missing; {hidden[-1]} holds the bundle a stopped run was replacing "
