@@ -123,8 +123,43 @@ def test_prepare_refuses_a_changed_run_unless_told_and_then_warns(
 def test_a_fresh_run_on_another_rank_deletes_nothing(tmp_path: Path) -> None:
     _state(tmp_path)
     _checkpoint(tmp_path / LAST_CHECKPOINT)
-    _prepare_run_state(TrainConfig(checkpoint_dir=str(tmp_path)), "a" * 64, rank_zero=False)
+    _prepare_run_state(TrainConfig(checkpoint_dir=str(tmp_path)), "f" * 64, rank_zero=False)
     assert (tmp_path / LAST_CHECKPOINT).is_file() and (tmp_path / RUN_STATE_FILE).is_file()
+
+
+@pytest.mark.parametrize("rank_zero", [True, False])
+def test_a_fresh_run_refuses_to_delete_an_interrupted_run_of_other_data_or_options(
+    tmp_path: Path, rank_zero: bool
+) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    _state(folder, lr=0.003)  # interrupted: never completed
+    last = _checkpoint(folder / LAST_CHECKPOINT)
+    best = _checkpoint(folder / "autoencoder-epoch=002.ckpt")
+    for fingerprint, lr, differs in (("b" * 64, 0.003, "the training data differs"), ("f" * 64, 0.01, "--lr was")):
+        with pytest.raises(InputError) as error:
+            _prepare_run_state(TrainConfig(checkpoint_dir=str(folder), lr=lr), fingerprint, rank_zero=rank_zero)
+        message = str(error.value)
+        assert message.startswith(f"--checkpoint-dir {folder}: holds an interrupted run of other data or options (")
+        assert differs in message and "--resume continues it" in message, message
+        assert message.endswith("or another --checkpoint-dir keeps both") and "\n" not in message
+        assert last.is_file() and best.is_file() and (folder / RUN_STATE_FILE).is_file()
+    # the same data and options: the fresh run computes exactly these again, so it starts afresh
+    _prepare_run_state(TrainConfig(checkpoint_dir=str(folder), lr=0.003), "f" * 64, rank_zero=rank_zero)
+    assert last.exists() is not rank_zero
+
+
+@pytest.mark.parametrize("earlier", ["completed", "unreadable run state"])
+def test_a_fresh_run_replaces_a_completed_or_unresumable_runs_checkpoints(tmp_path: Path, earlier: str) -> None:
+    state = _state(tmp_path, lr=0.003)
+    if earlier == "completed":  # its bundle is written: its checkpoints are safe to replace
+        state.completed = True
+        state.save(tmp_path)
+    else:  # no --resume can use it
+        (tmp_path / RUN_STATE_FILE).write_text("{")
+    last = _checkpoint(tmp_path / LAST_CHECKPOINT)
+    _prepare_run_state(TrainConfig(checkpoint_dir=str(tmp_path), lr=0.01), "b" * 64, rank_zero=True)
+    assert not last.exists() and not (tmp_path / RUN_STATE_FILE).exists()
 
 
 def test_a_damaged_checkpoint_falls_back_to_the_newest_readable_one(

@@ -113,6 +113,29 @@ def resolve_resume(resume: str, checkpoint_dir: str | Path) -> tuple[Path | None
     return path, path.parent
 
 
+def check_fresh_start(checkpoint_dir: str | Path, fingerprint: str, options: dict[str, Any]) -> None:
+    """A fresh run (no ``--resume``) is about to clear the checkpoint folder's files of ours:
+    refuse (exit 2) when they are an interrupted run's of other data or other options, which
+    ``--resume`` could still continue and the fresh run would not rebuild. Cleared as before: a
+    completed run's (its bundle is written), an interrupted run's of the same data and options
+    (the fresh run computes exactly those again), and a run state that cannot be read (no
+    ``--resume`` can use it)."""
+    try:
+        saved = RunState.load(checkpoint_dir)
+    except InputError:
+        return
+    if saved is None or saved.completed:
+        return
+    diffs = differences(saved, fingerprint, options)
+    if diffs:
+        more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
+        raise InputError(
+            f"--checkpoint-dir {checkpoint_dir}: holds an interrupted run of other data or options "
+            f"({diffs[0]}{more}) that a fresh run would delete; --resume continues it (with its data and "
+            "options), or another --checkpoint-dir keeps both"
+        )
+
+
 def clear_previous_run(checkpoint_dir: str | Path) -> None:
     """A fresh run starts from an empty state: remove our own files from the checkpoint folder so
     Lightning does not version names (``last-v1.ckpt``) and no stale tree is reused."""

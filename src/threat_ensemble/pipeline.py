@@ -274,10 +274,12 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
 
 
 def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool) -> tuple[Any, Path | None]:
-    """A fresh run clears our files in the checkpoint folder; a resumed one checks that data and
-    options are unchanged and returns the checkpoint to continue from."""
+    """A fresh run clears our files in the checkpoint folder (refusing an interrupted run's of
+    other data or options); a resumed one checks that data and options are unchanged and returns
+    the checkpoint to continue from."""
     from threat_ensemble.checkpointing import (
         RunState,
+        check_fresh_start,
         clear_previous_run,
         differences,
         resolve_resume,
@@ -286,6 +288,7 @@ def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool)
 
     options = result_options(cfg.to_dict())
     if not cfg.resume:
+        check_fresh_start(cfg.checkpoint_dir, data_fingerprint, options)  # every rank: all refuse alike
         if rank_zero:  # other ranks/nodes must not delete what rank 0 writes
             clear_previous_run(cfg.checkpoint_dir)
             Path(cfg.checkpoint_dir).mkdir(parents=True, exist_ok=True)
