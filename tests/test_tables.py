@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -149,3 +150,59 @@ def test_test_columns_must_match() -> None:
         check_same_columns(train, pd.DataFrame({"a": [1], "c": [2]}), "test.csv")
     reordered = check_same_columns(train, pd.DataFrame({"b": [2], "a": [1]}), "test.csv")
     assert list(reordered.columns) == ["a", "b"]
+
+
+def _mixed_labels(n: int = 10) -> list[str]:
+    """The labels of the finding: numbers written two ways, and text."""
+    return ["0", "0.0", "1", "1.0", "attack"] * n
+
+
+def test_numbers_in_a_text_label_column_compare_as_numbers_and_the_mix_is_counted(tmp_path: Path) -> None:
+    from threat_ensemble.data.tables import LabelMixWarning
+
+    labels = _mixed_labels()
+    path = _write(tmp_path, "t.csv", "x,label\n" + "".join(f"{i},{label}\n" for i, label in enumerate(labels)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_labelled_table(path, normal_label="0")
+    assert table.y.tolist() == [0, 0, 1, 1, 1] * 10  # '0.0' is normal, as '0' is
+    assert [w.category for w in caught] == [LabelMixWarning]
+    message = str(caught[0].message)
+    assert message == (
+        f"{path}: label column 'label' mixes numbers (40 rows: '0', '0.0', '1', '1.0') and text (10 rows: "
+        "'attack'); --normal-label '0' matches 20 rows of the numbers (compared as numbers) and 0 of the text"
+    )
+    with pytest.warns(LabelMixWarning):
+        assert load_labelled_table(path, normal_label="0.0").y.tolist() == [0, 0, 1, 1, 1] * 10
+    # all numbers, written as text (a Parquet string column): compared as numbers, nothing to warn about
+    frame = pd.DataFrame({"x": range(40), "label": [v for v in labels if v != "attack"]})
+    frame.to_parquet(tmp_path / "t.parquet")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_labelled_table(tmp_path / "t.parquet", normal_label="0").y.tolist() == [0, 0, 1, 1] * 10
+    # text labels stay text: 'normal' is normal, '0' is not
+    text = _write(tmp_path, "text.csv", "x,label\n1,normal\n2,0\n3,Normal\n")
+    with pytest.warns(LabelMixWarning):
+        assert load_labelled_table(text, normal_label="normal").y.tolist() == [0, 1, 1]
+
+
+def test_a_streamed_label_column_compares_numbers_as_numbers_and_counts_the_whole_dataset(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from threat_ensemble.data.stream import ParquetStream
+    from threat_ensemble.data.tables import LabelMixWarning
+
+    labels = _mixed_labels(40)
+    frame = pd.DataFrame({"x": np.arange(len(labels), dtype=float), "label": labels})
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp_path / "t.parquet", row_group_size=50)
+    stream = ParquetStream(str(tmp_path / "t.parquet"), normal_label="0")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stream.scan()
+    assert (stream.n_normal, stream.n_attack) == (80, 120)
+    mixes = [str(w.message) for w in caught if isinstance(w.message, LabelMixWarning)]
+    assert mixes == [
+        f"{tmp_path / 't.parquet'}: label column 'label' mixes numbers (160 rows: '0', '0.0', '1', '1.0') and text "
+        "(40 rows: 'attack'); --normal-label '0' matches 80 rows of the numbers (compared as numbers) and 0 of the text"
+    ]

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.tables import (
+    LabelMixWarning,
     check_parquet_dataset,
     labelled_table_from_frame,
     resolve_drop_column,
@@ -178,6 +179,7 @@ class ParquetStream:
         self.numeric: frozenset[str] = frozenset()
         self.scanned: ScanResult | None = None
         self._warned: set[type[Warning]] = set()
+        self._label_mix: LabelMixWarning | None = None  # added up over the scan's row groups, said once after it
 
     # ------------------------------------------------------------------ reading
     def read(self, group: RowGroup) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -206,7 +208,10 @@ class ParquetStream:
                 warnings.simplefilter("always")
                 table = labelled_table_from_frame(raw, **options)
             for w in caught:  # once per kind of warning for the whole dataset, not once per row group
-                if w.category not in self._warned:
+                if isinstance(w.message, LabelMixWarning):  # its counts are the whole dataset's
+                    mix = self._label_mix
+                    self._label_mix = w.message if mix is None else mix.merged(w.message, self.source)
+                elif w.category not in self._warned:
                     self._warned.add(w.category)
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         numeric = frozenset(c for c in table.features.columns if pd.api.types.is_numeric_dtype(table.features[c]))
@@ -267,6 +272,9 @@ class ParquetStream:
         if not self.feature_names:
             raise InputError(f"{self.source}: its {len(self.files)} Parquet files hold no rows")
         self.ae_val_frame = pd.concat(ae_val_frames, ignore_index=True) if ae_val_frames else None
+        if self._label_mix is not None:
+            mix = self._label_mix
+            warnings.warn(LabelMixWarning(self.source, mix.column, mix.normal_label, mix.kinds), stacklevel=2)
         self.scanned = ScanResult(counts, digest.hexdigest())
         return self.scanned
 

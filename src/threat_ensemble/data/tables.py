@@ -43,6 +43,40 @@ class LabelCaseWarning(DataWarning):
     """Labels that differ from --normal-label only by case: counted as attacks, said out loud."""
 
 
+class LabelMixWarning(DataWarning):
+    """A label column holding both numbers and text: each number compares with --normal-label as a
+    number (``0``, ``0.0`` and `` 0`` are one label), each text as text; the line counts each kind
+    and how many of each are normal. Streams add up their row groups' (:meth:`merged`) and warn once."""
+
+    def __init__(self, source: str, column: str, normal_label: str, kinds: dict[str, tuple[int, int, list[str]]]):
+        super().__init__(source, column, normal_label, kinds)
+        self.source, self.column, self.normal_label = source, column, normal_label
+        self.kinds = kinds  # "numbers"/"text" -> (rows, normal rows, a few distinct values)
+
+    def merged(self, other: LabelMixWarning, source: str) -> LabelMixWarning:
+        kinds = {}
+        for kind in ("numbers", "text"):
+            (rows, normal, shown), (rows2, normal2, shown2) = self.kinds[kind], other.kinds[kind]
+            kinds[kind] = (rows + rows2, normal + normal2, sorted(set(shown) | set(shown2))[: MAX_SHOWN_LABELS + 1])
+        return LabelMixWarning(source, self.column, self.normal_label, kinds)
+
+    def __str__(self) -> str:
+        parts = []
+        for kind in ("numbers", "text"):
+            rows, _, shown = self.kinds[kind]
+            values = ", ".join(quote(v, 40) for v in shown[:MAX_SHOWN_LABELS])
+            parts.append(f"{kind} ({rows:,} rows: {values}{', ...' if len(shown) > MAX_SHOWN_LABELS else ''})")
+        (_, normal_numbers, _), (_, normal_text, _) = self.kinds["numbers"], self.kinds["text"]
+        return (
+            f"{self.source}: label column {quote(self.column)} mixes {parts[0]} and {parts[1]}; "
+            f"--normal-label {quote(self.normal_label)} matches {normal_numbers:,} rows of the numbers "
+            f"(compared as numbers) and {normal_text:,} of the text"
+        )
+
+
+MAX_SHOWN_LABELS = 5  # distinct label values a LabelMixWarning shows of each kind
+
+
 @dataclass
 class LabelledTable:
     """Feature columns and binary labels (1 = attack) read from one file."""
@@ -359,7 +393,9 @@ def resolve_label_column(frame: pd.DataFrame, label_column: str, source: str) ->
 
 
 def binary_labels(values: pd.Series, normal_label: str, source: str, column: str, warn: bool = True) -> np.ndarray:
-    """Map labels to 0 (equal to ``normal_label``) and 1 (anything else)."""
+    """Map labels to 0 (equal to ``normal_label``) and 1 (anything else). Numbers compare as numbers
+    (``--normal-label 0`` matches ``0``, ``0.0`` and ``0e0``), in a numeric column and in a text one
+    alike; a column that mixes numbers and text gets one :class:`LabelMixWarning` line counting each."""
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise InputError(f"{source}: label column {quote(column)} is empty in data row {row + 1}")
@@ -371,11 +407,24 @@ def binary_labels(values: pd.Series, normal_label: str, source: str, column: str
                 f"{source}: label column {quote(column)} is numeric but --normal-label is {quote(normal_label)}"
             ) from None
         is_normal = values.to_numpy(dtype=float) == normal
-    else:
+    else:  # text: a cell that is a number compares as a number when --normal-label is one ('0.0' is '0')
         text = values.astype(str).str.strip()
         wanted = str(normal_label).strip()
-        is_normal = text.to_numpy() == wanted
-        near = text[~is_normal & (text.str.casefold() == wanted.casefold()).to_numpy()]
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+        is_number = ~np.isnan(numbers)
+        try:
+            normal = float(wanted)
+        except ValueError:
+            normal = None
+        is_text_normal = text.to_numpy() == wanted
+        is_normal = np.where(is_number, numbers == normal, is_text_normal) if normal is not None else is_text_normal
+        if warn and is_number.any() and not is_number.all():
+            kinds = {
+                kind: (int(mask.sum()), int((is_normal & mask).sum()), _few(text[mask]))
+                for kind, mask in (("numbers", is_number), ("text", ~is_number))
+            }
+            warnings.warn(LabelMixWarning(source, column, wanted, kinds), stacklevel=2)
+        near = text[~is_normal & ~is_number & (text.str.casefold() == wanted.casefold()).to_numpy()]
         if len(near) and warn:
             warnings.warn(
                 f"{source}: label column {quote(column)} holds {listed(sorted(near.unique()))} in {len(near)} rows, "
@@ -384,6 +433,11 @@ def binary_labels(values: pd.Series, normal_label: str, source: str, column: str
                 stacklevel=2,
             )
     return (~is_normal).astype(np.int64)
+
+
+def _few(values: pd.Series) -> list[str]:
+    """A few of the distinct values, in order (one more than shown, so the line knows there are more)."""
+    return sorted(values.unique())[: MAX_SHOWN_LABELS + 1]
 
 
 def infer_numeric(frame: pd.DataFrame, source: str, text_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
