@@ -70,6 +70,19 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
+def logged_bundle(tracking_uri: str, run_id: str, dst: Path) -> Path:
+    """The bundle a training run logged to MLflow, downloaded to ``dst``: the run's ``bundle/``
+    holds a reference (``model.json``) to the one copy, inside the run's pyfunc model."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    reference = json.loads(Path(client.download_artifacts(run_id, "bundle/model.json", str(dst))).read_text())
+    fetched = mlflow.artifacts.download_artifacts(
+        artifact_uri=reference["bundle_uri"], dst_path=str(dst / "bundle-from-model"), tracking_uri=tracking_uri
+    )
+    return Path(fetched)
+
+
 def saved_autoencoder(bundle: Path) -> dict:
     """A bundle's autoencoder: ``state_dict``, ``error_scale`` (tensors) and ``n_features``."""
     from threat_ensemble.models.autoencoder import autoencoder_from_bytes

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import NSL_KDD, saved_autoencoder, train_cmd
+from conftest import NSL_KDD, logged_bundle, saved_autoencoder, train_cmd
 from threat_ensemble.evaluation.metrics import binary_metrics
 from threat_ensemble.models.bundle import BUNDLE_FILES, verify_bundle
 from threat_ensemble.models.ensemble import load_ensemble
@@ -116,7 +116,7 @@ def test_bundle_reproduces_the_gate_metrics(trained: dict) -> None:
 
 
 @pytest.mark.slow
-def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
+def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
     gate = json.loads((trained["bundle"] / "gate.json").read_text())
@@ -138,8 +138,11 @@ def test_mlflow_run_holds_params_metrics_tags_and_bundle(trained: dict) -> None:
     assert run.data.tags["status"] == "completed"
     assert {"python_version", "platform", "git_commit"} <= set(run.data.tags)
     assert run.info.run_name == "e2e"
-    logged = {a.path for a in client.list_artifacts(run.info.run_id, "bundle")}
-    assert {f"bundle/{name}" for name in (*BUNDLE_FILES, "manifest.json")} <= logged
+    # the run's bundle/ refers to the one copy of the bundle, in the run's pyfunc model
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "bundle")} == {"bundle/model.json"}
+    logged = logged_bundle(trained["uri"], run.info.run_id, tmp_path)
+    assert {*BUNDLE_FILES, "manifest.json"} <= {p.name for p in logged.iterdir()}
+    verify_bundle(logged, expect_digest=run.data.tags["bundle_digest"])
 
 
 @pytest.mark.slow

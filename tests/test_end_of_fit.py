@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fit_autoencoder
+from conftest import fit_autoencoder, logged_bundle
 from threat_ensemble.callbacks.end_of_fit import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
 from threat_ensemble.checkpointing import RunState
 from threat_ensemble.config import TrainConfig
@@ -147,3 +147,66 @@ def test_a_resumed_finished_autoencoder_trains_no_further_epoch(tmp_path: Path, 
     trainer = SimpleNamespace(should_stop=False)
     callback.on_train_start(trainer, None)
     assert trainer.should_stop is finished
+
+
+def test_a_run_stores_each_bundle_file_once_and_its_bundle_folder_refers_to_the_model(
+    fitted: tuple, tmp_path: Path
+) -> None:
+    """The bundle was logged twice per run (under the run's bundle/ and inside its pyfunc model):
+    every file of it is now stored once in the run's artifacts, the plots a second time under
+    plots/ for the MLflow UI."""
+    import json
+
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from threat_ensemble.callbacks.end_of_fit import TrackingCallback
+    from threat_ensemble.evaluation.plots import PLOT_FILES
+
+    module, dm, _ = fitted
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
+    uri, store = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts"
+    logger = MLFlowLogger(experiment_name="once", tracking_uri=uri, artifact_location=store.as_uri())
+    TrackingCallback(cfg, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
+    stored = [p for p in store.rglob("*") if p.is_file()]
+    files = sorted(bundle.iterdir())
+    assert len(files) >= 8 and any(f.name in PLOT_FILES for f in files)
+    for f in files:
+        copies = [p for p in stored if p.name == f.name and p.read_bytes() == f.read_bytes()]
+        assert len(copies) == (2 if f.name in PLOT_FILES else 1), (f.name, copies)
+    client = mlflow.MlflowClient(uri)
+    assert {a.path for a in client.list_artifacts(logger.run_id, "bundle")} == {"bundle/model.json"}
+    plots = {f"plots/{f.name}" for f in files if f.name in PLOT_FILES}
+    assert {a.path for a in client.list_artifacts(logger.run_id, "plots")} == plots
+    local = logged_bundle(uri, logger.run_id, tmp_path / "fetched")
+    assert sorted(p.name for p in local.iterdir()) == [f.name for f in files]
+    ThreatEnsemble.load(local, expect_digest=state.bundle_digest)
+    reference = json.loads(
+        Path(client.download_artifacts(logger.run_id, "bundle/model.json", str(tmp_path / "ref"))).read_text()
+    )
+    assert reference["bundle_digest"] == state.bundle_digest and reference["model_uri"].startswith("models:/")
+
+
+def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
+    fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from threat_ensemble.callbacks.end_of_fit import TrackingCallback
+    from threat_ensemble.tracking import pyfunc
+
+    def refuse(*args: object, **kwargs: object) -> str:
+        raise RuntimeError("no model today")
+
+    monkeypatch.setattr(pyfunc, "log_pyfunc_model", refuse)
+    module, dm, _ = fitted
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = MLFlowLogger(experiment_name="fallback", tracking_uri=uri, artifact_location=(tmp_path / "a").as_uri())
+    TrackingCallback(cfg, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
+    assert "could not log the MLflow pyfunc model: RuntimeError: no model today" in capsys.readouterr().out
+    logged = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(logger.run_id, "bundle")}
+    assert logged == {f"bundle/{f.name}" for f in bundle.iterdir()}

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import NSL_KDD, ROOT, train_cmd
+from conftest import NSL_KDD, ROOT, logged_bundle, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -255,7 +255,7 @@ def test_the_cut_is_an_input_with_the_trained_default(default_bundles: dict[str,
     assert scorer.score(frame, cut=0.9)["verdict"].sum() < default["verdict"].sum()
 
 
-def test_metadata_and_version_id(default_bundles: dict[str, Path], default_bundle: dict) -> None:
+def test_metadata_and_version_id(default_bundles: dict[str, Path], default_bundle: dict, tmp_path: Path) -> None:
     import onnx
 
     from threat_ensemble import __version__
@@ -279,11 +279,8 @@ def test_metadata_and_version_id(default_bundles: dict[str, Path], default_bundl
     assert meta["version_id"] == hashlib.sha256(model.SerializeToString()).hexdigest()[:12]
     # in the bundle: listed and hashed in the manifest, logged with the bundle to the MLflow run
     assert "ensemble.onnx" in read_bundle(bundle).files
-    from mlflow import MlflowClient
-
-    client = MlflowClient(default_bundle["uri"])
-    logged = {a.path for a in client.list_artifacts(meta["mlflow_run_id"], "bundle")}
-    assert "bundle/ensemble.onnx" in logged
+    logged = logged_bundle(default_bundle["uri"], meta["mlflow_run_id"], tmp_path)
+    assert (logged / "ensemble.onnx").read_bytes() == (bundle / "ensemble.onnx").read_bytes()
 
 
 def test_score_py_onnx_engine_writes_the_python_engines_file(default_bundles: dict[str, Path], work: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import train_cmd
+from conftest import logged_bundle, train_cmd
 from threat_ensemble.models.bundle import BUNDLE_FILES, MANIFEST_FILE
 
 SERVER_START_S = 60
@@ -162,13 +162,13 @@ def test_bundle_artifacts_are_stored_by_the_server(trained: dict, tmp_path: Path
     gate = json.loads((trained["bundle"] / "gate.json").read_text())
     client = MlflowClient(tracking_uri=trained["url"])
     run_id = gate["mlflow_run_id"]
-    logged = {a.path for a in client.list_artifacts(run_id, "bundle")}
-    assert {f"bundle/{name}" for name in (*BUNDLE_FILES, MANIFEST_FILE)} <= logged
+    # the run's bundle/ refers to the one copy of the bundle, in the run's pyfunc model
+    assert {a.path for a in client.list_artifacts(run_id, "bundle")} == {"bundle/model.json"}
     # Proxied through the server into --artifacts-destination, and downloadable byte for byte.
-    local = client.download_artifacts(run_id, "bundle/manifest.json", str(tmp_path))
-    assert Path(local).read_bytes() == (trained["bundle"] / MANIFEST_FILE).read_bytes()
-    # the bundle logged with the run (the pyfunc model holds its own copy under models/)
-    stored = [p for p in (trained["root"] / "artifacts").rglob("random_forest.skops") if "models" not in p.parts]
+    local = logged_bundle(trained["url"], run_id, tmp_path)
+    assert {*BUNDLE_FILES, MANIFEST_FILE} <= {p.name for p in local.iterdir()}
+    assert (local / MANIFEST_FILE).read_bytes() == (trained["bundle"] / MANIFEST_FILE).read_bytes()
+    stored = list((trained["root"] / "artifacts").rglob("random_forest.skops"))  # stored once
     assert len(stored) == 1 and stored[0].read_bytes() == (trained["bundle"] / "random_forest.skops").read_bytes()
 
 

@@ -45,6 +45,9 @@ from threat_ensemble.models.fusion import CUTOFF, describe_stacked_fusion
 from threat_ensemble.tracking.logger import ResilientMLFlowLogger
 
 CONFIG_FILE = "config.yaml"
+BUNDLE_ARTIFACT = "bundle"  # the run's artifact folder for the bundle (a reference to the model's copy)
+MODEL_REFERENCE = "model.json"  # in it: where the bundle's files are
+BUNDLE_IN_MODEL = "artifacts/bundle"  # where a pyfunc model keeps its "bundle" artifact
 
 
 def _datamodule(trainer: L.Trainer) -> ThreatDataModule:
@@ -361,9 +364,10 @@ class BundleCallback(Callback):
 
 
 class TrackingCallback(Callback):
-    """Logs the results to the MLflow run (final metrics, the bundle, the plots, the bundle's
-    digest), logs the ensemble as a pyfunc model and registers it (--register-model), then marks
-    the run completed in the run state (rank 0). Tracking trouble never hides the run's result."""
+    """Logs the results to the MLflow run (final metrics, the plots, the bundle's digest), logs the
+    ensemble as a pyfunc model holding the bundle, with a reference to it under the run's
+    ``bundle/``, registers it (--register-model), then marks the run completed in the run state
+    (rank 0). Tracking trouble never hides the run's result."""
 
     def __init__(
         self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, tracking_uri: str
@@ -401,37 +405,64 @@ class TrackingCallback(Callback):
             final.update({f"{member}_{k}": v for k, v in values.items()})
         final.update({f"ensemble_{k}": v for k, v in gate["metrics"].items()})
         logger.log_metrics({k: v for k, v in final.items() if math.isfinite(v)})
-        logger.experiment.log_artifacts(logger.run_id, str(bundle), artifact_path="bundle")
         for name in PLOT_FILES:
             if (bundle / name).is_file():
                 logger.experiment.log_artifact(logger.run_id, str(bundle / name), artifact_path="plots")
         logger.experiment.set_tag(logger.run_id, "bundle_digest", gate["bundle_digest"])
-        self._log_and_register_model(logger, bundle, ensemble, gate, dm)
+        model_uri = self._log_model(logger, bundle, ensemble)
+        self._log_bundle(logger, bundle, model_uri, gate["bundle_digest"])
+        if model_uri is not None:
+            self._register(logger, model_uri, gate, dm)
         mark_run(logger, "completed")
 
-    def _log_and_register_model(
-        self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble, gate: dict[str, Any], dm: ThreatDataModule
-    ) -> None:
-        """The bundle as an MLflow pyfunc model in this run; registered under --register-model when
-        the gate passed (or --register-anyway), then with --promote given the champion or the
-        challenger alias (the comparison logged on the run)."""
-        from threat_ensemble.tracking.pyfunc import log_pyfunc_model, register_model
+    def _log_model(self, logger: MLFlowLogger, bundle: Path, ensemble: ThreatEnsemble) -> str | None:
+        """The bundle as an MLflow pyfunc model in this run (its URI), or None when that failed."""
+        from threat_ensemble.tracking.pyfunc import log_pyfunc_model
 
         uri = self.tracking_uri or logger.experiment.tracking_uri
         try:
             model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
-        except Exception as exc:  # the bundle is complete and logged; the pyfunc is a convenience
+        except Exception as exc:  # the bundle is complete and logged whole instead
             print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {str(exc)[:300]}")
             if isinstance(logger, ResilientMLFlowLogger) and logger.failure is None:
                 logger.failure = f"logging the pyfunc model: {type(exc).__name__}"
-            return
+            return None
         self.say(f"mlflow model: {model_uri}")
+        return model_uri
+
+    def _log_bundle(self, logger: MLFlowLogger, bundle: Path, model_uri: str | None, digest: str) -> None:
+        """The bundle's files are stored once per run, in its pyfunc model (the copy that the registry,
+        serving and --promote use): the run's ``bundle/`` holds a reference to it, ``model.json`` (the
+        bundle's digest, the model, and where the bundle lies in it). Logging the whole bundle there
+        too had doubled the store's growth. Without a model (its logging failed), ``bundle/`` holds
+        the bundle itself."""
+        client, run_id = logger.experiment, logger.run_id
+        if model_uri is None:
+            client.log_artifacts(run_id, str(bundle), artifact_path=BUNDLE_ARTIFACT)
+            return
+        stored_at = client.get_logged_model(model_uri.rsplit("/", 1)[-1]).artifact_location.rstrip("/")
+        bundle_uri = f"{stored_at}/{BUNDLE_IN_MODEL}"
+        reference = {
+            "bundle_digest": digest,
+            "model_uri": model_uri,
+            "bundle_uri": bundle_uri,
+            "note": "the bundle's files are logged once, in this run's pyfunc model; download them with "
+            f"mlflow artifacts download -u {bundle_uri}",
+        }
+        client.log_dict(run_id, reference, f"{BUNDLE_ARTIFACT}/{MODEL_REFERENCE}")
+
+    def _register(self, logger: MLFlowLogger, model_uri: str, gate: dict[str, Any], dm: ThreatDataModule) -> None:
+        """Registered under --register-model when the gate passed (or --register-anyway), then with
+        --promote given the champion or the challenger alias (the comparison logged on the run)."""
+        from threat_ensemble.tracking.pyfunc import register_model
+
         name = self.cfg.register_model
         if not name:
             return
         if not (gate["passed"] or self.cfg.register_anyway):
             print(f"model not registered: the gate failed (add --register-anyway to register {name!r} anyway)")
             return
+        uri = self.tracking_uri or logger.experiment.tracking_uri
         version = register_model(model_uri, name, gate, uri)
         print(f"registered model {name!r} version {version} ({model_uri})")
         if self.cfg.promote:
