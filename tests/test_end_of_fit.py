@@ -67,6 +67,20 @@ def test_validation_step_gates_the_test_rows_it_scored(fitted: tuple, tmp_path: 
     assert gate["passed"] == (gate["metrics"]["f1"] >= 0.80 and gate["metrics"]["pr_auc"] >= 0.85)
 
 
+def test_the_gate_holds_the_weights_of_the_fusion_the_run_used(fitted: tuple, tmp_path: Path) -> None:
+    """A stacked run's gate.json held the fixed fusion's --weights, which it never used."""
+    stacked, cfg, _ = _steps(fitted, tmp_path, weights="ae=1,rf=0,if=0")
+    assert stacked.gate is not None and stacked.ensemble is not None
+    fusion = stacked.ensemble.fusion
+    assert stacked.gate["fusion"] == "stack" and stacked.gate["target_fpr"] == cfg.target_fpr
+    assert stacked.gate["weights"] == dict(zip(fusion["inputs"], fusion["coef"], strict=True))
+    assert list(stacked.gate["weights"]) == ["rf", "rf_share", "ae", "if"]
+    fixed, cfg, _ = _steps(fitted, tmp_path / "fixed", fusion="fixed", weights="ae=1,rf=1,if=2")
+    assert fixed.gate is not None
+    assert fixed.gate["fusion"] == "fixed" and "target_fpr" not in fixed.gate
+    assert fixed.gate["weights"] == cfg.weight_map == {"ae": 0.25, "rf": 0.25, "if": 0.5}
+
+
 def test_bundle_step_writes_what_the_earlier_steps_made(fitted: tuple, tmp_path: Path) -> None:
     module, dm, _ = fitted
     outcome, cfg, state = _steps(fitted, tmp_path)

@@ -423,6 +423,20 @@ def test_cli_help_loads_no_heavy_module() -> None:
     assert "--attack" in proc.stdout and proc.stdout.strip().endswith("[]")
 
 
+def test_cli_help_points_to_a_section_that_exists() -> None:
+    """--help sent readers to README.md's section 'Features', which the README does not have."""
+    import re
+
+    from threat_ensemble.cli.featurize import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    pointers = re.findall(r"([\w/]+\.md), section '([^']+)'", text)
+    assert pointers, text
+    for doc, section in pointers:
+        headings = [line.lstrip("#").strip() for line in (ROOT / doc).read_text().splitlines() if line.startswith("#")]
+        assert section in headings, (doc, section)
+
+
 def test_absurd_sizes_skip_one_line_not_the_file(tmp_path: Path) -> None:
     line = '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326\n'
     huge = '1.2.3.4 - - [10/Oct/2000:13:55:37 -0700] "GET /b HTTP/1.0" 200 ' + "9" * 30 + "\n"

@@ -3,6 +3,7 @@ and fed bad tables. Refusals are checked before torch is imported, so they answe
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -131,6 +132,31 @@ def test_missing_columns_are_named(trained: dict) -> None:
     assert "short.csv" in line and "missing feature columns" in line
     assert "'method'" in line and "'hour'" in line
     assert not (work / "m.csv").exists()
+
+
+@pytest.mark.parametrize("given", ["hour", "3"], ids=["by-name", "by-index"])
+def test_a_label_column_that_is_a_feature_is_refused_with_the_bundles_label_column(trained: dict, given: str) -> None:
+    """It was refused as ``missing feature columns ['hour']``, as if the table lacked a column."""
+    work = trained["work"]
+    features = json.loads((trained["bundle"] / "preprocessing.json").read_text())["feature_names"]
+    name = given if not given.isdigit() else str(trained["new"].columns[int(given)])
+    assert name in features
+    args = ("--bundle", "bundle", "--data", "new.csv", "--output", "f.csv", "--label-column", given)
+    assert _one_error_line(_score(work, *args)) == (
+        f"error: new.csv: --label-column {given}: column {name!r} is one of the bundle's {len(features)} feature "
+        "columns, not its label; the bundle's label column is 'label'"
+    )
+    assert not (work / "f.csv").exists()
+
+
+@pytest.mark.parametrize("extra", [["note"], ["note", "ticket"]])
+def test_extra_columns_are_counted_in_words_that_agree(trained: dict, extra: list[str]) -> None:
+    work = trained["work"]
+    trained["new"].assign(**dict.fromkeys(extra, "x")).to_csv(work / "wider.csv", index=False)
+    proc = _score(work, "--bundle", "bundle", "--data", "wider.csv", "--output", f"w{len(extra)}.csv")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    noun = "column" if len(extra) == 1 else "columns"
+    assert f"wider.csv: ignoring {len(extra)} {noun} the bundle was not trained on: {extra}" in proc.stderr
 
 
 def test_a_label_named_like_an_output_column_is_kept_and_the_outputs_prefixed(trained: dict) -> None:

@@ -30,6 +30,11 @@ def listed(names: list, limit: int = MAX_LISTED) -> str:
     return f"[{shown}]" if len(names) <= limit else f"[{shown}, and {len(names) - limit} more]"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 column``, ``2 columns``: a count and its noun in agreement (nouns that take an ``s``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def check_path(option: str, value: object) -> None:
     """A path option holding a NUL byte (no file system takes one) is refused by name."""
     if value is not None and "\x00" in str(value):

@@ -41,7 +41,7 @@ from threat_ensemble.models.forests import (
     forest_from_bytes,
     forest_to_bytes,
 )
-from threat_ensemble.models.fusion import CUTOFF, describe_stacked_fusion
+from threat_ensemble.models.fusion import CUTOFF, describe_stacked_fusion, fusion_weights
 from threat_ensemble.tracking.logger import ResilientMLFlowLogger
 
 CONFIG_FILE = "config.yaml"
@@ -281,6 +281,8 @@ class EnsembleValidationCallback(Callback):
             member.pop("confusion_matrix")
         cfg = self.cfg
         self.outcome.scores = scores
+        fusion = ensemble.fusion
+        used = {"target_fpr": float(fusion["target_fpr"])} if fusion["kind"] == "stack" else {}
         self.outcome.gate = {
             **evaluate_gate(metrics, cfg.min_pr_auc, cfg.min_f1, min_recall=cfg.min_recall, max_fpr=cfg.max_fpr),
             "metrics": metrics,
@@ -288,8 +290,9 @@ class EnsembleValidationCallback(Callback):
             "confusion_matrix": confusion,
             "n_test": int(len(y_test)),
             "test_source": dm.test_source,
-            "weights": cfg.weight_map,
-            "fusion": cfg.fusion,
+            "weights": fusion_weights(fusion),  # the fusion this run used, not --weights when it stacked
+            "fusion": fusion["kind"],
+            **used,
             "cutoff": CUTOFF,
             "mlflow_run_id": run_id,
         }

@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn raw HTTP request dumps (CSIC 2010 style) and access logs (common or combined "
         "format) into one feature row per request, in a table that `train.py --data` reads as is. "
         "Rows from --normal files get label 0, rows from --attack files label 1; --input files give "
-        "unlabelled rows for scoring. README.md, section 'Features', lists every column.",
+        "unlabelled rows for scoring. docs/features.md, section 'Features', lists every column.",
         epilog=EXIT_CODES,
     )
     parser.add_argument("--normal", nargs="+", default=[], metavar="FILE", help="files of normal traffic (label 0)")

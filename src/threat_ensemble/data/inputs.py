@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.preprocessing import Preprocessing
-from threat_ensemble.errors import InputError, listed
+from threat_ensemble.errors import InputError, counted, listed
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 DEFAULT_LABEL = "label"  # taken as the labels when present and not a feature of the bundle
@@ -34,8 +34,15 @@ def read_features(
     source = str(data)
     frame = read_raw_table(data, no_header=no_header, max_decompressed_mb=max_decompressed_mb)
     label = None
-    if label_column is not None:  # named explicitly: must exist
+    if label_column is not None:  # named explicitly: must exist, and not be a feature
         label = resolve_label_column(frame, str(label_column), source)
+        features = [str(c) for c in bundle_features]
+        if str(label) in features:
+            trained = f"; the bundle's label column is {trained_label!r}" if trained_label is not None else ""
+            raise InputError(
+                f"{source}: --label-column {label_column}: column {str(label)!r} is one of the bundle's "
+                f"{len(features)} feature columns, not its label{trained}"
+            )
     else:
         candidates = [c for c in (trained_label, DEFAULT_LABEL) if c is not None]
         label = next((c for c in candidates if c in frame.columns and c not in bundle_features), None)
@@ -77,7 +84,8 @@ def checked_features(preprocessing: Preprocessing, features: pd.DataFrame, sourc
     extra = [c for c in features.columns if c not in expected]
     if extra:
         warnings.warn(
-            f"{source}: ignoring {len(extra)} columns the bundle was not trained on: {listed(extra)}", stacklevel=2
+            f"{source}: ignoring {counted(len(extra), 'column')} the bundle was not trained on: {listed(extra)}",
+            stacklevel=2,
         )
     features = features[expected]
     numeric = list(preprocessing.encoder.numeric_columns)

@@ -130,6 +130,15 @@ def fit_stacked_fusion(
     }
 
 
+def fusion_weights(state: dict[str, Any]) -> dict[str, float]:
+    """The weights a fusion actually fuses with, by input: the fixed fusion's share of each member
+    in its weighted mean, or the stacked fusion's coefficient of each input on the standardised
+    scale (what the run prints; they compare with each other)."""
+    if state.get("kind") == "stack":
+        return {name: float(c) for name, c in zip(stack_inputs(state), state["coef"], strict=True)}
+    return {name: float(w) for name, w in state["weights"].items()}
+
+
 def describe_stacked_fusion(state: dict[str, Any]) -> str:
     """One line a user can read: each input's weight on the standardised scale, so the weights
     compare (how much the fused verdict leans on each member), and what the cut was set to."""
