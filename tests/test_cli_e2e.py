@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import NSL_KDD, logged_bundle, saved_autoencoder, train_cmd
+from conftest import NSL_KDD, ROOT, logged_bundle, nsl_kdd_missing, saved_autoencoder, train_cmd
 from threat_ensemble.evaluation.metrics import binary_metrics
 from threat_ensemble.models.bundle import BUNDLE_FILES, verify_bundle
 from threat_ensemble.models.ensemble import load_ensemble
@@ -253,8 +253,34 @@ def test_python_api_takes_arrays(tmp_path: Path, small_frame: pd.DataFrame, monk
     assert result.summary["n_samples"] == len(y)
 
 
+def test_the_nsl_kdd_folder_is_read_from_the_environment_and_a_skip_names_it(tmp_path: Path) -> None:
+    """Outside a clone that sits beside shared/, THREAT_ENSEMBLE_NSL_KDD says where the files are."""
+    import os
+    import sys
+
+    files = ("KDDTrain+_20Percent.txt", "KDDTest+.txt")
+    code = "import conftest; print(conftest.NSL_KDD); print(conftest.nsl_kdd_missing())"
+    env = {**os.environ, "THREAT_ENSEMBLE_NSL_KDD": str(tmp_path)}
+
+    def ask() -> list[str]:
+        proc = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout.splitlines()
+
+    assert ask() == [
+        str(tmp_path),
+        f"NSL-KDD data not present: no {files[0]} or {files[1]} in {tmp_path}; set THREAT_ENSEMBLE_NSL_KDD to a "
+        f"folder holding {files[0]} and {files[1]}",
+    ]
+    for name in files:
+        (tmp_path / name).write_text("")
+    assert ask() == [str(tmp_path), "None"]
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not (NSL_KDD / "KDDTrain+_20Percent.txt").exists(), reason="shared NSL-KDD data not present")
+@pytest.mark.skipif(nsl_kdd_missing() is not None, reason=nsl_kdd_missing() or "")
 def test_nsl_kdd_trains_and_is_gated_on_the_independent_test_file(tmp_path: Path) -> None:
     proc = _run(
         [

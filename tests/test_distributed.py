@@ -1,6 +1,8 @@
 """Two processes on CPU (gloo): the autoencoder trained with DDP gives one bundle, one MLflow run,
 forests fitted once, and a threshold equal to the single-process percentile on the same model.
-DDP never runs inside the pytest process (PLATFORM-NOTES): every run is a CLI subprocess."""
+DDP never runs inside the pytest process (with ``strategy="ddp"`` there, the rank-1 child re-runs the
+pytest command, earlier tests included, and can be left running while the suite reports passed):
+every run is a CLI subprocess."""
 
 from __future__ import annotations
 

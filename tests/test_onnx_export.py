@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import NSL_KDD, ROOT, logged_bundle, train_cmd
+from conftest import NSL_KDD, ROOT, logged_bundle, nsl_kdd_missing, train_cmd
 
 pytestmark = pytest.mark.slow
 
@@ -91,8 +91,8 @@ def default_bundles(work: Path, default_bundle: dict) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def kdd_bundles(work: Path) -> dict[str, Path]:
-    if not (NSL_KDD / "KDDTrain+_20Percent.txt").exists():
-        pytest.skip("shared NSL-KDD data not present")
+    if nsl_kdd_missing() is not None:
+        pytest.skip(nsl_kdd_missing() or "")
     data = ("--data", str(NSL_KDD / "KDDTrain+_20Percent.txt"), "--test-data", str(NSL_KDD / "KDDTest+.txt"))
     return {
         "stack": _train(work, "kdd-stack", *data, *KDD_ARGS),

@@ -1,7 +1,7 @@
 """Training against a real MLflow tracking server over HTTP, and refusing one that is not there.
 
-The server runs in its own process group and is stopped with SIGTERM to the whole group
-(PLATFORM-NOTES.md). Its job-execution runner (huey consumers that keep spinning after SIGTERM and
+The server runs in its own process group and is stopped with SIGTERM to the whole group, so that
+its worker processes stop with it. Its job-execution runner (huey consumers that keep spinning after SIGTERM and
 compete with training for the two cores) is switched off: the tests need tracking only."""
 
 from __future__ import annotations

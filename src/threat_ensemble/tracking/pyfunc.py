@@ -8,8 +8,8 @@ code, so a loaded model needs only the package's dependencies installed, not the
 The bundle is verified against its manifest (sha256 of every file) and against the manifest digest
 recorded when the model was logged, before anything is parsed; it holds no pickle.
 
-Importing this module imports ``mlflow.pyfunc`` (seconds, PLATFORM-NOTES.md): import it where a
-model is logged or registered, not at the top of the CLI."""
+Importing this module imports ``mlflow.pyfunc`` (seconds: ``import mlflow`` alone takes about 2.5 s
+on a 2-core machine): import it where a model is logged or registered, not at the top of the CLI."""
 
 from __future__ import annotations
 
