@@ -67,7 +67,7 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
         ),
         ("impute", "fill missing or infinite numeric cells with training medians instead of refusing", None),
         ("default-rows", "without --data: train on a seeded sample of N built-in rows (at most 20000)", "N"),
-        ("max-decompressed-mb", "refuse a .csv.gz table that expands beyond this many MB", "MB"),
+        ("max-decompressed-mb", "refuse a table that would take more than this many MB (docs/options.md)", "MB"),
         (
             "stream",
             "read --data (a Parquet folder, glob or file) a row group at a time instead of whole: for more rows "

@@ -1,7 +1,8 @@
 """Bounds on everything the project reads from a file or a user, in one place (no imports, so the
 CLIs can show them in ``--help`` at once)."""
 
-# A gzip input may expand at most this much (--max-decompressed-mb): 5 MB of gzip can hold 1 GB.
+# A table may take at most this much once read (--max-decompressed-mb): a gzip input decompressed
+# (5 MB of gzip can hold 1 GB), a CSV's fields, a Parquet's or .npz's declared cells, at 8 bytes a cell.
 DEFAULT_MAX_DECOMPRESSED_MB = 1024
 # --config files: size, YAML aliases (anchors are fine, an alias bomb is not), nesting depth.
 MAX_CONFIG_BYTES = 1 << 20

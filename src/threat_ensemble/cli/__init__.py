@@ -21,7 +21,7 @@ def add_decompression_limit(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=DEFAULT_MAX_DECOMPRESSED_MB,
         metavar="MB",
-        help=f"refuse a gzip input that expands beyond this many MB (default {DEFAULT_MAX_DECOMPRESSED_MB})",
+        help=f"refuse an input that would take more than this many MB (default {DEFAULT_MAX_DECOMPRESSED_MB})",
     )
 
 

@@ -27,13 +27,14 @@ import pandas as pd
 
 from threat_ensemble.data.tables import (
     LabelMixWarning,
+    check_declared_size,
     check_parquet_dataset,
     labelled_table_from_frame,
     resolve_drop_column,
     resolve_label_column,
 )
 from threat_ensemble.errors import InputError, quote
-from threat_ensemble.limits import DEFAULT_SAMPLE_ROWS
+from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, DEFAULT_SAMPLE_ROWS
 
 TRAIN_SHARE, VAL_SHARE = 0.70, 0.15  # the rest is the test split, as in the in-memory 70/15/15 split
 AE_VAL_SHARE = 0.15  # of the normal training rows: the autoencoder's validation rows ...
@@ -140,6 +141,7 @@ class ParquetStream:
         split_key: str | None = None,
         sample_rows: int = DEFAULT_SAMPLE_ROWS,
         test_only: bool = False,
+        max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     ) -> None:
         import pyarrow.dataset as ds
         import pyarrow.fs
@@ -167,9 +169,12 @@ class ParquetStream:
             try:
                 fragment = self.format.make_fragment(str(f), self.filesystem)
                 fragment.ensure_complete_metadata()
-                self.groups += [RowGroup(f, rg.id, rg.num_rows) for rg in fragment.row_groups]
+                row_groups = [(rg.id, rg.num_rows, rg.total_byte_size) for rg in fragment.row_groups]
             except Exception as exc:  # pyarrow's ArrowInvalid/OSError family
                 raise InputError(f"{f}: not a readable Parquet file ({_first_line(exc)})") from None
+            for index, rows, data_bytes in row_groups:  # a row group is read whole: each one bounded
+                check_declared_size(f"{f}: row group {index}", rows, len(self.columns), data_bytes, max_decompressed_mb)
+                self.groups.append(RowGroup(f, index, rows))
         self.n_rows = sum(g.rows for g in self.groups)
         if self.n_rows == 0:
             raise InputError(f"{self.source}: its {len(self.files)} Parquet files hold no rows")

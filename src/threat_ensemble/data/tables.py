@@ -116,7 +116,7 @@ def read_raw_table(
     Parquet files, into a DataFrame of all its columns."""
     p = Path(path)
     if p.is_dir() or (not p.exists() and any(ch in str(path) for ch in "*?[")):
-        frame = _read_parquet_dataset(str(path))
+        frame = _read_parquet_dataset(str(path), max_decompressed_mb)
         frame.columns = [str(c) for c in frame.columns]
         return frame
     if not p.exists():
@@ -128,9 +128,9 @@ def read_raw_table(
         raise InputError(f"{p}: unknown extension {p.suffix!r}; expected one of {', '.join(SUPPORTED)}")
     try:
         if suffix == ".parquet":
-            frame = _read_parquet(p)
+            frame = _read_parquet(p, max_decompressed_mb)
         elif suffix == ".npz":
-            frame = _read_npz(p)
+            frame = _read_npz(p, max_decompressed_mb)
         else:
             frame = _read_csv(p, suffix, no_header, max_decompressed_mb)
     except PermissionError:
@@ -147,7 +147,14 @@ def read_raw_table(
 
 
 class DecompressionLimit(InputError):
-    """A compressed input that expands beyond --max-decompressed-mb."""
+    """An input that would take more than --max-decompressed-mb: a compressed file that expands
+    beyond it, or a table whose declared or counted size in memory is larger."""
+
+
+# A table cell in memory: a float64, an int64, or a pointer to a (shared) string object. What a
+# table takes is bounded by its cells x this before it is read (Parquet's and .npz's declared
+# shapes; a CSV's fields, counted in a first pass that keeps nothing).
+CELL_BYTES = 8
 
 
 def decompression_limit_error(p: Path | str, limit_mb: int) -> DecompressionLimit:
@@ -156,11 +163,31 @@ def decompression_limit_error(p: Path | str, limit_mb: int) -> DecompressionLimi
     )
 
 
-class _BoundedReader(io.RawIOBase):
-    """A binary stream that refuses to yield more than ``limit`` bytes (a gzip bomb stops there)."""
+def size_limit_error(p: Path | str, what: str, limit_mb: int) -> DecompressionLimit:
+    """One line naming the file, what it would take and the bound, with the option that raises it."""
+    return DecompressionLimit(f"{p}: {what}, beyond --max-decompressed-mb {limit_mb}; raise it if that is expected")
 
-    def __init__(self, raw: Any, limit: int, error: InputError) -> None:
+
+def _mb(n_bytes: int) -> str:
+    return f"{-(-n_bytes // (1 << 20)):,} MB"
+
+
+def check_declared_size(p: Path | str, rows: int, columns: int, data_bytes: int, limit_mb: int) -> None:
+    """Refuse, before anything is allocated, a table that declares more than ``limit_mb``: its
+    ``rows`` x ``columns`` cells at :data:`CELL_BYTES` each, or its ``data_bytes`` once decompressed."""
+    need = max(rows * columns * CELL_BYTES, data_bytes)
+    if need > limit_mb << 20:
+        raise size_limit_error(p, f"{rows:,} rows x {columns:,} columns take about {_mb(need)} in memory", limit_mb)
+
+
+class _BoundedReader(io.RawIOBase):
+    """A binary stream that refuses to yield more than ``limit`` bytes (a gzip bomb stops there)
+    and, with ``cells_error``, more CSV fields (commas and line endings) than ``limit`` bytes hold
+    at :data:`CELL_BYTES` a field (a sparse CSV, ``,,,,``, stops there)."""
+
+    def __init__(self, raw: Any, limit: int, error: InputError, cells_error: InputError | None = None) -> None:
         self.raw, self.limit, self.error, self.total = raw, limit, error, 0
+        self.cells_error, self.cells, self.max_cells = cells_error, 0, limit // CELL_BYTES
 
     def readable(self) -> bool:
         return True
@@ -170,6 +197,11 @@ class _BoundedReader(io.RawIOBase):
         self.total += n or 0
         if self.total > self.limit:
             raise self.error
+        if n and self.cells_error is not None:
+            chunk = memoryview(buffer)[:n].tobytes()
+            self.cells += chunk.count(b",") + chunk.count(b"\n") + chunk.count(b"\r") - chunk.count(b"\r\n")
+            if self.cells > self.max_cells:
+                raise self.cells_error
         return n
 
 
@@ -199,15 +231,30 @@ def _read_csv(p: Path, suffix: str, no_header: bool, max_decompressed_mb: int) -
             if fh.read(2) != b"\x1f\x8b":
                 raise InputError(f"{p}: not a gzip file, though its name ends in .gz")
     compression = "gzip" if suffix == ".csv.gz" else None
+    limit = max_decompressed_mb << 20
+    if not compression and p.stat().st_size > limit:
+        raise size_limit_error(p, f"{_mb(p.stat().st_size)} of text to read", max_decompressed_mb)
+    cells = size_limit_error(
+        p, f"more than {limit // CELL_BYTES:,} fields ({CELL_BYTES} bytes each in memory)", max_decompressed_mb
+    )
+    too_big = (
+        decompression_limit_error(p, max_decompressed_mb)
+        if compression
+        else size_limit_error(p, "grew while it was read", max_decompressed_mb)
+    )
+
+    def bounded(stack: contextlib.ExitStack, count_cells: bool) -> Any:
+        raw = stack.enter_context(gzip.open(p, "rb") if compression else open(p, "rb", buffering=0))  # noqa: SIM115
+        return _BoundedReader(raw, limit, too_big, cells if count_cells else None)
+
     try:
+        with contextlib.ExitStack() as stack:  # first count its bytes and fields, keeping none of them
+            counter, buffer = bounded(stack, count_cells=True), bytearray(1 << 20)
+            while counter.readinto(buffer):
+                pass
         with contextlib.ExitStack() as stack:
-            source: Any = p
-            if compression:
-                unpacked = stack.enter_context(gzip.open(p, "rb"))
-                limit = decompression_limit_error(p, max_decompressed_mb)
-                source = io.BufferedReader(_BoundedReader(unpacked, max_decompressed_mb << 20, limit), 1 << 20)
             frame = pd.read_csv(
-                source,
+                io.BufferedReader(bounded(stack, count_cells=False), 1 << 20),
                 header=None if no_header else "infer",
                 low_memory=False,
                 skipinitialspace=True,
@@ -247,10 +294,25 @@ def _check_csv_header(p: Path, frame: pd.DataFrame, compression: str | None) -> 
         raise InputError(f"{p}: duplicate column names {repeated}; each column needs its own name")
 
 
-def _read_parquet(p: Path) -> pd.DataFrame:
+def parquet_declared_size(p: Path) -> tuple[int, int, int]:
+    """A Parquet file's rows, columns and uncompressed data bytes, from its footer alone."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(p).metadata
+    data_bytes = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return meta.num_rows, meta.num_columns, data_bytes
+
+
+def _read_parquet(
+    p: Path, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB, checked: bool = False
+) -> pd.DataFrame:
+    """One Parquet file, whole; refused before it is read when its footer declares more than
+    ``max_decompressed_mb`` (``checked``: a dataset's total was checked already)."""
     try:
         import pyarrow.parquet as pq
 
+        if not checked:
+            check_declared_size(p, *parquet_declared_size(p), max_decompressed_mb)
         schema = pq.read_schema(p)
         nested = [f for f in schema if pa_is_nested(f.type)]
         if nested:
@@ -331,10 +393,16 @@ def check_parquet_dataset(spec: str, required: str | None = None) -> tuple[list[
     return files, reference
 
 
-def _read_parquet_dataset(spec: str) -> pd.DataFrame:
-    """Every file of a sharded Parquet dataset (checked by :func:`check_parquet_dataset`), as one frame."""
+def _read_parquet_dataset(spec: str, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> pd.DataFrame:
+    """Every file of a sharded Parquet dataset (checked by :func:`check_parquet_dataset`), as one
+    frame; refused before any is read when their footers declare more than ``max_decompressed_mb``."""
     files, reference = check_parquet_dataset(spec)
-    frames = [_read_parquet(f) for f in files]
+    rows = data_bytes = 0
+    for f in files:
+        n, _, size = parquet_declared_size(f)
+        rows, data_bytes = rows + n, data_bytes + size
+    check_declared_size(spec, rows, len(reference.names), data_bytes, max_decompressed_mb)
+    frames = [_read_parquet(f, checked=True) for f in files]
     frame = pd.concat([x[reference.names] for x in frames], ignore_index=True)
     if len(frame) == 0:
         raise InputError(f"{spec}: its {len(files)} Parquet files hold no rows")
@@ -351,10 +419,39 @@ def pa_is_nested(kind: Any) -> bool:
     )
 
 
-def _read_npz(p: Path) -> pd.DataFrame:
+def _npz_declared_size(p: Path, limit_mb: int) -> None:
+    """Refuse an ``.npz`` whose arrays declare more than ``limit_mb`` (their headers' shapes and
+    dtypes, and each member's size once decompressed, read without loading any array)."""
+    from numpy.lib import format as npy
+
+    total, largest = 0, (0, "")
+    with zipfile.ZipFile(p) as archive:
+        for info in archive.infolist():
+            size, shown = info.file_size, f"member {quote(info.filename)} of {info.file_size:,} bytes"
+            if info.filename.endswith(".npy"):
+                with archive.open(info) as fh:
+                    version = npy.read_magic(fh)
+                    read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                    shape, _, dtype = read_header(fh)
+                count = 1
+                for n in shape:
+                    count *= int(n)
+                size = max(size, count * dtype.itemsize)
+                dims = " x ".join(f"{int(n):,}" for n in shape) or "1"
+                shown = f"array {quote(info.filename[:-4])} of {dims} {dtype}"
+            total += size
+            largest = max(largest, (size, shown))
+    if total > limit_mb << 20:
+        raise size_limit_error(p, f"its arrays take about {_mb(total)} in memory (the largest: {largest[1]})", limit_mb)
+
+
+def _read_npz(p: Path, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -> pd.DataFrame:
     try:
+        _npz_declared_size(p, max_decompressed_mb)
         with np.load(p, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
+    except InputError:
+        raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{p}: not a readable .npz archive ({first})") from None

@@ -69,6 +69,7 @@ def load_streams(cfg: TrainConfig, progress: Progress = None) -> tuple[ParquetSt
     options: dict[str, Any] = {
         **table_options(cfg),
         "seed": cfg.seed,
+        "max_decompressed_mb": cfg.max_decompressed_mb,  # each row group is read whole: bounded alike
     }
     stream = ParquetStream(cfg.data, split_key=cfg.split_key, sample_rows=cfg.sample_rows, **options)
     stream.scan(progress=progress)
