@@ -23,6 +23,7 @@ from threat_ensemble.checkpointing import (
 )
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.errors import InputError
+from threat_ensemble.limits import DEFAULT_SAMPLE_ROWS
 from threat_ensemble.pipeline import _prepare_run_state, _readable_checkpoint
 
 
@@ -177,3 +178,40 @@ def test_a_damaged_checkpoint_falls_back_to_the_newest_readable_one(
     oldest.write_bytes(b"not a checkpoint")
     with pytest.raises(InputError, match="is unreadable .* and no other checkpoint in .* loads; start afresh"):
         _readable_checkpoint(last)
+
+
+STREAMED = {"data": "traffic/", "stream": True}
+
+
+@pytest.mark.parametrize(
+    ("option", "before", "after", "said"),
+    [
+        ("split_key", None, "host", "--split-key was None, now 'host'"),
+        ("split_key", "host", "session", "--split-key was 'host', now 'session'"),
+        ("sample_rows", 100_000, 50_000, "--sample-rows was 100000, now 50000"),
+        ("shuffle_buffer_rows", 65_536, 4_096, "--shuffle-buffer-rows was 65536, now 4096"),
+    ],
+)
+def test_resume_refuses_a_changed_streaming_option(
+    tmp_path: Path, option: str, before: object, after: object, said: str
+) -> None:
+    """The streamed fingerprint hashes whole rows whatever the split key, and the training sample
+    and the batch order are options, not data: only the guarded options see these changes."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    _state(folder, **STREAMED, **{option: before})
+    _checkpoint(folder / LAST_CHECKPOINT)
+    changed = TrainConfig(checkpoint_dir=str(folder), resume="last", **STREAMED, **{option: after})
+    with pytest.raises(InputError, match=rf"^--resume refused: {said} \(pass --resume-anyway"):
+        _prepare_run_state(changed, "f" * 64, rank_zero=True)
+    same = TrainConfig(checkpoint_dir=str(folder), resume="last", **STREAMED, **{option: before})
+    assert _prepare_run_state(same, "f" * 64, rank_zero=True)[1] == folder / LAST_CHECKPOINT
+
+
+def test_a_run_state_without_a_guarded_option_is_refused_saying_so(tmp_path: Path) -> None:
+    saved = _state(tmp_path, **STREAMED)
+    del saved.options["sample_rows"]  # written before --sample-rows was guarded
+    now = result_options(TrainConfig(**STREAMED).to_dict())
+    assert differences(saved, saved.data_fingerprint, now) == [
+        f"--sample-rows was not recorded, now {DEFAULT_SAMPLE_ROWS}"
+    ]

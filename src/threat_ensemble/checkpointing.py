@@ -28,6 +28,9 @@ RESULT_OPTIONS = (
     "id_columns",
     "impute",
     "default_rows",
+    "split_key",  # a streamed run's split: the fingerprint hashes whole rows whatever the key
+    "sample_rows",  # the streamed training sample the preprocessing and the forests are fitted on
+    "shuffle_buffer_rows",  # the order of a streamed epoch's batches
     "max_epochs",
     "batch_size",
     "lr",
@@ -90,9 +93,11 @@ def differences(saved: RunState, fingerprint: str, options: dict[str, Any]) -> l
     if saved.data_fingerprint != fingerprint:
         diffs.append("the training data differs (fingerprint mismatch)")
     for key in RESULT_OPTIONS:
-        old, new = saved.options.get(key), options.get(key)
-        if old != new:
-            diffs.append(f"--{key.replace('_', '-')} was {old!r}, now {new!r}")
+        new = options.get(key)
+        if key not in saved.options:  # a run state written before the option was guarded
+            diffs.append(f"--{key.replace('_', '-')} was not recorded, now {new!r}")
+        elif saved.options[key] != new:
+            diffs.append(f"--{key.replace('_', '-')} was {saved.options[key]!r}, now {new!r}")
     return diffs
 
 
