@@ -212,3 +212,28 @@ def test_a_test_split_too_small_for_the_gate_is_said_out_loud() -> None:
         "of either, the gate's figures rest on a handful of rows"
     )
     assert small_test_warning(np.array([1] * 40 + [0] * 40), "test split") is None
+
+
+def test_gate_report_is_the_gate_of_one_labelled_table() -> None:
+    from threat_ensemble.evaluation.metrics import gate_bounds, gate_report
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(300, int), np.ones(100, int)]
+    scores = {m: np.clip(y * 0.6 + rng.uniform(0, 0.5, len(y)), 0, 1) for m in ("ae", "rf", "if", "ensemble")}
+    report = gate_report(y, scores, "week.csv", min_pr_auc=0.85, min_f1=0.8, max_fpr=0.01)
+    assert report["metrics"]["f1"] == pytest.approx(f1_score(y, scores["ensemble"] >= 0.5))
+    assert set(report["per_model"]) == {"ae", "rf", "if"} and "confusion_matrix" not in report["per_model"]["ae"]
+    assert report["confusion_matrix"] == [[int((scores["ensemble"][y == 0] < 0.5).sum()),
+                                           int((scores["ensemble"][y == 0] >= 0.5).sum())],
+                                          [int((scores["ensemble"][y == 1] < 0.5).sum()),
+                                           int((scores["ensemble"][y == 1] >= 0.5).sum())]]  # fmt: skip
+    assert (report["n_test"], report["test_source"]) == (400, "week.csv")
+    assert set(report["gates"]) == {"pr_auc", "f1", "fpr"}
+    # the bounds a gate.json records are the bounds it is evaluated with again
+    assert gate_bounds(report) == {"min_pr_auc": 0.85, "min_f1": 0.8, "min_recall": None, "max_fpr": 0.01}
+    again = gate_report(y, scores, "week.csv", **gate_bounds(report))
+    assert again == report
+    with pytest.raises(ValueError, match="unknown gate"):
+        gate_bounds({"gates": {"speed": {"min": 1.0}}})
+    with pytest.raises(ValueError, match="no finite bound"):
+        gate_bounds({"gates": {"f1": {"min": "high"}}})

@@ -29,7 +29,8 @@ from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_byt
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data.datamodule import ThreatDataModule
-from threat_ensemble.evaluation.metrics import detection_metrics, evaluate_gate, small_test_warning
+from threat_ensemble.errors import first_line
+from threat_ensemble.evaluation.metrics import gate_report, small_test_warning
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.models.autoencoder import AutoencoderModule
 from threat_ensemble.models.bundle import ONNX_FILE, BundleError, bundle_destination, read_regular_file
@@ -274,22 +275,13 @@ class EnsembleValidationCallback(Callback):
         small = small_test_warning(y_test, dm.test_source)
         if small:
             print(small)
-        per_model = detection_metrics(y_test, scores)
-        metrics = per_model.pop("ensemble")
-        confusion = metrics.pop("confusion_matrix")
-        for member in per_model.values():
-            member.pop("confusion_matrix")
         cfg = self.cfg
         self.outcome.scores = scores
         fusion = ensemble.fusion
         used = {"target_fpr": float(fusion["target_fpr"])} if fusion["kind"] == "stack" else {}
+        bounds = {"min_recall": cfg.min_recall, "max_fpr": cfg.max_fpr}
         self.outcome.gate = {
-            **evaluate_gate(metrics, cfg.min_pr_auc, cfg.min_f1, min_recall=cfg.min_recall, max_fpr=cfg.max_fpr),
-            "metrics": metrics,
-            "per_model": per_model,
-            "confusion_matrix": confusion,
-            "n_test": int(len(y_test)),
-            "test_source": dm.test_source,
+            **gate_report(y_test, scores, dm.test_source, min_pr_auc=cfg.min_pr_auc, min_f1=cfg.min_f1, **bounds),
             "weights": fusion_weights(fusion),  # the fusion this run used, not --weights when it stacked
             "fusion": fusion["kind"],
             **used,
@@ -426,7 +418,7 @@ class TrackingCallback(Callback):
         try:
             model_uri = log_pyfunc_model(bundle, logger.run_id, uri, ensemble=ensemble)
         except Exception as exc:  # the bundle is complete and logged whole instead
-            print(f"warning: could not log the MLflow pyfunc model: {type(exc).__name__}: {str(exc)[:300]}")
+            print(f"warning: could not log the MLflow pyfunc model: {first_line(exc, limit=300, named=True)}")
             if isinstance(logger, ResilientMLFlowLogger) and logger.failure is None:
                 logger.failure = f"logging the pyfunc model: {type(exc).__name__}"
             return None

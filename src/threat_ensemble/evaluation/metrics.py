@@ -3,6 +3,7 @@ torchmetrics) and the quality gate over the ensemble's metrics."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -62,8 +63,8 @@ def small_test_warning(y_true: np.ndarray, source: str) -> str | None:
 
 def evaluate_gate(
     metrics: dict[str, Any],
-    min_pr_auc: float,
-    min_f1: float,
+    min_pr_auc: float | None,
+    min_f1: float | None,
     *,
     min_recall: float | None = None,
     max_fpr: float | None = None,
@@ -79,3 +80,50 @@ def evaluate_gate(
         value = float(metrics["fpr"])
         gates["fpr"] = {"value": value, "max": float(max_fpr), "passed": bool(value <= max_fpr)}
     return {"passed": all(g["passed"] for g in gates.values()), "gates": gates}
+
+
+def gate_bounds(gate: dict[str, Any]) -> dict[str, float | None]:
+    """The bounds a gate.json was evaluated with, as :func:`evaluate_gate`'s keyword arguments
+    (a bundle re-gated on another table is held to the bounds it was trained under)."""
+    gates = gate.get("gates")
+    if not isinstance(gates, dict):
+        raise ValueError("gate.json holds no gates")
+    bounds: dict[str, float | None] = {"min_pr_auc": None, "min_f1": None, "min_recall": None, "max_fpr": None}
+    for name, entry in gates.items():
+        key = f"max_{name}" if name == "fpr" else f"min_{name}"
+        if key not in bounds or not isinstance(entry, dict):
+            raise ValueError(f"gate.json: unknown gate {name!r}")
+        bound = entry.get("max" if name == "fpr" else "min")
+        if not isinstance(bound, (int, float)) or isinstance(bound, bool) or not math.isfinite(bound):
+            raise ValueError(f"gate.json: gate {name!r} has no finite bound")
+        bounds[key] = float(bound)
+    return bounds
+
+
+def gate_report(
+    y_true: np.ndarray,
+    scores: dict[str, np.ndarray],
+    source: str,
+    *,
+    min_pr_auc: float | None,
+    min_f1: float | None,
+    min_recall: float | None = None,
+    max_fpr: float | None = None,
+) -> dict[str, Any]:
+    """What gate.json says of one labelled table: each member's and the ensemble's metrics, the
+    ensemble's confusion matrix and each gate. The trainer's gate and ``score.py --gate`` are both
+    this function, so a bundle re-gated on its run's own test table gives the run's figures."""
+    per_model = detection_metrics(y_true, scores)
+    metrics = per_model.pop("ensemble")
+    confusion = metrics.pop("confusion_matrix")
+    for member in per_model.values():
+        member.pop("confusion_matrix")
+    gate = evaluate_gate(metrics, min_pr_auc, min_f1, min_recall=min_recall, max_fpr=max_fpr)
+    return {
+        **gate,
+        "metrics": metrics,
+        "per_model": per_model,
+        "confusion_matrix": confusion,
+        "n_test": int(len(y_true)),
+        "test_source": source,
+    }
