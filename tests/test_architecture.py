@@ -1,9 +1,12 @@
-"""The layout shows the architecture: no core module imports a CLI module, and nothing in the
-package reads a test switch or sets process-wide state when imported."""
+"""The layout shows the architecture: no core module imports a CLI module, data/ and models/
+import nothing above them, no two modules import each other, and nothing in the package reads a
+test switch or sets process-wide state when imported."""
 
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +14,39 @@ from pathlib import Path
 from conftest import ROOT
 
 PACKAGE = ROOT / "src" / "threat_ensemble"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imported_modules(path: Path, module_level: bool, names: bool = False) -> set[str]:
+    """The modules ``path`` imports by absolute imports: all of them, or (``module_level``) only
+    those it imports when it is itself imported, not inside a function or under
+    ``if TYPE_CHECKING:``. ``from a import b`` names ``a.b`` when that is a module of the package,
+    else ``a`` (and also ``a.b`` with ``names``: it may be a module of another package)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST, deferred: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            later = deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+            later = later or (isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test))
+            if not (module_level and later):
+                if isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                    for alias in child.names:
+                        full = f"{child.module}.{alias.name}"
+                        found.add(full if full in MODULES else child.module)
+                        found.update([full] if names else [])
+                elif isinstance(child, ast.Import):
+                    found.update(alias.name for alias in child.names)
+            visit(child, later)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")), False)
+    return found
 
 
 def _imports(path: Path) -> set[str]:
@@ -36,7 +72,7 @@ def test_no_module_outside_cli_imports_a_cli_module() -> None:
 
 FORBIDDEN = {  # the dependency direction: a model knows nothing of how it is trained or logged
     "models": ("threat_ensemble.callbacks", "threat_ensemble.pipeline", "threat_ensemble.tracking"),
-    "data": ("threat_ensemble.models",),
+    "data": ("threat_ensemble.models", "threat_ensemble.evaluation"),
 }
 
 
@@ -57,10 +93,124 @@ def test_the_concern_folders_exist_and_test_only_generators_left_the_package() -
     assert "THREAT_ENSEMBLE_CRASH_AT" not in sources and "crash_point" not in sources
 
 
-def test_importing_the_package_changes_no_environment_variable() -> None:
+def _import_graph(module_level: bool) -> dict[str, set[str]]:
+    return {name: _imported_modules(path, module_level) & MODULES.keys() for name, path in MODULES.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """One cycle per strongly connected part of ``graph`` that has one (depth-first search)."""
+    cycles, state, path = [], {}, []  # state: 1 on the current path, 2 done
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_the_package_has_no_import_cycle_at_module_level() -> None:
+    graph = _import_graph(module_level=True)
+    assert graph["threat_ensemble.data.preprocessing"] >= {"threat_ensemble.data.tables"}  # the graph is built
+    assert _cycles(graph) == []
+
+
+def test_no_two_modules_import_each_other_even_inside_a_function() -> None:
+    """An import deferred into a function to dodge a circle is still the circle (it was
+    data/preprocessing.py <-> data/profile.py): one of the two defines what both need."""
+    graph = _import_graph(module_level=False)
+    pairs = sorted({tuple(sorted((a, b))) for a in graph for b in graph[a] if a != b and a in graph[b]})
+    assert pairs == []
+
+
+def _third_party_modules() -> list[str]:
+    """The other packages' modules that the package imports at module level (``from a import b``:
+    ``a`` and, where it is a module, ``a.b``), imported first so that the state their own import
+    sets is not laid at the package's door."""
+    found = set().union(*(_imported_modules(path, module_level=True, names=True) for path in MODULES.values()))
+    return sorted(name for name in found if name.split(".")[0] not in ("threat_ensemble", "__future__"))
+
+
+# Run in a fresh interpreter: the package's other packages first, then every module of the package
+# one at a time (pkgutil.walk_packages), noting what each import changed of the process-wide state.
+IMPORT_EVERY_MODULE = """
+import importlib, json, logging, os, pkgutil, sys, warnings
+
+def state():
+    root = logging.getLogger()
+    return {
+        "environment": dict(os.environ),
+        "root logger level and handlers": [root.level, [repr(h) for h in root.handlers]],
+        "warnings filters": [repr(f) for f in warnings.filters],
+    }
+
+def changed(before, after):
+    old, new = before["environment"], after["environment"]
+    found = [f"environment variable {k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return found + [key for key in before if key != "environment" and before[key] != after[key]]
+
+for name in json.loads(sys.argv[1]):
+    try:
+        importlib.import_module(name)
+    except ImportError:  # ``from a import b`` where b is not a module
+        pass
+imported, changes = [], {}
+before = state()
+import threat_ensemble
+imported.append("threat_ensemble")
+changes["threat_ensemble"] = changed(before, state())
+for info in pkgutil.walk_packages(threat_ensemble.__path__, "threat_ensemble."):
+    before = state()
+    importlib.import_module(info.name)
+    imported.append(info.name)
+    changes[info.name] = changed(before, state())
+print(json.dumps({"imported": imported, "changes": {k: v for k, v in changes.items() if v}}))
+"""
+
+
+def test_importing_any_module_changes_no_process_wide_state() -> None:
+    """No environment variable, no level or handler of the root logger, no warnings filter:
+    those change only when the package runs (a training run, a model logged or loaded)."""
+    from threat_ensemble.tracking import OFFLINE_MLFLOW
+
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_MLFLOW}  # the package's own setting visible
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERY_MODULE, json.dumps(_third_party_modules())],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert sorted(result["imported"]) == sorted(MODULES)  # every module, none skipped
+    assert result["changes"] == {}
+
+
+def test_the_pyfunc_module_imports_mlflow_and_switches_it_offline_only_when_its_model_is_used() -> None:
+    """tracking/pyfunc.py set MLflow's variables when imported (spark/score.py imports it for its
+    column names); now the model class, an MLflow ``PythonModel``, is built on first use."""
+    from threat_ensemble.tracking import OFFLINE_MLFLOW
+
     code = (
-        "import os; before = dict(os.environ); import threat_ensemble, threat_ensemble.config; "
-        "print(sorted(set(os.environ.items()) ^ set(before.items())))"
+        "import json, os, sys; import threat_ensemble.tracking.pyfunc as pyfunc; "
+        "before = ['mlflow' in sys.modules, *(os.environ.get(k) for k in json.loads(sys.argv[1]))]; "
+        "from threat_ensemble.tracking.pyfunc import EnsembleModel; from mlflow.pyfunc import PythonModel; "
+        "after = [issubclass(EnsembleModel, PythonModel), *(os.environ.get(k) for k in json.loads(sys.argv[1]))]; "
+        "print(json.dumps([before, after, EnsembleModel.__qualname__, pyfunc.EnsembleModel is EnsembleModel]))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_MLFLOW}
+    names = list(OFFLINE_MLFLOW)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(names)], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    before, after, qualname, same = json.loads(out.strip().splitlines()[-1])
+    assert before == [False, *(None for _ in names)]
+    assert after == [True, *(OFFLINE_MLFLOW[k] for k in names)]
+    assert qualname == "EnsembleModel" and same

@@ -37,7 +37,8 @@ def _profile(frame: pd.DataFrame, y: np.ndarray):  # noqa: ANN202
     from threat_ensemble.data.preprocessing import FeatureEncoder
     from threat_ensemble.data.profile import FeatureProfile
 
-    return FeatureProfile.fit(frame, y, FeatureEncoder.fit(frame))
+    encoder = FeatureEncoder.fit(frame)
+    return FeatureProfile.fit(frame, y, encoder.numeric_columns, encoder.categories)
 
 
 def test_the_same_distribution_does_not_drift_and_a_shifted_one_does() -> None:

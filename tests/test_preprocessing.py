@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from threat_ensemble.data.preprocessing import OTHER, FeatureEncoder, Preprocessing, RobustScaler
+from threat_ensemble.data.categories import OTHER
+from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
 
 
 def test_encoder_one_hot_and_unseen_categories() -> None:

@@ -191,7 +191,9 @@ class ThreatDataModule(L.LightningDataModule):
         n_ae_val = max(2, int(round(AE_VAL_FRACTION * len(order))))
         self.ae_val_rows, self.ae_train_rows = np.sort(order[:n_ae_val]), np.sort(order[n_ae_val:])
         scaler = RobustScaler.fit(x_normal_train[self.ae_train_rows])
-        profile = FeatureProfile.fit(table.features.iloc[self.train_idx], y[self.train_idx], encoder)
+        profile = FeatureProfile.fit(
+            table.features.iloc[self.train_idx], y[self.train_idx], encoder.numeric_columns, encoder.categories
+        )
         self._apply(Preprocessing(encoder, scaler, profile), encoded)
 
     def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
@@ -372,7 +374,7 @@ class StreamDataModule(ThreatDataModule):
         encoder = FeatureEncoder.fit(frame)
         encoded, _ = encoder.transform(frame, self.stream.source)
         scaler = RobustScaler.fit(encoded[codes // 2 == ROLE_AE_TRAIN])
-        profile = FeatureProfile.fit(frame, codes % 2, encoder)
+        profile = FeatureProfile.fit(frame, codes % 2, encoder.numeric_columns, encoder.categories)
         self._apply(Preprocessing(encoder, scaler, profile), encoded)
 
     def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from threat_ensemble.data.categories import OTHER, category_text
+from threat_ensemble.data.profile import FeatureProfile
 from threat_ensemble.data.tables import unusable_cells
 from threat_ensemble.errors import InputError, quote
 
-OTHER = "__other__"
-MISSING = "__missing__"
 MAX_CATEGORIES = 64
 
 
@@ -114,11 +114,6 @@ def warn_unseen(unseen: int, source: str) -> None:
         )
 
 
-def category_text(series: pd.Series) -> pd.Series:
-    """A text column as the encoder sees it: strings, stripped, a missing cell as ``__missing__``."""
-    return series.astype("string").fillna(MISSING).str.strip()
-
-
 def signed_log1p(x: np.ndarray) -> np.ndarray:
     """``sign(x) * log(1 + |x|)``: compresses heavy tails (byte counts, durations) and keeps 0 at 0."""
     return np.sign(x) * np.log1p(np.abs(x))
@@ -196,7 +191,7 @@ class Preprocessing:
 
     encoder: FeatureEncoder
     scaler: RobustScaler
-    profile: Any = None  # data.profile.FeatureProfile: normal ranges and training distribution (None before 0.2)
+    profile: FeatureProfile | None = None  # normal ranges and training distribution (None before 0.2)
 
     def encode(self, frame: pd.DataFrame, source: str = "data") -> np.ndarray:
         matrix, unseen = self.encoder.transform(frame, source)
@@ -214,7 +209,5 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        from threat_ensemble.data.profile import FeatureProfile
-
         profile = FeatureProfile.from_dict(data["profile"]) if data.get("profile") is not None else None
         return cls(FeatureEncoder.from_dict(data), RobustScaler.from_dict(data["scaler"]), profile)

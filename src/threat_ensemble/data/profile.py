@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.data.preprocessing import OTHER, FeatureEncoder, category_text
+from threat_ensemble.data.categories import OTHER, category_text
 from threat_ensemble.data.tables import unusable_cells
 
 # A numeric feature's bins for the drift report: cut at these quantiles of the training rows (ties merged).
@@ -34,10 +34,14 @@ class FeatureProfile:
     n_rows: int
 
     @classmethod
-    def fit(cls, frame: pd.DataFrame, y: np.ndarray, encoder: FeatureEncoder) -> FeatureProfile:
+    def fit(
+        cls, frame: pd.DataFrame, y: np.ndarray, numeric_columns: list[str], categories: dict[str, list[str]]
+    ) -> FeatureProfile:
+        """The profile of ``frame`` (``y``: 0 = normal) over the encoder's numeric columns and kept
+        text categories (``FeatureEncoder.numeric_columns`` and ``.categories``)."""
         edges, shares, normal_range = {}, {}, {}
         normal = np.asarray(y) == 0
-        for column in encoder.numeric_columns:
+        for column in numeric_columns:
             values = frame[column].to_numpy(dtype=np.float64)
             usable = ~unusable_cells(values)
             kept = values[usable]
@@ -47,9 +51,7 @@ class FeatureProfile:
             normals = values[usable & normal]
             low, high = np.percentile(normals, NORMAL_RANGE) if normals.size else (math.nan, math.nan)
             normal_range[column] = [float(low), float(high)]
-        category_shares = {
-            column: _category_shares(frame[column], cats) for column, cats in encoder.categories.items()
-        }
+        category_shares = {column: _category_shares(frame[column], cats) for column, cats in categories.items()}
         return cls(edges, shares, category_shares, normal_range, int(len(frame)))
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,4 +126,3 @@ def _psi(actual: np.ndarray, expected: np.ndarray) -> float:
     a = np.maximum(actual, PSI_FLOOR)
     e = np.maximum(expected, PSI_FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
-

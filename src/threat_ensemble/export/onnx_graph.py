@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from threat_ensemble.data.preprocessing import MISSING, OTHER
+from threat_ensemble.data.categories import MISSING, OTHER
 from threat_ensemble.models.fusion import CUTOFF, SCORE_COLUMNS, stack_inputs
 
 OPSET = 20  # RegexFullMatch (text columns) is opset 20

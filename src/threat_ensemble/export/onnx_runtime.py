@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.data.preprocessing import MISSING
+from threat_ensemble.data.categories import MISSING
 from threat_ensemble.errors import InputError, listed, quote
 from threat_ensemble.models.fusion import SCORE_COLUMNS
 

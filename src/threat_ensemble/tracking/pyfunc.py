@@ -8,8 +8,11 @@ code, so a loaded model needs only the package's dependencies installed, not the
 The bundle is verified against its manifest (sha256 of every file) and against the manifest digest
 recorded when the model was logged, before anything is parsed; it holds no pickle.
 
-Importing this module imports ``mlflow.pyfunc`` (seconds: ``import mlflow`` alone takes about 2.5 s
-on a 2-core machine): import it where a model is logged or registered, not at the top of the CLI."""
+Importing this module imports no MLflow and changes nothing process-wide: MLflow (seconds:
+``import mlflow`` alone takes about 2.5 s on a 2-core machine) is imported, and its telemetry and
+download bars switched off (:func:`threat_ensemble.tracking.offline_mlflow`, environment
+variables), when a model is logged, saved, registered or loaded, or ``EnsembleModel`` (a subclass
+of MLflow's ``PythonModel``) is first used."""
 
 from __future__ import annotations
 
@@ -29,16 +32,21 @@ from threat_ensemble.errors import InputError
 from threat_ensemble.models.fusion import MEMBERS
 from threat_ensemble.tracking import offline_mlflow
 
-offline_mlflow()  # this module imports MLflow itself
-from mlflow.pyfunc import PythonModel  # noqa: E402
-
 OUTPUT_COLUMNS = (*MEMBERS, "ensemble", "verdict")  # SCORE_COLUMNS without the fusion's raw inputs
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the threat_ensemble package, copied into the model
 # What a loaded model imports: threat_ensemble's own dependencies (pyproject.toml), pinned to the
 # versions that trained it. An explicit list also stops mlflow from inferring requirements by
 # loading the model in a subprocess.
 RUNTIME_PACKAGES = (
-    "torch", "lightning", "torchmetrics", "numpy", "pandas", "scikit-learn", "skops", "safetensors", "mlflow"
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "skops",
+    "safetensors",
+    "mlflow",
 )
 EXAMPLE_ROWS = 5
 # The model is logged as code ("models from code"), not as a cloudpickle of an instance: nothing
@@ -53,33 +61,51 @@ set_model(EnsembleModel(bundle_digest={digest!r}))
 """
 
 
-class EnsembleModel(PythonModel):
-    """Per-row member scores, fused score and verdict of a threat-ensemble bundle.
+def __getattr__(name: str) -> Any:
+    """``EnsembleModel`` is built on first use (what the logged model's code imports when MLflow
+    loads it), so importing this module imports no MLflow and sets no environment variable."""
+    if name == "EnsembleModel":
+        model = globals()["EnsembleModel"] = _ensemble_model_class()
+        return model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-    Input: a DataFrame with the training feature columns (other columns, such as a label, are
-    dropped). Output: one row per input row, columns ``ae``, ``rf``, ``if``, ``ensemble`` (floats in
-    [0, 1]) and ``verdict`` (1 = attack). ``params={"impute": True}`` fills missing or infinite
-    numeric cells with the training medians instead of refusing them, like ``score.py --impute``;
-    ``params={"explain": K}`` adds score.py's ``--explain K`` columns (``"explain_all": True``: for
-    every row, not only attacks)."""
 
-    def __init__(self, bundle_digest: str | None = None) -> None:
-        self.bundle_digest = bundle_digest  # the manifest sha256 of the bundle this model was logged with
+def _ensemble_model_class() -> type:
+    offline_mlflow()  # before this process's first import of MLflow, when it is that
+    from mlflow.pyfunc import PythonModel
 
-    def load_context(self, context: Any) -> None:
-        from threat_ensemble.models.ensemble import ThreatEnsemble
+    class EnsembleModel(PythonModel):
+        """Per-row member scores, fused score and verdict of a threat-ensemble bundle.
 
-        self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=self.bundle_digest)
+        Input: a DataFrame with the training feature columns (other columns, such as a label, are
+        dropped). Output: one row per input row, columns ``ae``, ``rf``, ``if``, ``ensemble``
+        (floats in [0, 1]) and ``verdict`` (1 = attack). ``params={"impute": True}`` fills missing
+        or infinite numeric cells with the training medians instead of refusing them, like
+        ``score.py --impute``; ``params={"explain": K}`` adds score.py's ``--explain K`` columns
+        (``"explain_all": True``: for every row, not only attacks)."""
 
-    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        params = params or {}
-        return predict_frame(
-            self.ensemble,
-            model_input,
-            impute=bool(params.get("impute", False)),
-            explain=int(params.get("explain", 0) or 0),
-            explain_all=bool(params.get("explain_all", False)),
-        )
+        def __init__(self, bundle_digest: str | None = None) -> None:
+            self.bundle_digest = bundle_digest  # the manifest sha256 of the bundle this model was logged with
+
+        def load_context(self, context: Any) -> None:
+            from threat_ensemble.models.ensemble import ThreatEnsemble
+
+            self.ensemble = ThreatEnsemble.load(context.artifacts["bundle"], expect_digest=self.bundle_digest)
+
+        def predict(
+            self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+        ) -> pd.DataFrame:
+            params = params or {}
+            return predict_frame(
+                self.ensemble,
+                model_input,
+                impute=bool(params.get("impute", False)),
+                explain=int(params.get("explain", 0) or 0),
+                explain_all=bool(params.get("explain_all", False)),
+            )
+
+    EnsembleModel.__qualname__ = "EnsembleModel"  # as the module names it
+    return EnsembleModel
 
 
 def predict_frame(
@@ -122,6 +148,7 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
     """Point mlflow's fluent API (``log_model``, ``register_model``) at ``uri`` for the block, then
     restore the previous URI and ``MLFLOW_TRACKING_URI``: a caller's own tracking setup, such as a
     Lightning logger's, is left as it was."""
+    offline_mlflow()
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
@@ -150,6 +177,7 @@ def log_pyfunc_model(
     the input example (the bundle's training medians and categories) documents the columns. Nothing
     is fetched from the network: requirements are given, not inferred. ``ensemble``: the bundle's
     models already in memory (the trainer has them), saving a second load of the forests."""
+    offline_mlflow()
     import mlflow
 
     with _model_files(bundle_dir, ensemble) as kwargs, tracking_uri_set(tracking_uri), _run(run_id):
@@ -160,6 +188,7 @@ def log_pyfunc_model(
 def save_pyfunc_model(bundle_dir: Path, path: Path, ensemble: Any = None) -> Path:
     """The same model as :func:`log_pyfunc_model`, saved to the folder ``path`` instead of a run
     (what ``mlflow.pyfunc.spark_udf`` and ``mlflow models serve -m PATH`` take)."""
+    offline_mlflow()
     import mlflow
 
     with _model_files(bundle_dir, ensemble) as kwargs:
@@ -269,6 +298,7 @@ def register_model(model_uri: str, name: str, gate: dict[str, Any], tracking_uri
     """Register ``model_uri`` as a new version of ``name`` in the model registry, tagged with the
     gate result; returns the version. Whether a failed gate may be registered is the caller's
     decision (``--register-anyway``)."""
+    offline_mlflow()
     import mlflow
 
     if not name or not name.strip():
