@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from threat_ensemble.data.default_data import DEFAULT_ROWS, check_default_rows
-from threat_ensemble.errors import UsageError, check_path
+from threat_ensemble.errors import UsageError, check_path, first_line
 from threat_ensemble.limits import (
     DEFAULT_MAX_DECOMPRESSED_MB,
     DEFAULT_SAMPLE_ROWS,
@@ -448,8 +448,7 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
                 depth -= 1
         loaded = yaml.safe_load(text)
     except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
-        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise UsageError(f"--config {p}: not valid YAML ({first})") from None
+        raise UsageError(f"--config {p}: not valid YAML ({first_line(exc)})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -35,6 +35,18 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+def first_line(exc: BaseException, limit: int | None = 200, named: bool = False) -> str:
+    """An exception (or a warning) for one line of a message: the first non-blank line of its
+    text, stripped and cut at ``limit`` characters; its type's name when it has no text.
+    ``named``: ``Type: line`` (just ``Type`` when there is no text)."""
+    line = next((text.strip() for text in str(exc).splitlines() if text.strip()), "")
+    line = line if limit is None else line[:limit]
+    name = type(exc).__name__
+    if named:
+        return f"{name}: {line}" if line else name
+    return line or name
+
+
 def check_path(option: str, value: object) -> None:
     """A path option holding a NUL byte (no file system takes one) is refused by name."""
     if value is not None and "\x00" in str(value):
@@ -133,8 +145,7 @@ def run_cli(body: Callable[[], int]) -> int:
     try:
         return body()
     except InputError as exc:
-        text = str(exc).strip()
-        line = text.splitlines()[0] if text else type(exc).__name__
+        line = first_line(exc, limit=None)
         if len(line) > 4 * MAX_QUOTED_CHARS:  # a safety net; messages quote values with ``quote``
             line = f"{line[: 4 * MAX_QUOTED_CHARS]}... ({len(line)} characters)"
         print(f"error: {line}", file=sys.stderr)

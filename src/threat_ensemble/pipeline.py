@@ -17,7 +17,7 @@ import pandas as pd
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.data.tables import LabelledTable, check_class_counts, fingerprint
 from threat_ensemble.data.training_data import Table, describe_tables, load_inputs, table_from_memory
-from threat_ensemble.errors import InputError, Preempted, UsageError
+from threat_ensemble.errors import InputError, Preempted, UsageError, first_line
 from threat_ensemble.models.bundle import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 from threat_ensemble.tracking.run_info import (
     artifact_location_for,
@@ -322,8 +322,7 @@ def _readable_checkpoint(ckpt_path: Path) -> Path:
         try:
             torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:  # torch raises many kinds for a damaged zip or pickle
-            text = str(exc).strip()
-            return f"{type(exc).__name__}: {text.splitlines()[0][:120] if text else ''}"
+            return first_line(exc, limit=120, named=True)
         return None
 
     first = problem(ckpt_path)

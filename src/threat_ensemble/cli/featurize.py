@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from threat_ensemble.cli import add_decompression_limit
-from threat_ensemble.errors import OneLineParser, UsageError, check_path, run_cli
+from threat_ensemble.errors import OneLineParser, UsageError, check_path, first_line, run_cli
 from threat_ensemble.http import FORMATS, WINDOW_SCOPES
 
 ENGINES = ("local", "spark")
@@ -192,7 +192,7 @@ def check_spark_args(args: argparse.Namespace) -> str:
 def _print_warnings(caught: list[warnings.WarningMessage]) -> None:
     for w in caught:
         if issubclass(w.category, UserWarning):
-            print(f"warning: {str(w.message).splitlines()[0]}", file=sys.stderr)
+            print(f"warning: {first_line(w.message, limit=None)}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

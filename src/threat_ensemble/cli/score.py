@@ -21,7 +21,15 @@ from threat_ensemble.cli import add_bundle_options, add_decompression_limit
 from threat_ensemble.data.inputs import DEFAULT_LABEL, checked_features, read_features
 from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
 from threat_ensemble.data.profile import DRIFT_THRESHOLD
-from threat_ensemble.errors import EXIT_DRIFT, InputError, OneLineParser, UsageError, check_path, run_cli
+from threat_ensemble.errors import (
+    EXIT_DRIFT,
+    InputError,
+    OneLineParser,
+    UsageError,
+    check_path,
+    first_line,
+    run_cli,
+)
 from threat_ensemble.evaluation.explain import MAX_EXPLAINED
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 from threat_ensemble.models.fusion import SCORE_COLUMNS
@@ -164,7 +172,7 @@ def _main(argv: list[str] | None) -> int:
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
-            print(f"warning: {str(item.message).strip().splitlines()[0]}", file=sys.stderr)
+            print(f"warning: {first_line(item.message, limit=None)}", file=sys.stderr)
     print(f"scored {scored.n_rows} rows -> {args.output}")
     if scored.metrics is not None:
         from threat_ensemble.console import detection_table

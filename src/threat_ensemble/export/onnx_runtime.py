@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.data.categories import MISSING
-from threat_ensemble.errors import InputError, listed, quote
+from threat_ensemble.errors import InputError, first_line, listed, quote
 from threat_ensemble.models.fusion import SCORE_COLUMNS
 
 
@@ -28,9 +28,7 @@ class OnnxScorer:
         try:
             self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # not ONNX, or not a graph this onnxruntime can run
-            raise InputError(
-                f"{source}: not an ONNX graph onnxruntime can run ({str(exc).splitlines()[0][:200]})"
-            ) from None
+            raise InputError(f"{source}: not an ONNX graph onnxruntime can run ({first_line(exc)})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.features: list[tuple[str, str]] = [(str(c), str(k)) for c, k in json.loads(meta["features"])]
@@ -95,7 +93,7 @@ def refuse_external_data(model_bytes: bytes, source: str) -> None:
     try:
         model.ParseFromString(model_bytes)
     except (DecodeError, RecursionError, ValueError) as exc:
-        raise InputError(f"{source}: not an ONNX graph onnxruntime can run ({str(exc)[:200]})") from None
+        raise InputError(f"{source}: not an ONNX graph onnxruntime can run ({first_line(exc)})") from None
     found = external_tensors(model)
     if found:
         where, location = found[0]

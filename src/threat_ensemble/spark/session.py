@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from threat_ensemble.errors import InputError, UsageError
+from threat_ensemble.errors import InputError, UsageError, first_line
 
 DEFAULT_MASTER = "local[*]"
 LOG_CONFIG = Path(__file__).with_name("log4j2.properties")
@@ -65,8 +65,7 @@ def spark_session(master: str | None, app_name: str) -> Iterator[Any]:
         with _jvm_output_to_log():
             spark = existing or builder.getOrCreate()
     except Exception as exc:  # the JVM did not start: no Java, a bad master URL
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        where = f"; Spark's log: {JVM_LOG[0]}" if JVM_LOG else ""
+        first, where = first_line(exc, limit=None), f"; Spark's log: {JVM_LOG[0]}" if JVM_LOG else ""
         raise InputError(
             f"--spark-master {chosen or 'from spark-submit'}: Spark did not start ({first}){where}"
         ) from None

@@ -12,6 +12,8 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from threat_ensemble.errors import first_line
+
 # MLflow's defaults retry each request up to 7 times with a doubling backoff and a 120 s timeout.
 BOUNDED_HTTP = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
@@ -40,8 +42,7 @@ class ResilientMLFlowLogger(MLFlowLogger):
         try:
             return call()
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            self.failure = f"{what}: {type(exc).__name__}: {first}"
+            self.failure = f"{what}: {first_line(exc, named=True)}"
             print(f"warning: MLflow tracking failed ({self.failure}); the run goes on without it")
             return None
 
