@@ -178,6 +178,19 @@ def test_bad_shards_are_named(tmp_path: Path, flows: pd.DataFrame) -> None:
         ParquetStream(str(tmp_path / "empty"))
 
 
+def test_a_binary_column_is_refused_as_a_feature_and_streams_when_dropped(tmp_path: Path, flows: pd.DataFrame) -> None:
+    blob = flows.assign(blob=[b"\xff\x00", b"ok"] * (len(flows) // 2))  # Parquet binary, not UTF-8 text
+    write_shards(tmp_path / "blob", blob)
+    with pytest.raises(InputError) as caught:
+        ParquetStream(str(tmp_path / "blob")).scan()
+    assert str(caught.value) == (
+        f"{tmp_path / 'blob' / 'part-000.parquet'}: column 'blob' holds binary values that are not UTF-8 text "
+        "(data row 1: b'\\xff\\x00'); expected numbers or text (--drop-columns it if it is not a feature)"
+    )
+    stream = ParquetStream(str(tmp_path / "blob"), drop_columns=["blob"])
+    assert stream.scan().counts.sum() == len(flows) and "blob" not in stream.feature_names
+
+
 @pytest.mark.slow
 def test_a_streamed_run_trains_and_gates_on_every_test_row(tmp_path: Path) -> None:
     from synthetic import make_default_dataset

@@ -206,3 +206,39 @@ def test_a_streamed_label_column_compares_numbers_as_numbers_and_counts_the_whol
         f"{tmp_path / 't.parquet'}: label column 'label' mixes numbers (160 rows: '0', '0.0', '1', '1.0') and text "
         "(40 rows: 'attack'); --normal-label '0' matches 80 rows of the numbers (compared as numbers) and 0 of the text"
     ]
+
+
+def test_a_parquet_binary_column_is_text_when_utf8_and_refused_only_where_it_is_used(tmp_path: Path) -> None:
+    from threat_ensemble.data.inputs import checked_features, read_features
+
+    frame = pd.DataFrame({"a": np.arange(60.0), "label": [0, 1] * 30})
+    frame["name"] = [b"tcp", b"udp", "\u00e9t\u00e9".encode()] * 20  # text stored as binary
+    frame["blob"] = [b"ok", None, b"\xff\x00"] * 20  # bytes that are not text
+    frame.to_parquet(tmp_path / "t.parquet")
+    raw = read_raw_table(tmp_path / "t.parquet")
+    assert raw["name"].tolist()[:3] == ["tcp", "udp", "\u00e9t\u00e9"]
+    table = load_labelled_table(tmp_path / "t.parquet", drop_columns=["blob"])  # not a feature: never looked at
+    assert list(table.features.columns) == ["a", "name"]
+    expected = (
+        "t.parquet: column 'blob' holds binary values that are not UTF-8 text (data row 3: b'\\xff\\x00'); "
+        "expected numbers or text (--drop-columns it if it is not a feature)"
+    )
+    with pytest.raises(InputError) as caught:
+        load_labelled_table(tmp_path / "t.parquet")
+    assert str(caught.value).endswith(expected)
+    with pytest.raises(InputError, match="column 'blob' holds binary values .*; expected numbers or text$"):
+        load_labelled_table(tmp_path / "t.parquet", label_column="blob")
+    # score.py reads every column, and checks only the bundle's features
+    labels, features, _ = read_features(tmp_path / "t.parquet", None, False, (), bundle_features=["a", "name"])
+    assert list(features.columns) == ["a", "name", "blob"] and labels is not None
+
+    class Bundle:  # the part of a Preprocessing that checked_features reads
+        class encoder:  # noqa: N801
+            feature_names, numeric_columns = ["a", "name"], ["a"]
+
+    with pytest.warns(UserWarning, match=r"ignoring 1 column the bundle was not trained on: \['blob'\]"):
+        assert list(checked_features(Bundle, features, "t.parquet", impute=False).columns) == ["a", "name"]
+    Bundle.encoder.feature_names = ["a", "blob"]
+    with pytest.raises(InputError, match=r"column 'blob' holds binary values .*; expected numbers or text as in tr"):
+        with pytest.warns(UserWarning, match="ignoring 1 column"):
+            checked_features(Bundle, features, "t.parquet", impute=False)

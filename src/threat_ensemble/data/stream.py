@@ -29,6 +29,7 @@ from threat_ensemble.data.tables import (
     LabelMixWarning,
     check_declared_size,
     check_parquet_dataset,
+    decode_binary_columns,
     labelled_table_from_frame,
     resolve_drop_column,
     resolve_label_column,
@@ -192,7 +193,7 @@ class ParquetStream:
         with the same checks as a whole table and an error naming the file otherwise."""
         try:
             fragment = self.format.make_fragment(str(group.file), self.filesystem, row_groups=[group.index])
-            raw = fragment.to_table().to_pandas()
+            raw = decode_binary_columns(fragment.to_table().to_pandas())
         except Exception as exc:  # a damaged page, a truncated file
             raise InputError(f"{group.file}: row group {group.index} cannot be read ({_first_line(exc)})") from None
         raw.columns = [str(c) for c in raw.columns]

@@ -141,7 +141,7 @@ def read_raw_table(
         raise InputError(f"{p}: has a header but no data rows")
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
-        raise InputError(f"{p}: duplicate column names {duplicated}; each column needs its own name")
+        raise InputError(duplicate_names_message(p, duplicated))
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -291,7 +291,21 @@ def _check_csv_header(p: Path, frame: pd.DataFrame, compression: str | None) -> 
     except (ValueError, OSError, IndexError):  # cannot re-read the header: trust pandas' renaming
         repeated = sorted({n.rsplit(".", 1)[0] for n in mangled})
     if repeated:
-        raise InputError(f"{p}: duplicate column names {repeated}; each column needs its own name")
+        raise InputError(duplicate_names_message(p, repeated))
+
+
+def duplicate_names_message(p: Path, repeated: list[Any]) -> str:
+    """Repeated column names; numbers among them mean the header row is data (a file without one)."""
+    hint = "; no header? try --no-header" if any(_is_number(str(name)) for name in repeated) else ""
+    return f"{p}: duplicate column names {repeated}; each column needs its own name{hint}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parquet_declared_size(p: Path) -> tuple[int, int, int]:
@@ -320,7 +334,7 @@ def _read_parquet(
                 f"{p}: column {quote(nested[0].name)} holds {nested[0].type} values (a nested Parquet type); "
                 "expected numbers or text in every column"
             )
-        return pd.read_parquet(p)
+        return decode_binary_columns(pd.read_parquet(p))
     except InputError:
         raise
     except ImportError as exc:
@@ -537,6 +551,50 @@ def _few(values: pd.Series) -> list[str]:
     return sorted(values.unique())[: MAX_SHOWN_LABELS + 1]
 
 
+def decode_binary_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """Parquet's binary columns arrive as ``bytes``: one whose every value is UTF-8 becomes text (it
+    is text stored as binary); any other keeps its bytes, refused by :func:`refuse_binary` where it
+    is used (a feature, the label), never where it is not (a dropped column, one a bundle ignores)."""
+    for column in frame.columns:
+        series = frame[column]
+        if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) != "bytes":
+            continue
+        try:
+            frame[column] = series.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+        except UnicodeDecodeError:
+            continue
+    return frame
+
+
+def _holds_bytes(series: pd.Series) -> bool:
+    return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("bytes", "mixed")
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def refuse_binary(frame: pd.DataFrame, source: str, hint: str) -> None:
+    """One line naming the first column of ``frame`` that holds binary values (bytes that are not
+    UTF-8 text, as a Parquet binary column can), its row and value; ``hint`` says what to do."""
+    for column in frame.columns:
+        series = frame[column]
+        if not _holds_bytes(series):
+            continue
+        is_bytes = series.map(lambda v: isinstance(v, bytes | bytearray)).to_numpy(dtype=bool)
+        if is_bytes.any():
+            rows = np.flatnonzero(is_bytes)
+            row = next((int(r) for r in rows if not _is_utf8(series.iloc[r])), int(rows[0]))
+            raise InputError(
+                f"{source}: column {quote(column)} holds binary values that are not UTF-8 text (data row {row + 1}: "
+                f"{quote(bytes(series.iloc[row]), 60)}); expected numbers or text{hint}"
+            )
+
+
 def infer_numeric(frame: pd.DataFrame, source: str, text_columns: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Convert text columns that are really numbers; refuse columns that are numbers with stray text.
     ``text_columns`` are known to be text (an earlier part of the same data decided) and left as they are."""
@@ -548,7 +606,7 @@ def infer_numeric(frame: pd.DataFrame, source: str, text_columns: frozenset[str]
         if pd.api.types.is_bool_dtype(series):
             out[column] = series.astype(np.float64)
             continue
-        if pd.api.types.is_numeric_dtype(series):
+        if pd.api.types.is_numeric_dtype(series) or _holds_bytes(series):  # bytes: refused where used
             continue
         text = series.astype("string").str.strip()
         present = text.notna() & (text != "")
@@ -665,8 +723,10 @@ def labelled_table_from_frame(
         if resolved == label:
             raise InputError(f"{source}: --drop-columns names the label column {quote(name)}")
         to_drop.append(resolved)
-    y = binary_labels(frame[label], normal_label, source, label, warn)
     features = frame.drop(columns=[label, *to_drop])
+    refuse_binary(frame[[label]], source, "")
+    refuse_binary(features, source, " (--drop-columns it if it is not a feature)")
+    y = binary_labels(frame[label], normal_label, source, label, warn)
     if features.shape[1] == 0:
         raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
     features = infer_numeric(features, source, text_columns)
