@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -207,11 +206,18 @@ def test_usage_and_input_errors_exit_2_with_one_line(
     assert not (tmp_path / "artifacts").exists()
 
 
+HEAVY_MODULES = ("torch", "lightning", "mlflow", "pandas", "numpy", "sklearn", "pyarrow")
+
+
 def test_help_is_fast_and_lists_the_contract() -> None:
-    start = time.perf_counter()
-    proc = subprocess.run(train_cmd("--help"), capture_output=True, text=True, timeout=60)
-    elapsed = time.perf_counter() - start
-    assert proc.returncode == 0
+    """--help imports none of the heavy libraries (seconds each on a 2-core machine; the time itself
+    is measured by benchmarks/, not asserted here): ``-X importtime`` lists every module imported."""
+    command = train_cmd("--help")
+    proc = subprocess.run([command[0], "-X", "importtime", *command[1:]], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert "threat_ensemble.config" in imported  # the listing is there
+    assert sorted(imported & set(HEAVY_MODULES)) == []
     for flag in (
         "--data",
         "--test-data",
@@ -233,7 +239,6 @@ def test_help_is_fast_and_lists_the_contract() -> None:
     ):
         assert flag in proc.stdout
     assert "--drop-columns+" not in proc.stdout and "--drop-columns A,B" in proc.stdout  # the form we document
-    assert elapsed < 5  # generous for a loaded CI machine; benchmarks measure the real figure
 
 
 @pytest.mark.slow

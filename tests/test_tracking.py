@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.server
 import socket
 import threading
-import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,25 +21,51 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_closed_port_is_refused_fast() -> None:
+def test_closed_port_is_refused_at_the_first_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One request, refused, named: no retries (MLflow's own take minutes). The timeout is wide: a
+    check that ran out of it would say 'did not answer', not the refusal."""
     uri = f"http://127.0.0.1:{_closed_port()}"
-    start = time.monotonic()
-    with pytest.raises(InputError, match="cannot use the MLflow tracking server") as info:
-        check_tracking_uri(uri, timeout=5)
-    assert time.monotonic() - start < 5
+    requests: list[str] = []
+    urlopen = urllib.request.urlopen
+
+    def counted(url: str, *args: object, **kwargs: object) -> object:
+        requests.append(url)
+        return urlopen(url, *args, **kwargs)
+
+    monkeypatch.setattr(urllib.request, "urlopen", counted)
+    with pytest.raises(InputError, match=r"cannot use the MLflow tracking server there \(Connection refused\)") as info:
+        check_tracking_uri(uri, timeout=60)
+    assert requests == [f"{uri}/health"]
     assert uri in str(info.value) and "\n" not in str(info.value)
 
 
-def test_silent_server_hits_the_deadline() -> None:
-    """A port that accepts connections but never answers: refused at the timeout, not later."""
+def test_silent_server_is_refused() -> None:
+    """A port that accepts connections but never answers: refused, by the deadline or the read's
+    timeout, whichever comes first."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
         uri = f"http://127.0.0.1:{listener.getsockname()[1]}"
-        start = time.monotonic()
         with pytest.raises(InputError, match=r"did not answer within 1s|timed out"):
             check_tracking_uri(uri, timeout=1)
-        assert time.monotonic() - start < 3
+
+
+def test_the_deadline_holds_when_a_probe_never_returns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib's timeout covers each socket operation, not name resolution: the check's own deadline
+    refuses a probe still running when it is up, and leaves the probe behind."""
+    from threat_ensemble.tracking import store
+
+    release = threading.Event()
+
+    def stuck(url: str, timeout: float) -> None:
+        release.wait(60)  # never set before the check returns, unless the deadline failed to hold
+
+    monkeypatch.setattr(store, "_probe", stuck)
+    try:
+        with pytest.raises(InputError, match=r"did not answer within 0.5s$"):
+            check_tracking_uri("http://tracking.invalid:5000", timeout=0.5)
+    finally:
+        release.set()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -173,25 +173,23 @@ def test_bundle_artifacts_are_stored_by_the_server(trained: dict, tmp_path: Path
 
 
 def test_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
-    """A closed local port: exit 2 with one line naming the URI, nothing written, within a minute
-    including the interpreter start and imports (MLflow's own retries would take minutes; the
-    check itself is timed in test_tracking.py)."""
+    """A closed local port: exit 2 with one line naming the URI and why, before the run has a
+    checkpoint folder (so before any training; without the check a run trains and its logger's
+    bounded retries end in exit 0 and warnings), nothing written."""
     url = f"http://127.0.0.1:{free_port()}"
-    start = time.monotonic()
     proc = subprocess.run(
         train_cmd("--default-rows", "3000", "--max-epochs", "1", "--quiet", "--tracking-uri", url),
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=300,  # a hang guard only: the interpreter and its imports, on a busy 2-core machine
     )
-    elapsed = time.monotonic() - start
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and url in lines[0], proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert elapsed < 60
-    assert not (tmp_path / "artifacts").exists()
+    assert "cannot use the MLflow tracking server there (Connection refused)" in lines[0]
+    assert "Traceback" not in proc.stderr and "epoch" not in proc.stdout
+    assert not (tmp_path / "artifacts").exists() and not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.slow
