@@ -1,0 +1,564 @@
+#!/usr/bin/env python
+"""Detection of attacks the forest has never seen: the ensemble next to simple baselines fitted on
+the same rows in the same run, each cut at the same validation false-positive budget.
+
+    python benchmarks/bench_novel.py                          # every split, seeds 42 1 2 (long)
+    python benchmarks/bench_novel.py --splits nsl-dos --seeds 42 --max-epochs 3   # one quick look
+    python benchmarks/bench_novel.py --quick                  # a smoke test (one small split, ~1 min)
+    python benchmarks/bench_novel.py --write-doc              # also rewrite the table in docs/quality.md
+
+Splits (NSL-KDD from --nsl-kdd, default ``../shared/data/nsl-kdd``; skipped when absent):
+
+- ``nsl-dos``, ``nsl-probe``, ``nsl-r2l``, ``nsl-u2r``: leave one family out. Train on
+  ``KDDTrain+_20Percent`` without the family's rows; test on ``KDDTest+``'s normal rows plus its
+  rows of that family (U2R has 67 test rows: reported, not judged).
+- ``nsl-unseen``: train on the whole 20% file; test on ``KDDTest+``'s normal rows plus its rows of
+  the 18 attack names that never occur in the training file.
+- ``default-unseen``: the built-in default data (its generator, ``datasets/default_traffic.py``,
+  seed 42) with one attack kind (``--default-holdout``, ``scanner``) left out of training; tested on
+  a seeded 15% of its normal rows (never trained on) plus every row of that kind.
+- ``nsl-known``, ``default-known``: the known-attack figures: whole ``KDDTest+``, and the default
+  data's own 15% test split.
+
+For each split and seed, the ensemble is trained by the package's own engine
+(``pipeline.train_tables``, every default but ``--max-epochs`` when given); the baselines are then
+fitted on exactly the rows the ensemble trained its forests on (the engine's stratified 70/15/15 split
+of the training table, ``stratified_split``), encoded with the run's own encoder, and each is cut
+at the lowest score that flags at most ``--target-fpr`` of the normal *validation* rows
+(``fusion.budget_cut``, as the ensemble's stacked fusion is). Nothing is fitted, cut or chosen on a
+test row. Baselines: a class-weighted random forest alone, scikit-learn's
+HistGradientBoostingClassifier, the kNN distance to normal training rows (scaled space, mean of
+the 5 nearest of a seeded sample of at most 20,000 normal rows), and forest-OR-kNN (each member's
+share of normal validation rows scoring at least as high, the smaller of the two taken, so one cut
+is the OR of two). The ensemble's members are reported at the same budget too.
+
+Prints progress on stderr and one JSON summary on stdout, also written to
+``benchmarks/results/bench_novel-last-run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+try:
+    import threat_ensemble  # noqa: F401
+except ImportError:  # running from a checkout without `pip install -e .`
+    sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "datasets"))  # default_traffic.py: the default data's generator
+
+DEFAULT_NSL = ROOT.parent / "shared" / "data" / "nsl-kdd"
+RESULTS = HERE / "results" / "bench_novel-last-run.json"
+DOC = ROOT / "docs" / "quality.md"
+
+# The usual NSL-KDD attack-name -> family map (Tavallaee et al. 2009 and the KDD'99 task), for the
+# names of both the train and the test file.
+NSL_FAMILIES: dict[str, tuple[str, ...]] = {
+    "dos": ("back", "land", "neptune", "pod", "smurf", "teardrop", "apache2", "mailbomb", "processtable",
+            "udpstorm"),
+    "probe": ("ipsweep", "nmap", "portsweep", "satan", "mscan", "saint"),
+    "r2l": ("ftp_write", "guess_passwd", "imap", "multihop", "phf", "spy", "warezclient", "warezmaster",
+            "named", "sendmail", "snmpgetattack", "snmpguess", "worm", "xlock", "xsnoop", "httptunnel"),
+    "u2r": ("buffer_overflow", "loadmodule", "perl", "rootkit", "ps", "sqlattack", "xterm"),
+}  # fmt: skip
+ATTACK_FAMILY = {name: family for family, names in NSL_FAMILIES.items() for name in names}
+NSL_LABEL, NSL_DIFFICULTY = "41", "42"
+SPLITS = ("nsl-dos", "nsl-probe", "nsl-r2l", "nsl-u2r", "nsl-unseen", "default-unseen", "nsl-known", "default-known")
+NOVEL = ("nsl-dos", "nsl-probe", "nsl-r2l", "nsl-u2r", "nsl-unseen", "default-unseen")
+JUDGED = tuple(s for s in NOVEL if s != "nsl-u2r")  # U2R: 67 test rows, reported, not judged
+BASELINES = ("rf_alone", "hgb", "knn", "rf_or_knn")
+KNN_K, KNN_SAMPLE = 5, 20_000
+
+
+def log(msg: str) -> None:
+    print(f"[bench_novel {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# ----------------------------------------------------------------------------- data
+def read_nsl(path: Path) -> pd.DataFrame:
+    frame = pd.read_csv(path, header=None)
+    frame.columns = [str(c) for c in frame.columns]  # as --no-header names them
+    return frame
+
+
+def nsl_family(names: pd.Series) -> pd.Series:
+    """Each row's family (``normal`` for normal rows); an attack name not in the map is an error."""
+    family = names.map(lambda n: "normal" if n == "normal" else ATTACK_FAMILY.get(n, "?"))
+    unknown = sorted(set(names[family == "?"]))
+    if unknown:
+        raise SystemExit(f"bench_novel: attack names missing from NSL_FAMILIES: {unknown}")
+    return family
+
+
+def nsl_split(name: str, folder: Path) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(training frame, test frame, what the test holds); both with the label column ``41``."""
+    train, test = read_nsl(folder / "KDDTrain+_20Percent.txt"), read_nsl(folder / "KDDTest+.txt")
+    train_family, test_family = nsl_family(train[NSL_LABEL]), nsl_family(test[NSL_LABEL])
+    normal = test_family == "normal"
+    if name == "nsl-known":
+        return train, test, "all of KDDTest+"
+    if name == "nsl-unseen":
+        novel = ~test[NSL_LABEL].isin(set(train[NSL_LABEL])) & ~normal
+        kinds = sorted(set(test.loc[novel, NSL_LABEL]))
+        what = f"normal + {int(novel.sum())} rows of {len(kinds)} names absent from training"
+        return train, test[normal | novel], what
+    family = name.removeprefix("nsl-")
+    held = test_family == family
+    return train[train_family != family], test[normal | held], f"normal + {int(held.sum())} {family} rows"
+
+
+def default_split(name: str, seed: int, holdout: str) -> tuple[pd.DataFrame, pd.DataFrame | None, str]:
+    from default_traffic import generate_default_traffic
+
+    frame = generate_default_traffic(20000, seed=42, with_family=True)
+    if name == "default-known":
+        return frame.drop(columns="family"), None, "its 15% test split"
+    kind = frame["family"].astype(str)
+    held = kind.str.removeprefix("body_") == holdout
+    if not held.any():
+        raise SystemExit(f"bench_novel: --default-holdout {holdout!r}: no such attack kind in {sorted(set(kind))}")
+    normal_rows = np.flatnonzero((frame["label"] == 0).to_numpy())
+    rng = np.random.default_rng(seed)
+    test_normal = rng.choice(normal_rows, int(round(0.15 * len(normal_rows))), replace=False)
+    in_test = held.to_numpy().copy()
+    in_test[test_normal] = True
+    train = frame[~in_test & ~held.to_numpy()].drop(columns="family")
+    test = frame[in_test].drop(columns="family")
+    return train, test, f"normal + {int(held.sum())} {holdout} rows"
+
+
+# ----------------------------------------------------------------------------- scoring
+def budget_metrics(y: np.ndarray, score: np.ndarray, cut: float) -> dict[str, float]:
+    from threat_ensemble.evaluation.metrics import binary_metrics
+
+    m = binary_metrics(y, score, cutoff=cut)
+    return {k: round(float(m[k]), 4) for k in ("precision", "recall", "f1", "pr_auc", "fpr")}
+
+
+def at_budget(score_val: np.ndarray, y_val: np.ndarray, score_test: np.ndarray, y_test: np.ndarray,
+              fpr: float) -> dict[str, float]:  # fmt: skip
+    from threat_ensemble.models.fusion import budget_cut
+
+    cut = budget_cut(score_val[y_val == 0], fpr)
+    return budget_metrics(y_test, score_test, cut)
+
+
+def tail_share(reference: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """For each score, the share of ``reference`` (normal validation rows) scoring at least as high."""
+    ordered = np.sort(reference)
+    return (len(ordered) - np.searchsorted(ordered, score, side="left")) / len(ordered)
+
+
+def knn_scores(reference: np.ndarray, k: int, *rows: np.ndarray) -> list[np.ndarray]:
+    """Mean distance of each row to its ``k`` nearest rows of ``reference``."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=k).fit(reference)
+    return [nn.kneighbors(x)[0].mean(axis=1) for x in rows]
+
+
+@dataclass
+class Rows:
+    """The rows of one run as its engine split them: the training table's train and validation
+    splits (encoded with the run's own encoder) and the test rows."""
+
+    x_tr: np.ndarray
+    y_tr: np.ndarray
+    x_va: np.ndarray
+    y_va: np.ndarray
+    x_te: np.ndarray
+    y_te: np.ndarray
+    kinds_tr: np.ndarray  # each training row's attack name ("normal" for normal rows)
+    kinds_va: np.ndarray
+
+    @classmethod
+    def of(cls, ens: Any, train: pd.DataFrame, y: np.ndarray, test: pd.DataFrame, y_test: np.ndarray, seed: int,
+           label: str) -> Rows:  # fmt: skip
+        from threat_ensemble.data.datamodule import stratified_split
+
+        tr, va, _ = stratified_split(y, seed)
+        x_all, _ = ens.preprocessing.encoder.transform(train.drop(columns=[label]))
+        x_te, _ = ens.preprocessing.encoder.transform(test.drop(columns=[label]))
+        kinds = np.where(y == 0, "normal", train[label].astype(str).to_numpy())
+        return cls(x_all[tr], y[tr], x_all[va], y[va], x_te, y_test, kinds[tr], kinds[va])
+
+
+def baselines(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str, float]]:
+    """The baselines on the rows the run's forests were fitted on (train split) and cut on (validation)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+    scaler = ens.preprocessing.scaler
+    out: dict[str, dict[str, float]] = {}
+    rf = RandomForestClassifier(n_estimators=100, class_weight="balanced", random_state=seed, n_jobs=-1)
+    rf.fit(rows.x_tr, rows.y_tr)
+    rf_va, rf_te = rf.predict_proba(rows.x_va)[:, 1], rf.predict_proba(rows.x_te)[:, 1]
+    out["rf_alone"] = at_budget(rf_va, rows.y_va, rf_te, rows.y_te, fpr)
+    hgb = HistGradientBoostingClassifier(random_state=seed).fit(rows.x_tr, rows.y_tr)
+    hgb_va, hgb_te = hgb.predict_proba(rows.x_va)[:, 1], hgb.predict_proba(rows.x_te)[:, 1]
+    out["hgb"] = at_budget(hgb_va, rows.y_va, hgb_te, rows.y_te, fpr)
+    normal = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), KNN_SAMPLE, seed)
+    kn_va, kn_te = knn_scores(normal, KNN_K, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
+    out["knn"] = at_budget(kn_va, rows.y_va, kn_te, rows.y_te, fpr)
+    either_va, either_te = either((rf_va, kn_va), rows.y_va, (rf_va, rf_te), (kn_va, kn_te))
+    out["rf_or_knn"] = at_budget(either_va, rows.y_va, either_te, rows.y_te, fpr)
+    return out
+
+
+def normal_sample(normal: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded sample of at most ``n`` of the rows (all of them when fewer)."""
+    if len(normal) <= n:
+        return normal
+    return normal[np.sort(np.random.default_rng(seed).choice(len(normal), n, replace=False))]
+
+
+def either(reference: tuple[np.ndarray, ...], y_va: np.ndarray, *scores: tuple[np.ndarray, np.ndarray]
+           ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The OR of several scores as one: each score's share of normal validation rows scoring at
+    least as high, the smallest of them (as 1 - share, higher = more anomalous)."""
+    refs = [r[y_va == 0] for r in reference]
+    va = 1.0 - np.min([tail_share(ref, s[0]) for ref, s in zip(refs, scores, strict=True)], axis=0)
+    te = 1.0 - np.min([tail_share(ref, s[1]) for ref, s in zip(refs, scores, strict=True)], axis=0)
+    return va, te
+
+
+def member_figures(ens: Any, rows: Rows, fpr: float) -> dict[str, dict[str, float]]:
+    """Each member of the trained ensemble, cut at the same validation budget."""
+    from threat_ensemble.models.fusion import MEMBERS
+
+    s_va, s_te = ens.member_scores(rows.x_va), ens.member_scores(rows.x_te)
+    raw = {"ae": "ae_error", "rf": "rf_vote"}  # the members' uncapped scores (the capped ones tie at 1)
+    return {m: at_budget(s_va[raw.get(m, m)], rows.y_va, s_te[raw.get(m, m)], rows.y_te, fpr) for m in MEMBERS}
+
+
+# ----------------------------------------------------------------------------- candidates
+def evidence(normal: dict[str, np.ndarray], scores: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """Fisher's combination of the members' normal-tail shares: the sum over ``names`` of
+    -log((rows of ``normal[name]`` scoring at least as high + 1) / (n + 1))."""
+    total = np.zeros(len(scores[names[0]]))
+    for name in names:
+        ordered = np.sort(normal[name])
+        above = len(ordered) - np.searchsorted(ordered, scores[name], side="left")
+        total -= np.log((above + 1.0) / (len(ordered) + 1.0))
+    return total
+
+
+def pseudo_kinds(ens: Any, rows: Rows, seed: int, n: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """Attack kinds when the labels name none: k-means clusters of the scaled training attack rows."""
+    from sklearn.cluster import KMeans
+
+    scaler = ens.preprocessing.scaler
+    attack = scaler.transform(rows.x_tr[rows.y_tr == 1])
+    km = KMeans(n_clusters=min(n, len(attack)), random_state=seed, n_init=4).fit(attack)
+    kinds_tr = np.full(len(rows.y_tr), "normal", dtype=object)
+    kinds_va = np.full(len(rows.y_va), "normal", dtype=object)
+    kinds_tr[rows.y_tr == 1] = km.labels_.astype(str)
+    kinds_va[rows.y_va == 1] = km.predict(scaler.transform(rows.x_va[rows.y_va == 1])).astype(str)
+    return kinds_tr, kinds_va
+
+
+def aware_stack(ens: Any, rows: Rows, s_va: dict[str, np.ndarray], s_te: dict[str, np.ndarray], seed: int,
+                fpr: float, kinds: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The stacked fusion fitted on the validation rows plus, for each fold of attack kinds, the
+    validation rows of those kinds (and the normal ones) scored by a forest fitted without them: the
+    fusion sees the forest meet attacks it has not seen. Cut on the plain validation rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH, DeterministicForest
+    from threat_ensemble.models.fusion import stack_features
+
+    kinds_tr, kinds_va = kinds
+    sizes = pd.Series(kinds_tr[rows.y_tr == 1]).value_counts()
+    n_folds = min(5, len(sizes))
+    folds = [list(sizes.index[i::n_folds]) for i in range(n_folds)]
+    x_fit, y_fit = [stack_features(s_va, N_TREES)], [rows.y_va]
+    for fold in folds:
+        keep = ~np.isin(kinds_tr, fold)
+        forest = DeterministicForest(n_estimators=N_TREES, max_depth=RF_MAX_DEPTH, class_weight="balanced",
+                                     random_state=seed, n_jobs=-1).fit(rows.x_tr[keep], rows.y_tr[keep])  # fmt: skip
+        chosen = (rows.y_va == 0) | np.isin(kinds_va, fold)
+        if not rows.y_va[chosen].any():
+            continue
+        scores = {k: v[chosen] for k, v in s_va.items()}
+        scores["rf_vote"] = forest.predict_proba(rows.x_va[chosen])[:, 1]
+        x_fit.append(stack_features(scores, N_TREES))
+        y_fit.append(rows.y_va[chosen])
+    x, y = np.vstack(x_fit), np.concatenate(y_fit)
+    mean, scale = x.mean(axis=0), np.where(x.std(axis=0) > 1e-12, x.std(axis=0), 1.0)
+    model = LogisticRegression(max_iter=5000).fit((x - mean) / scale, y)
+    va = model.decision_function((stack_features(s_va, N_TREES) - mean) / scale)
+    te = model.decision_function((stack_features(s_te, N_TREES) - mean) / scale)
+    return va, te
+
+
+CANDIDATES = (
+    "knn(1 of 5000)", "evidence(rf,ae,if)", "evidence(rf,ae,knn)", "evidence(rf,ae,if,knn)",
+    "stack OR evidence(ae,knn)", "aware_stack",
+)  # fmt: skip
+
+
+def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -> dict[str, dict[str, float]]:
+    """Fusions and a member measured beside the default on the run's own bundle (nothing refitted
+    but what each candidate adds), each cut at the same validation budget. See docs/quality.md."""
+    scaler = ens.preprocessing.scaler
+    s_va, s_te = ens.member_scores(rows.x_va), ens.member_scores(rows.x_te)
+    s_va["stack"], s_te["stack"] = ens.fuse(dict(s_va)), ens.fuse(dict(s_te))
+    reference = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), 5000, seed)
+    s_va["knn"], s_te["knn"] = knn_scores(reference, 1, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
+    normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
+    out = {"knn(1 of 5000)": at_budget(s_va["knn"], rows.y_va, s_te["knn"], rows.y_te, fpr)}
+    for name, members in (("evidence(rf,ae,if)", ("rf_vote", "ae_error", "if")),
+                          ("evidence(rf,ae,knn)", ("rf_vote", "ae_error", "knn")),
+                          ("evidence(rf,ae,if,knn)", ("rf_vote", "ae_error", "if", "knn"))):  # fmt: skip
+        va, te = evidence(normal, s_va, members), evidence(normal, s_te, members)
+        out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    anomaly_va, anomaly_te = (evidence(normal, s, ("ae_error", "knn")) for s in (s_va, s_te))
+    va, te = either((s_va["stack"], anomaly_va), rows.y_va, (s_va["stack"], s_te["stack"]), (anomaly_va, anomaly_te))
+    out["stack OR evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    kinds = (rows.kinds_tr, rows.kinds_va) if named_kinds else pseudo_kinds(ens, rows, seed)
+    va, te = aware_stack(ens, rows, s_va, s_te, seed, fpr, kinds)
+    out["aware_stack"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    return out
+
+
+# ----------------------------------------------------------------------------- one run
+def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    from threat_ensemble.config import TrainConfig
+    from threat_ensemble.data.tables import labelled_table_from_frame
+    from threat_ensemble.models.ensemble import ThreatEnsemble
+    from threat_ensemble.pipeline import train_tables
+
+    if split.startswith("nsl-"):
+        train, test, what = nsl_split(split, args.nsl_kdd)
+        train, test = train.drop(columns=[NSL_DIFFICULTY]), test.drop(columns=[NSL_DIFFICULTY])
+        label, normal = NSL_LABEL, "normal"
+    else:
+        train, test, what = default_split(split, seed, args.default_holdout)
+        label, normal = "label", "0"
+    if args.quick:
+        train = train.sample(n=min(len(train), 4000), random_state=seed)
+    folder = work / f"{split}-{seed}"
+    options: dict[str, Any] = {
+        "label_column": label, "normal_label": normal, "seed": seed, "target_fpr": args.target_fpr,
+        "output_dir": str(folder / "bundle"), "checkpoint_dir": str(folder / "ckpt"), "quiet": True,
+        "tracking_uri": f"sqlite:///{work / 'mlflow.db'}", "experiment": "bench-novel",
+    }  # fmt: skip
+    if args.max_epochs:
+        options["max_epochs"] = args.max_epochs
+    cfg = TrainConfig(**options)
+    opts = {"label_column": label, "normal_label": normal}
+    table = labelled_table_from_frame(train.reset_index(drop=True), source=f"{split} train", **opts)
+    y = table.y
+    if test is None:  # default-known: the engine's own test split
+        from threat_ensemble.data.datamodule import stratified_split
+
+        test_table, test = None, train.iloc[stratified_split(y, seed)[2]]
+        y_test = y[stratified_split(y, seed)[2]]
+    else:
+        test_table = labelled_table_from_frame(test.reset_index(drop=True), source=f"{split} test", **opts)
+        y_test = test_table.y
+    gate_file = folder / "bundle" / "gate.json"
+    t0 = time.perf_counter()
+    if args.reuse and gate_file.is_file():  # a bundle this command trained before, in the same --work
+        gate = json.loads(gate_file.read_text())
+    else:
+        gate = train_tables(cfg, table, test_table).gate or {}
+    seconds = time.perf_counter() - t0
+    ens = ThreatEnsemble.load(folder / "bundle")
+    rows = Rows.of(ens, train.reset_index(drop=True), y, test.reset_index(drop=True), y_test, seed, label)
+    ensemble = {k: round(float(gate["metrics"][k]), 4) for k in ("precision", "recall", "f1", "pr_auc", "fpr")}
+    row = {
+        "split": split,
+        "seed": seed,
+        "test": what,
+        "n_train": int(len(y)),
+        "n_test": int(len(y_test)),
+        "n_test_attack": int(np.sum(y_test)),
+        "train_seconds": round(seconds, 1),
+        "ensemble": ensemble,
+        "members": member_figures(ens, rows, args.target_fpr),
+        "baselines": baselines(ens, rows, seed, args.target_fpr),
+    }
+    if args.candidates:
+        row["candidates"] = candidates(ens, rows, seed, args.target_fpr, named_kinds=split.startswith("nsl-"))
+    log(
+        f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
+        f"FPR {ensemble['fpr']:.3f}"
+        + "".join(f"; {b} {v['f1']:.3f}/{v['pr_auc']:.3f}" for b, v in row["baselines"].items())
+        + f" ({seconds:.0f} s)"
+    )
+    return row
+
+
+# ----------------------------------------------------------------------------- summary
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and spread (min, max) over seeds of every figure, per split."""
+    out: dict[str, Any] = {}
+    for split in dict.fromkeys(r["split"] for r in rows):
+        mine = [r for r in rows if r["split"] == split]
+        entry: dict[str, Any] = {"test": mine[0]["test"], "seeds": [r["seed"] for r in mine]}
+        models = {"ensemble": [r["ensemble"] for r in mine]}
+        for group in ("members", "baselines", "candidates"):
+            for name in mine[0].get(group, {}):
+                models[f"{group[:-1]}:{name}"] = [r[group][name] for r in mine]
+        for name, figures in models.items():
+            entry[name] = {
+                k: {
+                    "mean": round(float(np.mean([f[k] for f in figures])), 4),
+                    "min": round(float(np.min([f[k] for f in figures])), 4),
+                    "max": round(float(np.max([f[k] for f in figures])), 4),
+                }
+                for k in ("f1", "pr_auc", "fpr", "recall")
+            }
+        best = max(BASELINES, key=lambda b: entry[f"baseline:{b}"]["f1"]["mean"])
+        best_auc = max(BASELINES, key=lambda b: entry[f"baseline:{b}"]["pr_auc"]["mean"])
+        entry["best_baseline_f1"] = best
+        entry["best_baseline_pr_auc"] = best_auc
+        entry["ensemble_wins"] = bool(
+            entry["ensemble"]["f1"]["mean"] >= entry[f"baseline:{best}"]["f1"]["mean"]
+            and entry["ensemble"]["pr_auc"]["mean"] >= entry[f"baseline:{best_auc}"]["pr_auc"]["mean"]
+        )
+        out[split] = entry
+    return out
+
+
+def _cell(fig: dict[str, Any], key: str) -> str:
+    m = fig[key]
+    spread = f" ±{(m['max'] - m['min']) / 2:.3f}" if m["max"] > m["min"] else ""
+    return f"{m['mean']:.3f}{spread}"
+
+
+def markdown(summary: dict[str, Any], target_fpr: float) -> str:
+    """The main table: per split, the default ensemble, its members and the baselines."""
+    lines = [
+        f"F1 / PR-AUC / test FPR / recall, mean over seeds (± half the range); every model cut at "
+        f"{100 * target_fpr:g}% of normal validation rows (the ensemble by its own fusion).",
+        "",
+        "| split | test rows | model | F1 | PR-AUC | test FPR | recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for split, entry in summary.items():
+        first = True
+        names = ["ensemble", *[k for k in entry if k.startswith(("member:", "baseline:"))]]
+        for name in names:
+            fig = entry[name]
+            shown = name.replace("member:", "member ").replace("baseline:", "")
+            if name == "ensemble":
+                verdict = " (wins)" if entry["ensemble_wins"] else " (loses)"
+                shown = "**ensemble**" + (verdict if split in JUDGED else "")
+            head = f"`{split}` (seeds {', '.join(map(str, entry['seeds']))})" if first else ""
+            test = entry["test"] if first else ""
+            lines.append(
+                f"| {head} | {test} | {shown} | {_cell(fig, 'f1')} | {_cell(fig, 'pr_auc')} | "
+                f"{_cell(fig, 'fpr')} | {_cell(fig, 'recall')} |"
+            )
+            first = False
+    return "\n".join(lines)
+
+
+def candidates_markdown(summary: dict[str, Any]) -> str:
+    """F1 / PR-AUC (means over seeds) of each candidate per split, beside the default ensemble and
+    the best baseline's F1 and PR-AUC."""
+    splits = [s for s in summary if any(k.startswith("candidate:") for k in summary[s])]
+    if not splits:
+        return ""
+    lines = ["| model | " + " | ".join(f"`{s}`" for s in splits) + " |", "|---|" + "---|" * len(splits)]
+
+    def pair(entry: dict[str, Any], f1_model: str, auc_model: str) -> str:
+        return f"{entry[f1_model]['f1']['mean']:.3f} / {entry[auc_model]['pr_auc']['mean']:.3f}"
+
+    best = [pair(summary[s], f"baseline:{summary[s]['best_baseline_f1']}",
+                 f"baseline:{summary[s]['best_baseline_pr_auc']}") for s in splits]  # fmt: skip
+    lines.append("| best baseline (F1 / PR-AUC, each the best of four) | " + " | ".join(best) + " |")
+    lines.append("| default ensemble | " + " | ".join(pair(summary[s], "ensemble", "ensemble") for s in splits) + " |")
+    for name in CANDIDATES:
+        key = f"candidate:{name}"
+        cells = []
+        for s in splits:
+            entry = summary[s]
+            f1, auc = entry[key]["f1"]["mean"], entry[key]["pr_auc"]["mean"]
+            wins = (f1 >= entry[f"baseline:{entry['best_baseline_f1']}"]["f1"]["mean"]) + (
+                auc >= entry[f"baseline:{entry['best_baseline_pr_auc']}"]["pr_auc"]["mean"]
+            )
+            cells.append(f"{f1:.3f} / {auc:.3f}" + (" ✓✓" if wins == 2 else " ✓" if wins == 1 else ""))
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_doc(name: str, table: str) -> None:
+    """Replace the block between ``<!-- bench_novel: NAME -->`` and ``<!-- /bench_novel: NAME -->``."""
+    text = DOC.read_text()
+    start_mark, end_mark = f"<!-- bench_novel: {name} -->", f"<!-- /bench_novel: {name} -->"
+    start = text.index(start_mark) + len(start_mark)
+    end = text.index(end_mark, start)
+    DOC.write_text(text[:start] + "\n" + table + "\n" + text[end:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # fmt: skip
+    parser.add_argument("--nsl-kdd", type=Path, default=DEFAULT_NSL, help="folder with the NSL-KDD files")
+    parser.add_argument("--splits", default=",".join(SPLITS), help=f"comma-separated, of {', '.join(SPLITS)}")
+    parser.add_argument("--seeds", default="42,1,2")
+    parser.add_argument("--target-fpr", type=float, default=0.01)
+    parser.add_argument("--max-epochs", type=int, default=None, help="default: the trainer's")
+    parser.add_argument("--default-holdout", default="scanner", help="attack kind of the default data left out")
+    parser.add_argument("--work", type=Path, default=None, help="keep the runs' bundles here (default: a temp dir)")
+    parser.add_argument("--reuse", action="store_true", help="score the bundles already in --work instead of training")
+    parser.add_argument("--candidates", action="store_true", help="also measure the candidates of docs/quality.md")
+    parser.add_argument("--json-out", type=Path, default=RESULTS)
+    parser.add_argument("--write-doc", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
+    parser.add_argument("--quick", action="store_true", help="smoke test: nsl-dos or default-unseen, 4,000 rows")
+    args = parser.parse_args(argv)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown:
+        parser.error(f"--splits: unknown {unknown}; choose from {', '.join(SPLITS)}")
+    have_nsl = (args.nsl_kdd / "KDDTrain+_20Percent.txt").is_file() and (args.nsl_kdd / "KDDTest+.txt").is_file()
+    if not have_nsl:
+        log(f"NSL-KDD not found in {args.nsl_kdd}: its splits are skipped")
+        splits = [s for s in splits if not s.startswith("nsl-")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.quick:
+        splits, seeds = (["nsl-dos"] if have_nsl else ["default-unseen"]), seeds[:1]
+        args.max_epochs = args.max_epochs or 2
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    with tempfile.TemporaryDirectory(prefix="bench-novel-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows = [one_run(split, seed, args, work) for split in splits for seed in seeds]
+    summary = summarise(rows)
+    report = {
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "options": {"splits": splits, "seeds": seeds, "target_fpr": args.target_fpr, "max_epochs": args.max_epochs,
+                    "default_holdout": args.default_holdout, "quick": args.quick},  # fmt: skip
+        "summary": summary,
+        "runs": rows,
+    }
+    table, extra = markdown(summary, args.target_fpr), candidates_markdown(summary)
+    print(table + "\n\n" + extra, file=sys.stderr)
+    if not args.quick:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+        if args.write_doc:
+            write_doc("table", table)
+            if extra:
+                write_doc("candidates", extra)
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
