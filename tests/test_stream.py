@@ -327,3 +327,31 @@ def test_streamed_test_data_must_have_the_training_columns_and_kinds(tmp_path: P
         load_streams(TrainConfig(**cfg, test_data=str(tmp_path / "texts")))
     train, test = load_streams(TrainConfig(**cfg, test_data=str(tmp_path / "good")))
     assert test.rows_of(ROLE_TEST) == test.n_rows == 900 and train.n_rows == len(flows)
+
+
+def test_a_split_left_empty_by_duplicate_rows_is_refused_right_after_the_scan(tmp_path: Path) -> None:
+    """Rows are split by a hash of their values: 20 distinct rows copied 500 times land in at most 20
+    splits' worth of places, leaving the validation split without normal rows. Refused after the scan,
+    before anything is fitted (it used to fail with a traceback at the calibration sample, 88 s in)."""
+    from threat_ensemble.config import TrainConfig
+    from threat_ensemble.data.training_data import load_inputs
+
+    rng = np.random.default_rng(1)
+    distinct = pd.DataFrame({"a": rng.normal(size=20), "b": rng.normal(size=20), "label": [0] * 15 + [1] * 5})
+    write_shards(tmp_path / "dup", pd.concat([distinct] * 500, ignore_index=True))
+    expected = (
+        f"{tmp_path / 'dup'}: the split leaves 0 normal validation rows (at least 1 needed): each row's split is "
+        "drawn from a hash of its values, so identical ones share a split; these 10,000 rows hold 20 distinct rows; "
+        "train without --stream (which splits row by row) or on more varied rows"
+    )
+    with pytest.raises(InputError) as caught:
+        load_inputs(TrainConfig(data=str(tmp_path / "dup"), stream=True))  # before Lightning is imported
+    assert str(caught.value) == expected
+    proc = run_train(tmp_path, "--data", "dup", "--stream", "--quiet", "--output-dir", "out", "--checkpoint-dir", "ck")
+    assert proc.returncode == 2 and proc.stderr.strip() == f"error: {expected}".replace(str(tmp_path / "dup"), "dup")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match=r"leaves 0 normal validation rows .* hash of its --split-key value, .*; "
+                       r"these 10,000 rows hold 3 distinct 'key' values"):  # fmt: skip
+        keyed = pd.concat([distinct] * 500, ignore_index=True).assign(key=np.arange(10_000) % 3)
+        write_shards(tmp_path / "keyed", keyed)
+        load_inputs(TrainConfig(data=str(tmp_path / "keyed"), stream=True, split_key="key", drop_columns=["key"]))

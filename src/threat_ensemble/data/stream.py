@@ -45,6 +45,7 @@ VAL_SAMPLE_SHARE = VAL_SHARE / TRAIN_SHARE  # the calibration sample's size rela
 ROLE_AE_TRAIN, ROLE_AE_VAL, ROLE_TRAIN_ATTACK, ROLE_VAL, ROLE_TEST = 0, 1, 2, 3, 4
 N_ROLES = 5
 PROGRESS_SECONDS = 10.0  # a long scan says how far it got this often
+DISTINCT_COUNTED = 100_000  # the scan counts distinct rows (for check_splits' message) up to this many
 TRAIN_ROLES = (ROLE_AE_TRAIN, ROLE_AE_VAL, ROLE_TRAIN_ATTACK)
 
 # Odd 64-bit constants that make the split, the autoencoder's validation draw and the samples
@@ -186,6 +187,7 @@ class ParquetStream:
         self.scanned: ScanResult | None = None
         self._warned: set[type[Warning]] = set()
         self._label_mix: LabelMixWarning | None = None  # added up over the scan's row groups, said once after it
+        self._distinct: np.ndarray | None = np.empty(0, np.uint64)  # the split's distinct hashes, while few
 
     # ------------------------------------------------------------------ reading
     def read(self, group: RowGroup) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray]:
@@ -236,6 +238,9 @@ class ParquetStream:
         if self.test_only:
             return np.full(len(y), ROLE_TEST, np.uint8)
         split_hash = h if self.split_key is None else row_hashes(raw[[self.split_key]])
+        if self._distinct is not None:  # how many distinct rows (or keys) there are, while there are few
+            distinct = np.union1d(self._distinct, split_hash)
+            self._distinct = distinct if len(distinct) <= DISTINCT_COUNTED else None
         split = _draw(split_hash, _SPLIT_SALT, self.seed)
         ae_val = _draw(h, _AE_SALT, self.seed) < self.ae_val_share
         train = np.where(y == 1, ROLE_TRAIN_ATTACK, np.where(ae_val, ROLE_AE_VAL, ROLE_AE_TRAIN))
@@ -283,6 +288,34 @@ class ParquetStream:
             warnings.warn(LabelMixWarning(self.source, mix.column, mix.normal_label, mix.kinds), stacklevel=2)
         self.scanned = ScanResult(counts, digest.hexdigest())
         return self.scanned
+
+    def check_splits(self, with_test: bool = True) -> None:
+        """Refuse, right after the scan and before anything is fitted, a split that leaves a part of
+        training without rows: rows split by a hash of their values (or of ``--split-key``), so
+        identical rows share one split and data of few distinct rows can leave a split empty."""
+        needs = [
+            (ROLE_AE_TRAIN, 0, 1, "normal training rows for the autoencoder"),
+            (ROLE_AE_VAL, 0, 2, "normal rows held out as the autoencoder's validation rows"),
+            (ROLE_TRAIN_ATTACK, 1, 1, "attack training rows"),
+            (ROLE_VAL, 0, 1, "normal validation rows"),
+            (ROLE_VAL, 1, 1, "attack validation rows"),
+        ]
+        if with_test:
+            needs += [(ROLE_TEST, 0, 1, "normal test rows"), (ROLE_TEST, 1, 1, "attack test rows")]
+        for role, label, least, what in needs:
+            got = int(self.counts[role, label])
+            if got >= least:
+                continue
+            by = "its --split-key value" if self.split_key is not None else "its values"
+            unit = f"{quote(self.split_key)} values" if self.split_key is not None else "rows"
+            few = ""
+            if self._distinct is not None:
+                few = f"; these {self.n_rows:,} rows hold {len(self._distinct):,} distinct {unit}"
+            raise InputError(
+                f"{self.source}: the split leaves {got} {what} (at least {least} needed): each row's split is drawn "
+                f"from a hash of {by}, so identical ones share a split{few}; train without --stream "
+                "(which splits row by row) or on more varied rows"
+            )
 
     @property
     def counts(self) -> np.ndarray:

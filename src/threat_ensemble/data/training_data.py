@@ -73,6 +73,7 @@ def load_streams(cfg: TrainConfig, progress: Progress = None) -> tuple[ParquetSt
     }
     stream = ParquetStream(cfg.data, split_key=cfg.split_key, sample_rows=cfg.sample_rows, **options)
     stream.scan(progress=progress)
+    stream.check_splits(with_test=cfg.test_data is None)  # at once, not after fitting on the samples
     test = None
     if cfg.test_data is not None:
         test = ParquetStream(cfg.test_data, test_only=True, **options)
