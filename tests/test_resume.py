@@ -224,3 +224,29 @@ def test_sigterm_in_the_tree_stage_stops_with_a_message_and_resume_completes(tmp
     resumed = _run_here(tmp_path, "--resume")
     assert resumed.returncode in (0, 3), resumed.stderr[-3000:]
     assert _bundle(tmp_path)["gate"] == reference["gate"]
+
+
+def test_resume_anyway_on_data_of_another_width_is_one_line_before_training(tmp_path: Path) -> None:
+    """--resume-anyway takes other data, but no checkpoint continues an autoencoder of another input
+    width: one line naming the checkpoint and both widths (was Lightning's size-mismatch traceback)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    y = (rng.random(800) < 0.2).astype(int)
+    narrow = pd.DataFrame({"a": rng.normal(size=800) + 2 * y, "b": rng.normal(size=800), "label": y})
+    narrow.to_csv(tmp_path / "narrow.csv", index=False)
+    narrow.assign(c=rng.normal(size=800)).to_csv(tmp_path / "wide.csv", index=False)
+    base = ["--max-epochs", "1", "--quiet", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    base += ["--output-dir", "bundle", "--checkpoint-dir", "ckpt"]
+    first = run_train(tmp_path, "--data", "narrow.csv", *base)
+    assert first.returncode in (0, 3), first.stderr[-3000:]
+    before = (tmp_path / "bundle" / "manifest.json").read_bytes()
+    resumed = run_train(tmp_path, "--data", "wide.csv", *base, "--resume", "--resume-anyway")
+    assert resumed.returncode == 2, resumed.stderr[-3000:]
+    assert resumed.stderr.strip().splitlines()[-1] == (
+        "error: --resume: ckpt/last.ckpt holds an autoencoder of 2 inputs but this data encodes to 3 (other columns "
+        "or categories); no checkpoint continues on data of another shape, even with --resume-anyway: start afresh "
+        "without --resume"
+    )
+    assert "Traceback" not in resumed.stderr and (tmp_path / "bundle" / "manifest.json").read_bytes() == before

@@ -215,3 +215,60 @@ def test_a_run_state_without_a_guarded_option_is_refused_saying_so(tmp_path: Pat
     assert differences(saved, saved.data_fingerprint, now) == [
         f"--sample-rows was not recorded, now {DEFAULT_SAMPLE_ROWS}"
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ({"options": [1, 2]}, "'options' is a list, expected an object"),
+        ({"trees": {"random_forest": 3}}, "'trees' 'random_forest' is a number, expected a string"),
+        ({"completed": "yes"}, "'completed' is a string, expected true or false"),
+        ({"mlflow_run_id": 7}, "'mlflow_run_id' is a number, expected a string or null"),
+        ([1, 2], "expected a JSON object, got a list"),
+    ],
+    ids=["options a list", "a tree digest a number", "completed a string", "run id a number", "a list"],
+)
+def test_a_run_state_of_the_wrong_types_is_one_clear_error_and_a_fresh_run_replaces_it(
+    tmp_path: Path, content: object, said: str
+) -> None:
+    import json
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    written = {**_state_dict(), **content} if isinstance(content, dict) else content
+    (folder / RUN_STATE_FILE).write_text(json.dumps(written))
+    resume = TrainConfig(checkpoint_dir=str(folder), resume="last")
+    with pytest.raises(InputError) as caught:
+        _prepare_run_state(resume, "f" * 64, rank_zero=True)
+    path = folder / RUN_STATE_FILE
+    assert str(caught.value) == f"{path}: unreadable run state ({said}); start afresh without --resume"
+    state, _ = _prepare_run_state(TrainConfig(checkpoint_dir=str(folder)), "f" * 64, rank_zero=True)  # fresh: cleared
+    assert state.options["seed"] == 42 and not (folder / RUN_STATE_FILE).exists()
+
+
+def _state_dict() -> dict:
+    from dataclasses import asdict
+
+    return asdict(RunState(data_fingerprint="f" * 64, options=result_options(TrainConfig().to_dict())))
+
+
+@pytest.mark.parametrize(
+    "name", [LAST_CHECKPOINT, RUN_STATE_FILE, "autoencoder-epoch=003.ckpt", TREE_FILES["random_forest"]]
+)
+@pytest.mark.parametrize("resume", [None, "last"])
+def test_a_folder_named_as_a_file_of_the_run_is_refused_by_name_and_kept(
+    tmp_path: Path, name: str, resume: str | None
+) -> None:
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    if name != RUN_STATE_FILE:
+        _state(folder)
+    (folder / name).mkdir()
+    (folder / name / "keep.txt").write_text("mine")
+    with pytest.raises(InputError) as caught:
+        _prepare_run_state(TrainConfig(checkpoint_dir=str(folder), resume=resume), "f" * 64, rank_zero=True)
+    assert str(caught.value) == (
+        f"--checkpoint-dir {folder}: {name} is a folder, where the run keeps a file of that name; move it away, "
+        "or pass another --checkpoint-dir"
+    )
+    assert (folder / name / "keep.txt").read_text() == "mine"

@@ -66,12 +66,64 @@ class RunState:
         if not path.is_file():
             return None
         try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as exc:
+            content = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(content, dict):
+                raise ValueError(f"expected a JSON object, got {_kind(content)}")
+            state = cls(**content)
+            for name, kinds in RUN_STATE_TYPES.items():  # a hand-edited or foreign file: each field its type
+                value = getattr(state, name)
+                if not isinstance(value, kinds):
+                    expected = " or ".join(_KIND_NAMES[k] for k in kinds)
+                    raise ValueError(f"{name!r} is {_kind(value)}, expected {expected}")
+            odd = [k for k, v in state.trees.items() if not isinstance(v, str)]
+            if odd:
+                raise ValueError(f"'trees' {odd[0]!r} is {_kind(state.trees[odd[0]])}, expected a string")
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: unreadable run state ({exc}); start afresh without --resume") from None
+        return state
 
     def save(self, folder: str | Path) -> None:
         atomic_write_text(Path(folder) / RUN_STATE_FILE, json.dumps(asdict(self), indent=2) + "\n")
+
+
+_KIND_NAMES = {
+    dict: "an object", list: "a list", str: "a string", bool: "true or false", int: "a number", float: "a number",
+    type(None): "null",
+}  # fmt: skip
+RUN_STATE_TYPES: dict[str, tuple[type, ...]] = {
+    "data_fingerprint": (str,),
+    "options": (dict,),
+    "mlflow_run_id": (str, type(None)),
+    "trees": (dict,),
+    "completed": (bool,),
+    "bundle_dir": (str, type(None)),
+    "bundle_digest": (str, type(None)),
+}
+
+
+def _kind(value: object) -> str:
+    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
+
+
+def check_checkpoint_names(checkpoint_dir: str | Path) -> None:
+    """Each name a run writes or reads in the checkpoint folder (``last.ckpt``, the best epoch's,
+    ``run_state.json``, the tree files) is a file or absent: a folder (or anything else) of that
+    name is refused by name before a run clears, resumes or writes it."""
+    folder = Path(checkpoint_dir)
+    if not folder.is_dir():
+        return
+    ours = {RUN_STATE_FILE, LAST_CHECKPOINT, *TREE_FILES.values(), *LEGACY_TREE_FILES}
+    for path in sorted(folder.iterdir()):
+        if (path.name in ours or _is_epoch_checkpoint(path.name)) and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise InputError(
+                f"--checkpoint-dir {folder}: {path.name} is {kind}, where the run keeps a file of that name; "
+                "move it away, or pass another --checkpoint-dir"
+            )
+
+
+def _is_epoch_checkpoint(name: str) -> bool:
+    return name.startswith("autoencoder-") and name.endswith(".ckpt")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -149,5 +201,5 @@ def clear_previous_run(checkpoint_dir: str | Path) -> None:
         return
     ours = {RUN_STATE_FILE, LAST_CHECKPOINT, *TREE_FILES.values(), *LEGACY_TREE_FILES}
     for path in folder.iterdir():
-        if path.name in ours or (path.name.startswith("autoencoder-") and path.suffix == ".ckpt"):
+        if path.name in ours or _is_epoch_checkpoint(path.name):
             path.unlink()

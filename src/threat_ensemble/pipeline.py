@@ -213,6 +213,7 @@ def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero:
     ]
     if ckpt_path is not None:
         ckpt_path = _readable_checkpoint(ckpt_path)
+        _check_checkpoint_shape(ckpt_path, datamodule.n_features)
     run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params, quiet=cfg.quiet)
     callbacks = [
         run_state_callback,
@@ -279,6 +280,7 @@ def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool)
     the checkpoint to continue from."""
     from threat_ensemble.checkpointing import (
         RunState,
+        check_checkpoint_names,
         check_fresh_start,
         clear_previous_run,
         differences,
@@ -287,6 +289,7 @@ def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool)
     )
 
     options = result_options(cfg.to_dict())
+    check_checkpoint_names(cfg.checkpoint_dir)  # a folder named last.ckpt: one line, before anything is cleared
     if not cfg.resume:
         check_fresh_start(cfg.checkpoint_dir, data_fingerprint, options)  # every rank: all refuse alike
         if rank_zero:  # other ranks/nodes must not delete what rank 0 writes
@@ -294,6 +297,7 @@ def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool)
             Path(cfg.checkpoint_dir).mkdir(parents=True, exist_ok=True)
         return RunState(data_fingerprint=data_fingerprint, options=options), None
     ckpt_path, folder = resolve_resume(cfg.resume, cfg.checkpoint_dir)
+    check_checkpoint_names(folder)
     state = RunState.load(folder)
     assert state is not None
     diffs = differences(state, data_fingerprint, options)
@@ -341,6 +345,23 @@ def _readable_checkpoint(ckpt_path: Path) -> Path:
         f"--resume: {ckpt_path} is unreadable ({first}) and no other checkpoint in {ckpt_path.parent} loads; "
         "start afresh without --resume"
     )
+
+
+def _check_checkpoint_shape(ckpt_path: Path, n_features: int) -> None:
+    """A checkpoint continues only an autoencoder of this data's width: data of another column count
+    (or other categories) under ``--resume-anyway`` is one line before training, not a size mismatch
+    from Lightning's loader."""
+    import torch
+
+    checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+    saved = hparams.get("n_inputs") if isinstance(hparams, dict) else None
+    if isinstance(saved, int) and saved != n_features:
+        raise InputError(
+            f"--resume: {ckpt_path} holds an autoencoder of {saved} inputs but this data encodes to {n_features} "
+            "(other columns or categories); no checkpoint continues on data of another shape, even with "
+            "--resume-anyway: start afresh without --resume"
+        )
 
 
 def _result(outcome: Any, checkpoint_dir: Path, summary: dict[str, Any]) -> TrainResult:
