@@ -93,3 +93,42 @@ def test_a_failed_gate_never_replaces_a_passing_bundle(tmp_path: Path) -> None:
     assert all(re.fullmatch(r"default-3000-\d{8}-\d{6}", n) for n in names), names  # not one seeded random name
     version = client.get_model_version("shop", "1")
     assert version.tags["bundle_digest"] == digest and version.run_id == run_id
+
+
+def test_an_output_folder_that_cannot_be_renamed_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundle's swap renames the folder there aside; a folder that cannot be (here: rename
+    refused with EPERM, as for an immutable folder, a mount point or another user's folder in a
+    sticky parent) is one line before training, and is left where and as it was."""
+    import errno
+
+    out = tmp_path / "bundle"
+    out.mkdir()  # empty: a bundle may go there
+    real_rename, real_replace = os.rename, os.replace
+
+    def refusing(real: object) -> object:
+        def rename(src: object, dst: object) -> None:
+            if Path(str(src)) == out:
+                raise PermissionError(errno.EPERM, "Operation not permitted", str(src))
+            real(src, dst)  # type: ignore[operator]
+
+        return rename
+
+    monkeypatch.setattr(os, "rename", refusing(real_rename))
+    monkeypatch.setattr(os, "replace", refusing(real_replace))  # the swap after training renames with it
+    proc = run_train(tmp_path, *SMALL, "--output-dir", "bundle", "--checkpoint-dir", "ckpt")
+    assert proc.returncode == 2 and proc.stderr.strip() == (
+        f"error: --output-dir {out}: cannot be renamed (Operation not permitted), and a run replaces its bundle by "
+        "renaming the folder there aside; make it renamable or choose another folder"
+    )
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".lock", ".pid")))
+    assert visible == ["bundle"] and list(out.iterdir()) == []  # nothing trained, nothing moved
+    monkeypatch.setattr(os, "rename", real_rename)
+    monkeypatch.setattr(os, "replace", real_replace)
+    from threat_ensemble.run_folders import check_replaceable
+
+    (out / "manifest.json").write_text("{}")
+    check_replaceable("--output-dir", out)  # renamable: moved aside and straight back
+    visible = sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith((".lock", ".pid")))
+    assert visible == ["bundle"] and (out / "manifest.json").read_text() == "{}"

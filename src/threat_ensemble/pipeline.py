@@ -118,7 +118,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> TrainResult:
     """Train on ``table`` (and gate on ``test`` or the test split). The output and checkpoint
     folders are checked first and locked for the run (by the process launched as rank 0)."""
-    from threat_ensemble.run_folders import check_run_folders, locked
+    from threat_ensemble.run_folders import check_replaceable, check_run_folders, locked
     from threat_ensemble.tracking import offline_mlflow
 
     offline_mlflow()  # before anything imports MLflow
@@ -133,6 +133,7 @@ def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> T
         for folder in (cfg.output_dir, f"{cfg.output_dir}{REJECTED_SUFFIX}"):
             for note in recover_interrupted_swap(folder):
                 print(note, file=sys.stderr)
+            check_replaceable("--output-dir", folder)  # what the bundle's swap does, tried before training
         return _train_tables(cfg, table, test, rank_zero=True)
 
 

@@ -6,6 +6,7 @@ SIGKILL) in a file beside each folder, never inside a bundle."""
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -33,6 +34,27 @@ def check_run_folders(output_dir: str | Path, checkpoint_dir: str | Path) -> Non
     probe = ckpt if ckpt.is_dir() else next((p for p in ckpt.parents if p.exists()), ckpt.parent)
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"--checkpoint-dir {checkpoint_dir}: cannot write in {probe}")
+
+
+def check_replaceable(option: str, folder: str | Path) -> None:
+    """The end of a run swaps its bundle into place: the folder there now is renamed aside
+    (``.<name>.old-<id>``) and the new one renamed in. Tried before training, with the folder's
+    lock held: the folder there is renamed aside and straight back, so one that cannot be renamed
+    (immutable, a mount point, a sticky parent's folder of another user) is one line now, not a
+    traceback after training. A run stopped between the two renames finds it restored by
+    ``recover_interrupted_swap`` (a folder missing and its ``.old-`` copy beside it)."""
+    dest = Path(folder).resolve()
+    if not dest.is_dir():
+        return  # nothing to move aside: writing beside it was probed by check_output_dir
+    aside = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex}")
+    try:
+        os.rename(dest, aside)
+    except OSError as exc:
+        raise InputError(
+            f"{option} {dest}: cannot be renamed ({exc.strerror or exc}), and a run replaces its bundle by "
+            "renaming the folder there aside; make it renamable or choose another folder"
+        ) from None
+    os.rename(aside, dest)
 
 
 def lock_path(folder: str | Path) -> Path:
