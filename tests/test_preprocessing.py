@@ -15,7 +15,7 @@ def test_encoder_one_hot_and_unseen_categories() -> None:
     enc = FeatureEncoder.fit(train)
     assert enc.encoded_names == ["n", "proto=tcp", "proto=udp", f"proto={OTHER}"]
     matrix, unseen = enc.transform(pd.DataFrame({"n": [5.0, 6.0], "proto": ["udp", "icmp"]}))
-    assert unseen == 1
+    assert unseen.total == 1 and unseen.counts == {"proto": 1} and unseen.values == {"proto": {"icmp": 1}}
     assert matrix.tolist() == [[5.0, 0.0, 1.0, 0.0], [6.0, 0.0, 0.0, 1.0]]
 
 
@@ -24,7 +24,54 @@ def test_rare_categories_share_the_other_column() -> None:
     enc = FeatureEncoder.fit(train, max_categories=2)
     assert enc.categories == {"c": ["a", "b"]}
     matrix, unseen = enc.transform(pd.DataFrame({"c": ["c"]}))
-    assert matrix.tolist() == [[0.0, 0.0, 1.0]] and unseen == 1
+    assert matrix.tolist() == [[0.0, 0.0, 1.0]] and unseen.total == 1
+
+
+def test_the_unseen_categories_warning_names_columns_and_a_few_values() -> None:
+    """One line: the count, then each column (most unseen first) with its most frequent values,
+    quoted and cut short, and how many more; chunks add up to the whole (issue 35, 4)."""
+    import warnings
+
+    from threat_ensemble.data.preprocessing import UnseenCategoryWarning, warn_unseen
+    from threat_ensemble.data.tables import DataWarning
+
+    enc = FeatureEncoder.fit(pd.DataFrame({"ext": ["html", "css", "js"] * 3, "method": ["GET"] * 9}))
+    long = "x" * 5000 + "\n"
+    ext = ["png"] * 5 + ["svg"] * 3 + ["webp", "avif", "gif", "html"]
+    frame = pd.DataFrame({"ext": ext, "method": ["PROPFIND", long] + ["GET"] * 10})
+    _, unseen = enc.transform(frame)
+    assert unseen == enc.count_unseen(frame)
+    assert unseen.counts == {"ext": 11, "method": 2}
+    halves = enc.transform(frame.iloc[:6])[1] + enc.transform(frame.iloc[6:])[1]
+    assert halves == unseen
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_unseen(unseen, "access.csv")
+        warn_unseen(enc.count_unseen(frame.iloc[[11]]), "none.csv")  # nothing unseen: no warning
+    assert len(caught) == 1 and issubclass(caught[0].category, UnseenCategoryWarning)
+    assert issubclass(UnseenCategoryWarning, DataWarning)  # the CLIs print it as one warning: line
+    text = str(caught[0].message)
+    assert "\n" not in text and len(text) < 400
+    assert text.startswith(
+        "access.csv: 13 categorical values never seen in training were encoded as __other__: "
+        "11 in 'ext' ('png', 'svg', 'avif', and 2 more), 2 in 'method' ("
+    )
+    assert "'PROPFIND'" in text and "'xxxx" in text and "... (" in text  # the long value cut short
+
+
+def test_the_unseen_categories_warning_is_bounded_in_columns_and_values() -> None:
+    from threat_ensemble.data import preprocessing
+
+    columns = {f"c{i}": ["a"] * 4 for i in range(6)}
+    enc = FeatureEncoder.fit(pd.DataFrame(columns))
+    frame = pd.DataFrame({f"c{i}": [f"v{j}" for j in range(i + 1)] + ["a"] * (3 - i) if i < 3 else
+                          [f"v{j}" for j in range(4)] for i in range(6)})  # fmt: skip
+    text = enc.count_unseen(frame).message("t.csv")
+    assert text.count(" in 'c") == preprocessing.MAX_UNSEEN_COLUMNS and text.endswith(", and 2 more columns")
+    unseen = preprocessing.UnseenCategories()
+    unseen.add("c", np.array([f"v{j}" for j in range(preprocessing.MAX_COUNTED_VALUES + 5)], dtype=object))
+    assert len(unseen.values["c"]) == preprocessing.MAX_COUNTED_VALUES and unseen.counts["c"] == 1005
+    assert unseen.message("t.csv").endswith("1,005 in 'c' ('v0', 'v1', 'v10', ...)")
 
 
 def test_missing_numeric_values_take_training_medians() -> None:

@@ -62,7 +62,7 @@ def _check(path: Path, outcome: LabelledTable | InputError, impute: bool) -> Non
     # ... and the encoder turns it into a finite matrix (text columns become categories).
     encoder = FeatureEncoder.fit(table.features)
     matrix, unseen = encoder.transform(table.features, table.source)
-    assert matrix.shape == (len(table.y), len(encoder.encoded_names)) and unseen == 0
+    assert matrix.shape == (len(table.y), len(encoder.encoded_names)) and unseen.total == 0
     assert np.isfinite(matrix).all()
 
 

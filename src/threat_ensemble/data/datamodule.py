@@ -12,7 +12,13 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler, warn_unseen
+from threat_ensemble.data.preprocessing import (
+    FeatureEncoder,
+    Preprocessing,
+    RobustScaler,
+    UnseenCategories,
+    warn_unseen,
+)
 from threat_ensemble.data.profile import FeatureProfile
 from threat_ensemble.data.stream import (
     ROLE_AE_TRAIN,
@@ -447,7 +453,7 @@ class StreamDataModule(ThreatDataModule):
         sizes = {role: stream.rows_of(role) for role in wanted}
         out: dict[int, tuple[Scores, np.ndarray]] = {role: ({}, np.empty(sizes[role], np.int64)) for role in wanted}
         filled = dict.fromkeys(wanted, 0)
-        unseen = 0
+        unseen = UnseenCategories()
         for features, y, roles in stream.rows_by_role(wanted):
             encoded, n = ensemble.preprocessing.encoder.transform(features, stream.source)
             unseen += n

@@ -11,8 +11,8 @@ import pandas as pd
 
 from threat_ensemble.data.categories import OTHER, category_text
 from threat_ensemble.data.profile import FeatureProfile
-from threat_ensemble.data.tables import unusable_cells
-from threat_ensemble.errors import InputError, quote
+from threat_ensemble.data.tables import DataWarning, unusable_cells
+from threat_ensemble.errors import InputError, counted, quote
 
 MAX_CATEGORIES = 64
 
@@ -52,8 +52,9 @@ class FeatureEncoder:
             names.append(f"{column}={OTHER}")
         return names
 
-    def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, int]:
-        """Encode ``frame`` into a float32 matrix; also return how many values were unseen categories."""
+    def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, UnseenCategories]:
+        """Encode ``frame`` into a float32 matrix; also return its text values that are not training
+        categories (:class:`UnseenCategories`)."""
         missing = [c for c in self.feature_names if c not in frame.columns]
         if missing:
             raise InputError(f"{source}: missing feature columns {missing}")
@@ -70,22 +71,24 @@ class FeatureEncoder:
                 fill = np.array([self.medians.get(c, 0.0) for c in self.numeric_columns])
                 values = np.where(bad, fill[None, :], values)
             blocks.append(values.astype(np.float32))
-        unseen = 0
+        unseen = UnseenCategories()
         for column, cats in self.categories.items():
             text = category_text(frame[column]).to_numpy()
-            codes = pd.Categorical(text, categories=cats).codes  # -1 = not a kept category
+            codes = pd.Index(cats, dtype=object).get_indexer(text)  # -1 = not a kept category
             onehot = np.zeros((len(frame), len(cats) + 1), dtype=np.float32)
             onehot[np.arange(len(frame)), np.where(codes < 0, len(cats), codes)] = 1.0
-            unseen += int((codes < 0).sum())
+            unseen.add(column, text[codes < 0])
             blocks.append(onehot)
         matrix = np.concatenate(blocks, axis=1) if blocks else np.zeros((len(frame), 0), np.float32)
         return matrix, unseen
 
-    def count_unseen(self, frame: pd.DataFrame) -> int:
-        """How many text values of ``frame`` are not training categories (encoded as ``__other__``)."""
-        return sum(
-            int((~category_text(frame[column]).isin(cats)).sum()) for column, cats in self.categories.items()
-        )
+    def count_unseen(self, frame: pd.DataFrame) -> UnseenCategories:
+        """The text values of ``frame`` that are not training categories (encoded as ``__other__``)."""
+        unseen = UnseenCategories()
+        for column, cats in self.categories.items():
+            text = category_text(frame[column])
+            unseen.add(column, text[~text.isin(cats)].to_numpy())
+        return unseen
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -106,12 +109,80 @@ class FeatureEncoder:
         )
 
 
-def warn_unseen(unseen: int, source: str) -> None:
-    """The warning for text values never seen in training (encoded as ``__other__``)."""
-    if unseen:
-        warnings.warn(
-            f"{source}: {unseen} categorical values never seen in training were encoded as {OTHER}", stacklevel=3
+MAX_UNSEEN_COLUMNS = 4  # columns the unseen-categories warning names (then how many more)
+MAX_UNSEEN_VALUES = 3  # values it shows of each column, most frequent first (then how many more)
+MAX_COUNTED_VALUES = 1000  # distinct unseen values counted per column; beyond, only the column's total
+
+
+class UnseenCategoryWarning(DataWarning):
+    """Text values never seen in training, encoded as ``__other__``: the line names the columns,
+    how many in each and their most frequent values."""
+
+
+@dataclass
+class UnseenCategories:
+    """The text values of a table that are not training categories (encoded as ``__other__``):
+    ``counts`` by column, and ``values``, each column's distinct values with their counts (at most
+    MAX_COUNTED_VALUES of them; a column with more is in ``uncounted``). A table read in chunks adds
+    its chunks' up with ``+``."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    values: dict[str, dict[str, int]] = field(default_factory=dict)
+    uncounted: set[str] = field(default_factory=set)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def add(self, column: str, values: np.ndarray) -> None:
+        """Count ``values`` (the unseen cells of ``column``, as text)."""
+        if len(values) == 0:
+            return
+        self.counts[column] = self.counts.get(column, 0) + len(values)
+        counts = pd.Series(values, dtype=object).astype(str).value_counts(sort=False)  # hashed: no fixed-width copy
+        self._merge(column, {str(value): int(count) for value, count in counts.items()})
+
+    def _merge(self, column: str, counts: dict[str, int]) -> None:
+        kept = self.values.setdefault(column, {})
+        for value, count in counts.items():
+            if value in kept or len(kept) < MAX_COUNTED_VALUES:
+                kept[value] = kept.get(value, 0) + int(count)
+            else:
+                self.uncounted.add(column)
+
+    def __add__(self, other: UnseenCategories) -> UnseenCategories:
+        total = UnseenCategories(dict(self.counts), {c: dict(v) for c, v in self.values.items()}, set(self.uncounted))
+        total.uncounted |= other.uncounted
+        for column, count in other.counts.items():
+            total.counts[column] = total.counts.get(column, 0) + count
+            total._merge(column, other.values.get(column, {}))
+        return total
+
+    def message(self, source: str) -> str:
+        """One line: how many, then the columns (most unseen first) with a few of their values."""
+        columns = sorted(self.counts, key=lambda c: (-self.counts[c], c))
+        parts = []
+        for column in columns[:MAX_UNSEEN_COLUMNS]:
+            ranked = sorted(self.values.get(column, {}).items(), key=lambda item: (-item[1], item[0]))
+            shown = [quote(value, 40) for value, _ in ranked[:MAX_UNSEEN_VALUES]]
+            if column in self.uncounted:
+                shown.append("...")
+            elif len(ranked) > MAX_UNSEEN_VALUES:
+                shown.append(f"and {len(ranked) - MAX_UNSEEN_VALUES} more")
+            parts.append(f"{self.counts[column]:,} in {quote(column, 60)} ({', '.join(shown)})")
+        if len(columns) > MAX_UNSEEN_COLUMNS:
+            parts.append(f"and {counted(len(columns) - MAX_UNSEEN_COLUMNS, 'more column')}")
+        return (
+            f"{source}: {self.total:,} categorical values never seen in training were encoded as {OTHER}: "
+            + ", ".join(parts)
         )
+
+
+def warn_unseen(unseen: UnseenCategories, source: str) -> None:
+    """The warning for text values never seen in training (encoded as ``__other__``), if any: one
+    :class:`UnseenCategoryWarning` line naming the columns and a few values."""
+    if unseen.total:
+        warnings.warn(UnseenCategoryWarning(unseen.message(source)), stacklevel=3)
 
 
 def signed_log1p(x: np.ndarray) -> np.ndarray:
