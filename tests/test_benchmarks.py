@@ -77,3 +77,24 @@ def test_bench_score_quick_prints_a_json_summary(tmp_path: Path, default_bundle:
     assert set(summary["targets"]) == {"batch_speedup", "onnx_single_row_p99_ms", "explain_overhead"}
     assert summary["explain"]["plain_s"] > 0 and summary["explain"]["explain_3_s"] > 0
     assert 0 < summary["explain"]["rows_explained"] < 2000
+
+
+def test_bench_novel_quick_measures_the_ensemble_baselines_and_candidates_on_one_split(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_novel.py"), "--quick", "--candidates", "--work",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout)
+    (run,) = report["runs"]
+    assert run["split"] in ("nsl-dos", "default-unseen") and run["n_test_attack"] > 0
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_novel import BASELINES, CANDIDATES
+
+    assert set(run["baselines"]) == set(BASELINES) and set(run["candidates"]) == set(CANDIDATES)
+    assert set(run["members"]) == {"ae", "rf", "if"}
+    for figures in [run["ensemble"], *run["members"].values(), *run["baselines"].values(), *run["candidates"].values()]:
+        assert 0.0 <= figures["f1"] <= 1.0 and 0.0 < figures["pr_auc"] <= 1.0 and 0.0 <= figures["fpr"] <= 1.0
+    assert run["split"] in report["summary"] and "| model |" in proc.stderr  # the tables it would write
+    assert (tmp_path / f"{run['split']}-{run['seed']}" / "bundle" / "gate.json").is_file()  # --work keeps the run
