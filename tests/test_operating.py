@@ -53,6 +53,66 @@ def test_the_same_distribution_does_not_drift_and_a_shifted_one_does() -> None:
     assert profile.drift(_frame(3000, 2, scale=8.0)[0], threshold=1e9)["drifted"] == []
 
 
+def _mixed(n: int, seed: int, log_share: float, scale: float = 1.0) -> pd.DataFrame:
+    """Rows of two kinds of input, as the extractor writes them: a log row has no request body
+    (``body`` -1), a raw dump no response (``status`` -1)."""
+    frame, _ = _frame(n, seed, scale)
+    is_log = np.random.default_rng(seed + 100).random(n) < log_share
+    frame["body"] = np.where(is_log, -1, np.random.default_rng(seed).integers(0, 400, n))
+    frame["status"] = np.where(is_log, np.random.default_rng(seed + 1).choice([200, 304, 404], n), -1)
+    return frame
+
+
+def test_drift_tells_features_absent_from_this_kind_of_input_from_shifted_ones() -> None:
+    """Issue 35, 5: trained on raw dumps and logs, scored on a log: ``body`` is absent (only -1),
+    ``status`` lost its -1 rows but its values did not move, ``bytes`` shifted: the one to look at,
+    first in the line."""
+    from threat_ensemble.data.profile import drift_line
+
+    frame = _mixed(6000, 0, log_share=0.5)
+    profile = _profile(frame, np.zeros(len(frame), int))
+    assert profile.missing_share["body"] == pytest.approx(0.5, abs=0.03) and profile.missing_share["bytes"] == 0.0
+    report = profile.drift(_mixed(3000, 1, log_share=1.0, scale=8.0))
+    assert set(report["drifted"]) == {"bytes", "body", "status"}
+    assert (report["shifted"], report["absent"], report["coverage"]) == (["bytes"], ["body"], ["status"])
+    status = report["features"]["status"]
+    assert status["missing_share"] == 0.0 and status["values_psi"] < 0.05 < 0.2 < status["psi"]
+    assert report["features"]["port"]["status"] == "stable"
+    line = drift_line(report)
+    assert line.startswith("drift: 3 of 5 features have a PSI over 0.2: 1 shifted (bytes ")
+    assert "; 1 absent from this kind of input (only -1 or empty here, values in training): body; " in line
+    assert line.endswith("1 unshifted but missing (-1) on another share of rows (here vs training): status 0% vs 50%")
+    unshifted = drift_line(profile.drift(_mixed(3000, 2, log_share=1.0)))
+    assert unshifted.startswith("drift: 2 of 5 features have a PSI over 0.2: none shifted in value; ")
+    old = json.loads(json.dumps(profile.to_dict()))
+    del old["missing_share"]  # a bundle from before: absent still told, the rest shifted
+    report = type(profile).from_dict(old).drift(_mixed(3000, 1, log_share=1.0, scale=8.0))
+    assert (set(report["shifted"]), report["absent"], report["coverage"]) == ({"bytes", "status"}, ["body"], [])
+
+
+def test_drift_of_a_plain_access_log_against_the_default_data() -> None:
+    """The default data mixes raw dumps and access logs; a plain combined log of the same traffic
+    has no request bodies or header counts (absent) and every response and client-window feature
+    (-1 in the raw dumps) on all its rows: nothing shifted in value."""
+    from default_traffic import generate_traffic_text
+
+    from threat_ensemble.data.default_data import default_frame
+    from threat_ensemble.data.profile import drift_line
+    from threat_ensemble.http.features import featurize_text
+
+    frame = default_frame()
+    profile = _profile(frame.drop(columns=["label"]), frame["label"].to_numpy())
+    text = str(generate_traffic_text(4000, seed=7, raw_share=0.0)["log"])
+    log = featurize_text(text, "combined", source="access.log")
+    report = profile.drift(log)
+    assert report["shifted"] == [] and len(report["drifted"]) > 20
+    assert {"body_length", "body_entropy", "header_count"} <= set(report["absent"])
+    assert {"status_code", "response_size", "hour"} <= set(report["coverage"])
+    assert all(c.startswith(("body_", "header_count")) for c in report["absent"])
+    assert drift_line(report).startswith(f"drift: {len(report['drifted'])} of 47 features have a PSI over 0.2: none "
+                                         "shifted in value; ")  # fmt: skip
+
+
 def test_normal_range_is_taken_from_normal_rows_and_survives_json() -> None:
     frame, y = _frame(4000, 3)
     frame.loc[y == 1, "bytes"] = 1e9  # attacks far out: they must not widen the normal range
@@ -72,6 +132,65 @@ def _roundtrip(frame: pd.DataFrame, y: np.ndarray):  # noqa: ANN202
     from threat_ensemble.models.bundle import json_bytes
 
     return FeatureProfile.from_dict(json.loads(json_bytes(_profile(frame, y).to_dict())))
+
+
+class _FloorEnsemble:
+    """Just what explanation_columns uses of a ThreatEnsemble, with an "autoencoder" that rebuilds
+    every feature at its normal value except the share ``follow`` of each feature's deviation, and
+    each feature's typical error taken on the normal rows and floored at 1e-6, as the real one is."""
+
+    def __init__(self, frame: pd.DataFrame, y: np.ndarray, follow: dict[str, float]) -> None:
+        from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
+
+        encoder = FeatureEncoder.fit(frame)
+        x = encoder.transform(frame)[0]
+        self.preprocessing = Preprocessing(encoder, RobustScaler.fit(x[y == 0]), _profile(frame, y))
+        self.kept = np.array([1.0 - follow.get(name, 0.0) for name in encoder.encoded_names])
+        self.error_scale = np.maximum(self._errors(x[y == 0]).mean(axis=0), 1e-6)
+
+    def _errors(self, x: np.ndarray) -> np.ndarray:
+        return (self.preprocessing.scaler.transform(x).astype(np.float64) * self.kept) ** 2
+
+    def feature_errors(self, x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        ratio = self._errors(x) / self.error_scale
+        top = np.argsort(-ratio, axis=1, kind="stable")[:, :k]
+        return top, np.take_along_axis(ratio, top, axis=1)
+
+
+def test_features_that_never_vary_on_normal_rows_are_worded_and_ranked_by_their_deviation() -> None:
+    """Issue 35, 3: a flag and an unseen category both jump 0 -> 1 where normal rows never vary, so
+    both weigh 0.48 / 1e-6 = 480453 and tie; they come first, in words, and a count 0 -> 40 comes
+    before them, by its deviation, even where the autoencoder half follows it (a smaller weight)."""
+    from threat_ensemble.evaluation.explain import explanation_columns
+
+    rng = np.random.default_rng(0)
+    n = 400
+    frame = pd.DataFrame({
+        "flag": np.zeros(n, int), "count": np.zeros(n, int), "size": rng.lognormal(6, 1, n).round(),
+        "ext": rng.choice(["html", "css"], n),
+    })  # fmt: skip
+    y = np.zeros(n, int)
+    y[-40:] = 1
+    frame.loc[y == 1, ["flag", "count", "ext"]] = [1, 3, "php"]
+    ensemble = _FloorEnsemble(frame, y, follow={"count": 0.85})
+    rows = frame.iloc[:2].copy()
+    rows["flag"] = 1
+    rows["ext"] = ["png", "css"]
+    rows["count"] = [0, 40]
+    x = ensemble.preprocessing.encode(rows)
+    scores = {m: np.ones(2) for m in ("ae", "rf", "if", "ensemble")} | {"verdict": np.ones(2, int)}
+    out = explanation_columns(ensemble, rows, x, scores, k=3, every_row=True)
+    first = out.iloc[0]
+    assert [first[f"explain_{i}_feature"] for i in (1, 2)] == ["flag", "ext=__other__"]
+    assert first["explain_1_error"] == pytest.approx(np.log(2) ** 2 / 1e-6) == first["explain_2_error"]  # the tie
+    assert first["explain_1_reason"] == "1 where normal rows are always 0"
+    assert first["explain_2_reason"] == "'png' where normal rows are always one of the training's categories"
+    assert first["explain_3_reason"] == "'png', not 'css'"  # a category that varies on normal rows
+    second = out.iloc[1]
+    assert [second[f"explain_{i}_feature"] for i in (1, 2)] == ["count", "flag"]
+    assert second["explain_1_error"] < second["explain_2_error"]  # by deviation, not by weight
+    assert second["explain_1_reason"] == "40 where normal rows are always 0"
+    assert second["explain_3_feature"] == "size" and ", within the normal " in second["explain_3_reason"]
 
 
 # ----------------------------------------------------------------------------- end to end (slow)
@@ -125,6 +244,7 @@ def test_a_feature_pushed_out_of_its_normal_range_is_named_first(bundle: Path, f
     assert np.allclose(scores["explain_1_normal_high"], high)
     assert (scores["explain_1_error"] > scores["explain_2_error"]).all()
     assert (scores["explain_2_error"] >= scores["explain_3_error"]).all()
+    assert scores["explain_1_reason"].str.contains(", above the normal ").all()
 
 
 @pytest.mark.slow
@@ -176,6 +296,29 @@ def test_drift_report_on_a_shifted_copy_of_the_default_data(bundle: Path) -> Non
     quiet = _score(work, "--bundle", "bundle", "--data", "shifted.csv", "--output", "s3.csv",
                    "--drift-report", "shifted2.json")  # fmt: skip
     assert quiet.returncode == 0 and "2 of 47 features" in quiet.stdout
+    assert (set(report["shifted"]), report["absent"]) == ({"response_size", "method"}, [])
+    assert ": 2 shifted (" in quiet.stdout
+
+
+@pytest.mark.slow
+def test_drift_line_of_score_py_on_a_plain_access_log(bundle: Path) -> None:
+    """The shifted features first, then those an access log cannot have, told apart (issue 35, 5)."""
+    from default_traffic import generate_traffic_text
+
+    from threat_ensemble.http.features import featurize_text
+
+    work = bundle.parent
+    text = str(generate_traffic_text(2000, seed=3, raw_share=0.0)["log"])
+    featurize_text(text, "combined", source="access.log").to_csv(work / "access.csv", index=False)
+    proc = _score(work, "--bundle", "bundle", "--data", "access.csv", "--output", "a.csv", "--drift-report", "a.json")
+    assert proc.returncode == 0, proc.stderr
+    line = next(text for text in proc.stdout.splitlines() if text.startswith("drift: "))
+    report = json.loads((work / "a.json").read_text())
+    assert "header_count" in report["absent"] and "hour" in report["coverage"]
+    assert len(report["shifted"]) <= 3 and not {"header_count", "hour"} & set(report["shifted"])
+    shifted = f"{len(report['shifted'])} shifted (" if report["shifted"] else "none shifted in value"
+    assert line.index(shifted) < line.index(" absent from this kind of input (") < line.index(" unshifted but missing")
+    assert line.endswith(" (report: a.json)")
 
 
 @pytest.mark.slow

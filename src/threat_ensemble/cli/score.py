@@ -20,7 +20,7 @@ import pandas as pd
 from threat_ensemble.cli import add_bundle_options, add_decompression_limit
 from threat_ensemble.data.inputs import DEFAULT_LABEL, checked_features, read_features
 from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
-from threat_ensemble.data.profile import DRIFT_THRESHOLD
+from threat_ensemble.data.profile import DRIFT_THRESHOLD, drift_line
 from threat_ensemble.errors import (
     EXIT_DRIFT,
     InputError,
@@ -180,19 +180,10 @@ def _main(argv: list[str] | None) -> int:
         title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {scored.normal_label!r})"
         print(detection_table(scored.metrics, title))
     if scored.drift is not None:
-        print(_drift_line(scored.drift) + (f" (report: {args.drift_report})" if args.drift_report else ""))
+        print(drift_line(scored.drift) + (f" (report: {args.drift_report})" if args.drift_report else ""))
         if args.fail_on_drift and scored.drift["drifted"]:
             return EXIT_DRIFT
     return 0
-
-
-def _drift_line(drift: dict[str, Any]) -> str:
-    n, threshold = len(drift["features"]), drift["threshold"]
-    if not drift["drifted"]:
-        return f"drift: none of {n} features has a PSI over {threshold:g}"
-    worst = ", ".join(f"{c} {drift['features'][c]['psi']:.2f}" for c in drift["drifted"][:8])
-    more = f" and {len(drift['drifted']) - 8} more" if len(drift["drifted"]) > 8 else ""
-    return f"drift: {len(drift['drifted'])} of {n} features have a PSI over {threshold:g}: {worst}{more}"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
