@@ -113,11 +113,10 @@ def test_server_that_cannot_serve_is_refused(fake_server: tuple[str, type[_Handl
         check_tracking_uri(uri)
 
 
-def test_sqlite_and_file_stores(tmp_path: Path) -> None:
+def test_sqlite_and_file_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     check_tracking_uri(f"sqlite:///{tmp_path / 'new' / 'deeper' / 'mlflow.db'}")  # creatable
     check_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     check_tracking_uri("sqlite://")  # in memory
-    check_tracking_uri(tmp_path.as_uri())
     check_tracking_uri("databricks")  # left to MLflow
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -125,11 +124,103 @@ def test_sqlite_and_file_stores(tmp_path: Path) -> None:
         check_tracking_uri(f"sqlite:///{blocker / 'mlflow.db'}")
     with pytest.raises(InputError, match="exists and is not a database file"):
         check_tracking_uri(f"sqlite:///{tmp_path}")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 takes a file store only when told
+    check_tracking_uri(tmp_path.as_uri())
     with pytest.raises(InputError, match="cannot be created"):
         check_tracking_uri((blocker / "mlruns").as_uri())
+
+
+@pytest.mark.parametrize("form", ["file", "path"])
+def test_a_file_store_is_refused_as_mlflow_3_refuses_it_unless_allowed(
+    tmp_path: Path, form: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = (tmp_path / "mlruns").as_uri() if form == "file" else str(tmp_path / "mlruns")
+    with pytest.raises(InputError) as caught:
+        check_tracking_uri(uri)
+    assert str(caught.value) == (
+        f"--tracking-uri {uri}: a folder of runs (a file store), which MLflow 3 no longer writes unless "
+        f"MLFLOW_ALLOW_FILE_STORE=true; use a database instead, such as sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    )
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="MLFLOW_ALLOW_FILE_STORE"):  # what the check stands in for
+        mlflow.MlflowClient(uri).search_experiments()
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    check_tracking_uri(uri)
+    assert mlflow.MlflowClient(uri).search_experiments()  # allowed: MLflow takes it, and so does the check
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_an_empty_one_taken(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello, not a database")
+    uri = f"sqlite:///{tmp_path / 'notes.txt'}"
+    with pytest.raises(InputError) as caught:
+        check_tracking_uri(uri)
+    assert str(caught.value) == (
+        f"--tracking-uri {uri}: {tmp_path / 'notes.txt'} is not a SQLite database (it starts with b'hello, not a'); "
+        "name an MLflow database, or a new file"
+    )
+    (tmp_path / "empty.db").write_bytes(b"")  # SQLite's new database
+    check_tracking_uri(f"sqlite:///{tmp_path / 'empty.db'}")
+
+
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [
+        ("foo://host/x", "--tracking-uri foo://host/x: unknown scheme 'foo'; expected http(s)://, sqlite:///, "
+         "postgresql://, mysql://, mssql:// or databricks"),
+        ("postgresql+nosuchdriver://u:pw@h/db", "--tracking-uri postgresql+nosuchdriver://u:***@h/db: not a database "
+         "URI SQLAlchemy takes (Can't load plugin: sqlalchemy.dialects:postgresql.nosuchdriver)"),
+    ],
+)  # fmt: skip
+def test_an_unknown_scheme_or_driver_is_refused_by_name(uri: str, said: str) -> None:
+    with pytest.raises(InputError) as caught:
+        check_tracking_uri(uri)
+    assert str(caught.value) == said
+
+
+def test_a_database_uri_without_its_driver_installed_names_the_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_psycopg(name: str, *args: object, **kwargs: object) -> object:
+        if name.split(".")[0] in ("psycopg", "psycopg2"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_psycopg)
+    with pytest.raises(InputError) as caught:
+        check_tracking_uri("postgresql://user:secret@db.example/mlflow")
+    assert str(caught.value) == (
+        "--tracking-uri postgresql://user:***@db.example/mlflow: its database driver 'psycopg' is not installed "
+        "(no module 'psycopg'); install it, or name an installed driver in the URI (postgresql+<driver>://...)"
+    )
 
 
 @pytest.mark.parametrize("uri, message", [("http://", "no host name"), ("http://host:port", "port is not a number")])
 def test_malformed_http_uri(uri: str, message: str) -> None:
     with pytest.raises(InputError, match=message):
         check_tracking_uri(uri)
+
+
+@pytest.mark.parametrize("kind", ["unknown scheme", "not sqlite", "file store", "no driver"])
+def test_train_refuses_an_unusable_tracking_uri_in_one_line_before_training(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from in_process import run_train
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    (tmp_path / "notes.txt").write_text("hello")
+    uri = {
+        "unknown scheme": "foo://bar",
+        "not sqlite": f"sqlite:///{tmp_path / 'notes.txt'}",
+        "file store": (tmp_path / "runs").as_uri(),
+        "no driver": "mssql+nosuchdriver://h/db",
+    }[kind]
+    args = ["--default-rows", "1000", "--quiet", "--output-dir", "out", "--checkpoint-dir", "ckpt"]
+    proc = run_train(tmp_path, *args, "--tracking-uri", uri)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --tracking-uri "), proc.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "ckpt").exists()
