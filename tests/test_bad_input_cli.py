@@ -394,6 +394,24 @@ def test_a_mistyped_option_is_refused_with_the_option_meant(
     assert list(tmp_path.iterdir()) == []  # refused before anything ran
 
 
+def test_a_header_row_of_numbers_suggests_no_header(tmp_path: Path) -> None:
+    """Repeated names that are numbers: the first row is data, the file has no header (NSL-KDD's
+    KDDTrain+.txt read without --no-header); repeated words get no such hint (issue 35, 1)."""
+    from threat_ensemble.cli.train import main
+
+    _frame().to_csv(tmp_path / "bare.txt", index=False, header=False)
+    (tmp_path / "dup.csv").write_text("a,b,a,label\n1,2,3,0\n4,5,6,1\n")
+    lines = {}
+    for name in ("bare.txt", "dup.csv"):
+        proc = run_main(main, tmp_path, "--data", name, "--output-dir", "out", "--checkpoint-dir", "ckpt", "--quiet")
+        assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-2000:]
+        lines[name] = proc.stderr.strip()
+    assert lines["bare.txt"].startswith("error: bare.txt: duplicate column names ['0', ")
+    assert lines["bare.txt"].endswith("; each column needs its own name; no header? try --no-header")
+    assert lines["dup.csv"] == "error: dup.csv: duplicate column names ['a']; each column needs its own name"
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- accepted, with a warning
 @pytest.fixture(scope="module")
 def accepted(tmp_path_factory: pytest.TempPathFactory) -> dict:

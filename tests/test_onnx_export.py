@@ -294,6 +294,7 @@ def test_score_py_onnx_engine_writes_the_python_engines_file(default_bundles: di
                     "--output", str(out), "--engine", engine)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
+        assert "building the graph" not in proc.stdout  # the bundle's own ensemble.onnx
         outputs[engine] = pd.read_csv(out)
     python, onnx = outputs["python"], outputs["onnx"]
     assert list(onnx.columns) == list(python.columns) and len(onnx) == 500
@@ -311,30 +312,88 @@ def test_onnx_engine_builds_the_graph_when_the_bundle_has_none(default_bundles: 
         proc = _cli("score.py", work, "--bundle", str(bundle), "--data", "three-hundred.csv", "--output",
                     f"fixed-{engine}.csv", "--engine", engine)  # fmt: skip
         assert proc.returncode == 0, proc.stderr
+        notes = [line for line in proc.stdout.splitlines() if line.startswith("note:")]
+        assert notes == ([] if engine == "python" else [
+            f"note: {bundle} holds no ensemble.onnx: building the graph for this run (export.py --bundle {bundle} "
+            "--output FILE once, then --onnx FILE, skips this)"
+        ])  # fmt: skip
         outputs[engine] = pd.read_csv(work / f"fixed-{engine}.csv")
     assert outputs["onnx"]["verdict"].tolist() == outputs["python"]["verdict"].tolist()
     np.testing.assert_allclose(outputs["onnx"]["ensemble"], outputs["python"]["ensemble"], atol=MEMBER_TOLERANCE)
     assert not (bundle / "ensemble.onnx").exists()  # the bundle is left as it was
 
 
-def test_onnx_engine_names_missing_and_extra_columns(default_bundles: dict[str, Path], work: Path) -> None:
+def test_onnx_engine_treats_columns_as_the_python_engine(default_bundles: dict[str, Path], work: Path) -> None:
+    """A missing column is refused and an extra one ignored with a warning, by both engines alike
+    (the ONNX engine refused the extra column: issue 35, 2)."""
     from default_traffic import generate_default_traffic
 
     frame = generate_default_traffic(50, seed=3)
     frame.drop(columns=["method"]).to_csv(work / "missing.csv", index=False)
     frame.assign(note="x").to_csv(work / "extra.csv", index=False)
     bundle = str(default_bundles["stack"])
-    line = _one_error_line(_cli("score.py", work, "--bundle", bundle, "--data", "missing.csv", "--output",
-                                "m.csv", "--engine", "onnx"))  # fmt: skip
-    assert "missing feature columns ['method']" in line
-    line = _one_error_line(_cli("score.py", work, "--bundle", bundle, "--data", "extra.csv", "--output",
-                                "e.csv", "--engine", "onnx"))  # fmt: skip
-    assert "'note'" in line and "--drop-columns" in line
-    assert not (work / "m.csv").exists() and not (work / "e.csv").exists()
-    # the extra column dropped: scored
-    ok = _cli("score.py", work, "--bundle", bundle, "--data", "extra.csv", "--output", "e.csv",
-              "--engine", "onnx", "--drop-columns", "note")  # fmt: skip
-    assert ok.returncode == 0, ok.stderr
+    lines, outputs = {}, {}
+    for engine in ("python", "onnx"):
+        lines[engine] = _one_error_line(_cli("score.py", work, "--bundle", bundle, "--data", "missing.csv",
+                                             "--output", f"m-{engine}.csv", "--engine", engine))  # fmt: skip
+        proc = _cli("score.py", work, "--bundle", bundle, "--data", "extra.csv", "--output", f"e-{engine}.csv",
+                    "--engine", engine)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.splitlines() == [
+            "warning: extra.csv: ignoring 1 column the bundle was not trained on: ['note']"
+        ]
+        outputs[engine] = pd.read_csv(work / f"e-{engine}.csv")
+    assert lines["onnx"] == lines["python"] and "missing feature columns ['method']" in lines["onnx"]
+    assert not list(work.glob("m-*.csv"))
+    assert list(outputs["onnx"].columns) == list(outputs["python"].columns) and "note" not in outputs["onnx"]
+    assert outputs["onnx"]["verdict"].tolist() == outputs["python"]["verdict"].tolist()
+
+
+def test_score_py_scores_through_the_graph_onnx_names(
+    default_bundles: dict[str, Path], work: Path, tmp_path: Path
+) -> None:
+    """--onnx FILE: the graph export.py wrote, not one built for the run; a graph exported from
+    another bundle, or naming none, is refused with one line (issue 35, 2)."""
+    import onnx
+
+    from threat_ensemble.models.bundle import read_bundle
+
+    bundle, graph = default_bundles["fixed"], _graph(default_bundles["fixed"], work)
+    _default_table().head(300).to_csv(tmp_path / "rows.csv", index=False)
+    outputs = {}
+    for engine, options in (("python", ()), ("onnx", ("--onnx", str(graph)))):
+        proc = _cli("score.py", tmp_path, "--bundle", str(bundle), "--data", "rows.csv", "--output",
+                    f"{engine}.csv", *options)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "note:" not in proc.stdout  # nothing built
+        outputs[engine] = pd.read_csv(tmp_path / f"{engine}.csv")
+    assert outputs["onnx"]["verdict"].tolist() == outputs["python"]["verdict"].tolist()
+    np.testing.assert_allclose(outputs["onnx"]["ensemble"], outputs["python"]["ensemble"], atol=MEMBER_TOLERANCE)
+    # another bundle's graph: exported from it (its digest), or written by train.py --export onnx (none)
+    other = onnx.load(str(graph))
+    stack_digest = read_bundle(default_bundles["stack"]).digest
+    props = {p.key: p.value for p in other.metadata_props}
+    onnx.helper.set_model_props(other, {**props, "bundle_digest": stack_digest})
+    onnx.save(other, str(tmp_path / "other.onnx"))
+    digest = read_bundle(bundle).digest
+    refusals = {
+        "other.onnx": f"error: --onnx other.onnx: exported from another bundle (bundle_digest {stack_digest[:12]}...), "
+        f"not from {bundle} ({digest[:12]}...); export.py --bundle {bundle} --output FILE writes one for it",
+        str(default_bundles["stack"] / "ensemble.onnx"): "the graph names no bundle it was exported from",
+    }
+    for name, message in refusals.items():
+        line = _one_error_line(_cli("score.py", tmp_path, "--bundle", str(bundle), "--data", "rows.csv",
+                                    "--output", "x.csv", "--onnx", name))  # fmt: skip
+        assert line.startswith(message) if name == "other.onnx" else message in line, line
+    line = _one_error_line(_cli("score.py", tmp_path, "--bundle", str(bundle), "--data", "rows.csv", "--output",
+                                "x.csv", "--onnx", str(graph), "--engine", "python"))  # fmt: skip
+    assert line == "error: --onnx is for --engine onnx, not --engine python"
+    assert not (tmp_path / "x.csv").exists()
+    # a bundle's own ensemble.onnx, copied out of it, is that bundle's graph
+    shutil.copy(default_bundles["stack"] / "ensemble.onnx", tmp_path / "own.onnx")
+    proc = _cli("score.py", tmp_path, "--bundle", str(default_bundles["stack"]), "--data", "rows.csv",
+                "--output", "own.csv", "--onnx", "own.onnx")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_an_altered_graph_in_the_bundle_is_refused(default_bundles: dict[str, Path], work: Path) -> None:

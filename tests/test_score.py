@@ -250,3 +250,68 @@ def test_not_a_bundle_and_bad_output(trained: dict) -> None:
     assert "nope.csv: no such file" in line
     line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "new.csv"))
     assert "--output" in line
+
+
+@pytest.fixture(scope="module")
+def headerless(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A bundle trained as NSL-KDD is: a CSV without a header row (--no-header), the label by index,
+    a column dropped by index (--drop-columns); its table scored again with no reading options."""
+    from synthetic import make_default_dataset
+
+    work = tmp_path_factory.mktemp("headerless")
+    frame = make_default_dataset(1500, seed=5).drop(columns="family")
+    frame["ticket"] = [f"T-{i}" for i in range(len(frame))]  # column 30: dropped in training
+    frame.to_csv(work / "flows.txt", index=False, header=False)
+    label, ticket = str(frame.columns.get_loc("label")), str(frame.columns.get_loc("ticket"))
+    args = ["--data", "flows.txt", "--no-header", "--label-column", label, "--drop-columns", ticket]
+    args += ["--max-epochs", "1", "--quiet", "--tracking-uri", f"sqlite:///{work / 'm.db'}", "--output-dir", "b"]
+    trained_run = run_train(work, *args, "--checkpoint-dir", "c")
+    assert trained_run.returncode in (0, 3), trained_run.stderr[-2000:]
+    return {"work": work, "frame": frame, "label": label, "ticket": ticket}
+
+
+def test_score_reads_the_table_as_the_bundle_did(headerless: dict) -> None:
+    """It read the first data row as a header: 'duplicate column names ['0', ...]' (issue 35, 1)."""
+    work, label = headerless["work"], headerless["label"]
+    proc = _score(work, "--bundle", "b", "--data", "flows.txt", "--output", "s.csv")  # no reading options
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "ignoring" not in proc.stderr and "note:" not in proc.stdout  # the bundle's drop applied, nothing overridden
+    assert f"detection on flows.txt (label column '{label}', normal = '0')" in proc.stdout
+    out = pd.read_csv(work / "s.csv")
+    assert len(out) == 1500 and out[label].tolist() == headerless["frame"]["label"].tolist()
+
+
+def test_a_reading_option_given_wins_over_the_bundles_with_a_note(headerless: dict) -> None:
+    work, ticket = headerless["work"], headerless["ticket"]
+    proc = _score(work, "--bundle", "b", "--data", "flows.txt", "--output", "d.csv", "--drop-columns", "")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"note: --drop-columns '' given, used instead of the bundle's own ({ticket})\n" in proc.stdout
+    assert f"flows.txt: ignoring 1 column the bundle was not trained on: ['{ticket}']" in proc.stderr
+    proc = _score(work, "--bundle", "b", "--data", "flows.txt", "--output", "h.csv", "--header")
+    assert proc.stdout.splitlines()[0] == (
+        "note: --header given, used instead of the bundle's setting (its training table was read without a "
+        "header row (train.py --no-header))"
+    )
+    line = _one_error_line(proc)  # its first row taken as the header: numbers, repeated
+    assert line.startswith("error: flows.txt: duplicate column names ['0', ") and line.endswith(
+        "; each column needs its own name; no header? try --no-header"
+    )
+    assert not (work / "h.csv").exists()
+
+
+def test_a_header_row_of_numbers_suggests_no_header(trained: dict) -> None:
+    """A table without its header row, scored by a bundle trained with one."""
+    work = trained["work"]
+    trained["new"].to_csv(work / "bare.csv", index=False, header=False)
+    line = _one_error_line(_score(work, "--bundle", "bundle", "--data", "bare.csv", "--output", "bare-s.csv"))
+    assert line.startswith("error: bare.csv: duplicate column names [") and line.endswith("no header? try --no-header")
+
+
+def test_spark_engine_refuses_a_csv_the_bundle_read_without_a_header(headerless: dict) -> None:
+    """Spark reads a CSV's first row as its header: refused before Spark starts, not scored wrong."""
+    args = ("--bundle", "b", "--data", "flows.txt", "--output", "spark-out", "--engine", "spark")
+    line = _one_error_line(_score(headerless["work"], *args))
+    assert line == (
+        "error: --data flows.txt: the bundle's training table had no header row (train.py --no-header), and "
+        "--engine spark reads a CSV's first row as its header; use the python engine, or --header if it has one"
+    )

@@ -10,6 +10,7 @@ import argparse
 import math
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--label-column",
         metavar="NAME|INDEX",
         help=f"label column, kept out of the features and copied to the output; with labels the run also "
-        f"prints each model's detection metrics on them; optional (default: {DEFAULT_LABEL!r} when present "
-        f"and not a feature of the bundle)",
+        f"prints each model's detection metrics on them; optional (default: the bundle's own, as trained with "
+        f"train.py --label-column, else {DEFAULT_LABEL!r}, when present and not a feature of the bundle)",
     )
     parser.add_argument(
         "--normal-label",
@@ -73,12 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engine",
         choices=ENGINES,
-        default="python",
-        help="python (default): the bundle's models in this process; onnx: onnxruntime through the bundle's "
-        "ensemble.onnx (train.py --export onnx; built from the bundle when it has none): the same output file, "
-        "scores equal to 1e-6 (docs/onnx.md); the table must hold exactly the model's feature columns; spark: "
-        "the bundle's MLflow model on Spark (pip install 'threat-ensemble[spark]'), --data a Parquet file or "
-        "folder (or a CSV with a header), --output a folder of Parquet shards (docs/spark.md)",
+        help="python (default): the bundle's models in this process; onnx: onnxruntime through --onnx FILE, else "
+        "the bundle's ensemble.onnx (train.py --export onnx), else a graph built from the bundle for this run: "
+        "the same output file, scores equal to 1e-6 (docs/onnx.md); spark: the bundle's MLflow model on Spark "
+        "(pip install 'threat-ensemble[spark]'), --data a Parquet file or folder (or a CSV with a header), "
+        "--output a folder of Parquet shards (docs/spark.md)",
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="score through this graph, written by export.py from this same bundle (implies --engine onnx; "
+        "a graph whose metadata names another bundle_digest is refused)",
     )
     parser.add_argument(
         "--spark-master",
@@ -113,8 +119,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--fail-on-drift", action="store_true", help="exit 4 when a feature has drifted (the scores are still written)"
     )
     add_decompression_limit(parser)
-    parser.add_argument("--no-header", action="store_true", help="the CSV has no header row (columns named 0, 1, ...)")
-    parser.add_argument("--drop-columns", default="", metavar="A,B", help="comma-separated columns to ignore")
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument(
+        "--no-header",
+        dest="no_header",
+        action="store_true",
+        default=None,
+        help="the CSV has no header row (columns named 0, 1, ...) (default: as the bundle's training table was "
+        "read, train.py --no-header)",
+    )
+    header.add_argument(
+        "--header", dest="no_header", action="store_false", default=None, help="the CSV's first row is its header"
+    )
+    parser.add_argument(
+        "--drop-columns",
+        metavar="A,B",
+        help="comma-separated columns to ignore (default: the bundle's own, train.py --drop-columns, where the "
+        "table has them; '' drops none)",
+    )
     parser.add_argument(
         "--id-columns",
         metavar="A,B",
@@ -157,13 +179,14 @@ def _main(argv: list[str] | None) -> int:
             output=args.output,
             label_column=args.label_column,
             no_header=args.no_header,
-            drop_columns=_names(args.drop_columns),
+            drop_columns=None if args.drop_columns is None else _names(args.drop_columns),
             id_columns=None if args.id_columns is None else _names(args.id_columns),
             impute=args.impute,
             normal_label=args.normal_label,
             expect_digest=args.expect_digest,
             max_decompressed_mb=args.max_decompressed_mb,
             engine=args.engine,
+            onnx=args.onnx,
             explain=args.explain,
             explain_all=args.explain_all,
             drift_report=args.drift_report,
@@ -188,6 +211,9 @@ def _main(argv: list[str] | None) -> int:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.onnx is not None and args.engine not in (None, "onnx"):
+        raise UsageError(f"--onnx is for --engine onnx, not --engine {args.engine}")
+    args.engine = args.engine or ("onnx" if args.onnx is not None else "python")
     if args.spark_master is not None and args.engine != "spark":
         raise UsageError("--spark-master is for --engine spark")
     if args.explain_all and not args.explain:
@@ -215,31 +241,42 @@ def score_file(
     data: str | Path,
     output: str | Path,
     label_column: str | None = None,
-    no_header: bool = False,
-    drop_columns: list[str] | tuple[str, ...] = (),
+    no_header: bool | None = None,
+    drop_columns: list[str] | tuple[str, ...] | None = None,
     id_columns: list[str] | None = None,
     impute: bool = False,
     normal_label: str | None = None,
     expect_digest: str | None = None,
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     engine: str = "python",
+    onnx: str | Path | None = None,
     explain: int = 0,
     explain_all: bool = False,
     drift_report: str | Path | None = None,
     drift_threshold: float = DRIFT_THRESHOLD,
     check_drift: bool = False,
+    note: Callable[[str], None] | None = None,
 ) -> Scored:
     """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
     a labelled table, the detection metrics of each model on it.
+
+    The table is read as the bundle's training table was (``no_header`` and ``drop_columns``: None
+    takes the bundle's own; a value that differs from it wins, and ``note`` says so). ``onnx``: the
+    graph ``engine="onnx"`` scores through (exported from this bundle). ``note`` gets each one-line
+    note (default: printed as ``note: ...``).
 
     Everything that can be refused (output path, manifest, table, columns) is checked before the
     slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
     from threat_ensemble.data.tables import check_output_table, write_table_atomically
     from threat_ensemble.models.bundle import PREPROCESSING_FILE, read_bundle
 
-    for option, value in (("--bundle", bundle), ("--data", data), ("--output", output)):
+    note = note or _print_note
+    if onnx is not None and engine != "onnx":
+        raise UsageError(f"--onnx is for --engine onnx, not --engine {engine}")
+    for option, value in (("--bundle", bundle), ("--data", data), ("--output", output), ("--onnx", onnx)):
         check_path(option, value)
-    out = check_output_table(output, inputs=(data,), keep_out_of=(Path(bundle),))
+    inputs = (data,) if onnx is None else (data, onnx)
+    out = check_output_table(output, inputs=inputs, keep_out_of=(Path(bundle),))
     report = _check_report_path(drift_report, (data, out), Path(bundle)) if drift_report is not None else None
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
@@ -252,6 +289,7 @@ def score_file(
     trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
     if normal_label is None and trained.get("normal_label") is not None:
         normal_label = str(trained["normal_label"])  # the bundle's own; train.py recorded it
+    no_header, drop_columns, trained_drops = _reading_settings(trained, no_header, drop_columns, note)
     labels, features, source = read_features(
         data,
         label_column,
@@ -260,6 +298,7 @@ def score_file(
         bundle_features=preprocessing.encoder.feature_names,
         max_decompressed_mb=max_decompressed_mb,
         trained_label=str(trained["label_column"]) if trained.get("label_column") is not None else None,
+        trained_drops=trained_drops,
     )
     ids, features = _split_ids(features, id_columns, trained.get("id_columns"), source)
     taken = [c for c in ids.columns if c in SCORE_COLUMNS or (labels is not None and c == str(labels.name))]
@@ -267,11 +306,10 @@ def score_file(
         raise InputError(f"{source}: id column {taken[0]!r} has the name of the label or of an output column")
     x = ensemble = None
     if engine == "onnx":
-        scorer = _onnx_scorer(verified)
-        scorer.check_columns(features, source)  # exactly the graph's columns, before anything slow
-        checked = checked_features(preprocessing, features, source, impute)
+        checked = checked_features(preprocessing, features, source, impute)  # as the python engine: extras ignored
         warn_unseen(preprocessing.encoder.count_unseen(checked), source)
         y = _labels_for_metrics(labels, normal_label, source)
+        scorer = _onnx_scorer(verified, onnx, note)  # after every check: building a graph takes a while
         scores = scorer.score(checked, source)
     else:
         checked = checked_features(preprocessing, features, source, impute)
@@ -352,6 +390,12 @@ def _score_spark(args: argparse.Namespace) -> int:
     verified = read_bundle(bundle, args.expect_digest)
     features = [str(c) for c in Preprocessing.from_dict(verified.json(PREPROCESSING_FILE)).encoder.feature_names]
     trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
+    csv = str(args.data).lower().endswith((".csv", ".csv.gz", ".txt"))
+    if csv and trained.get("no_header") is True and args.no_header is None:
+        raise UsageError(
+            f"--data {args.data}: the bundle's training table had no header row (train.py --no-header), and "
+            "--engine spark reads a CSV's first row as its header; use the python engine, or --header if it has one"
+        )
     from threat_ensemble.spark.score import quiet_mlflow, read_table, score_on_spark
     from threat_ensemble.spark.session import spark_session
     from threat_ensemble.tracking.pyfunc import save_pyfunc_model
@@ -398,19 +442,73 @@ def _check_report_path(path: str | Path, others: tuple[str | Path, ...], bundle:
     return check_output_file(path, "--drift-report", example="drift.json", others=pairs, keep_out_of=(bundle,))
 
 
-def _onnx_scorer(verified: Any) -> Any:
-    """An onnxruntime session over the bundle's ensemble.onnx (its bytes verified with the rest of
-    the bundle), or over the graph built from the bundle when it holds none."""
-    from threat_ensemble.export.onnx_runtime import OnnxScorer
-    from threat_ensemble.models.bundle import ONNX_FILE
+def _print_note(text: str) -> None:
+    print(f"note: {text}", flush=True)
 
+
+def _reading_settings(
+    trained: dict[str, Any], no_header: bool | None, drop_columns: list[str] | tuple[str, ...] | None, note: Any
+) -> tuple[bool, list[str], list[str]]:
+    """(no_header, the drops that must each be a column, the bundle's drops taken where the table
+    has them): how the bundle read its training table (its manifest's config), unless given; a
+    given setting that differs from the bundle's wins, with a note."""
+    own_no_header = trained.get("no_header") is True
+    own_drops = [str(c) for c in trained.get("drop_columns") or [] if isinstance(c, str | int)]
+    if no_header is None:
+        no_header = own_no_header
+    elif no_header != own_no_header:
+        given = "--no-header" if no_header else "--header"
+        trained_with = "without a header row (train.py --no-header)" if own_no_header else "with a header row"
+        note(f"{given} given, used instead of the bundle's setting (its training table was read {trained_with})")
+    if drop_columns is None:
+        return no_header, [], own_drops
+    if own_drops and [str(c) for c in drop_columns] != own_drops:
+        given = ",".join(map(str, drop_columns)) or "''"
+        note(f"--drop-columns {given} given, used instead of the bundle's own ({','.join(own_drops)})")
+    return no_header, list(drop_columns), []
+
+
+def _onnx_scorer(verified: Any, onnx: str | Path | None, note: Any) -> Any:
+    """An onnxruntime session over the graph ``onnx`` (exported from this bundle: its metadata's
+    ``bundle_digest`` is the bundle's, or it is the bundle's own graph byte for byte), else over the
+    bundle's ensemble.onnx (its bytes verified with the rest of the bundle), else over the graph
+    built from the bundle, with a note."""
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+    from threat_ensemble.models.bundle import ONNX_FILE, read_regular_file
+
+    if onnx is not None:
+        model_bytes = read_regular_file(Path(onnx))
+        scorer = OnnxScorer(model_bytes, str(onnx))
+        if model_bytes != verified.files.get(ONNX_FILE):
+            _check_graph_digest(scorer.metadata.get("bundle_digest", ""), verified, str(onnx))
+        return scorer
     if ONNX_FILE in verified.files:
         return OnnxScorer(verified.files[ONNX_FILE], str(verified.folder / ONNX_FILE))
     from threat_ensemble.export.onnx_graph import build_onnx_model
     from threat_ensemble.models.ensemble import ThreatEnsemble
 
+    note(
+        f"{verified.folder} holds no {ONNX_FILE}: building the graph for this run (export.py --bundle "
+        f"{verified.folder} --output FILE once, then --onnx FILE, skips this)"
+    )
     graph = build_onnx_model(ThreatEnsemble.from_verified(verified))
     return OnnxScorer(graph.SerializeToString(), f"{verified.folder} (exported for this run)")
+
+
+def _check_graph_digest(digest: str, verified: Any, source: str) -> None:
+    """A graph given with --onnx must have been exported from the bundle being scored with."""
+    if digest == verified.digest:
+        return
+    export = f"export.py --bundle {verified.folder} --output FILE writes one for it"
+    if not digest:
+        raise InputError(
+            f"--onnx {source}: the graph names no bundle it was exported from (no bundle_digest in its "
+            f"metadata), so it cannot be checked against {verified.folder}; {export}"
+        )
+    raise InputError(
+        f"--onnx {source}: exported from another bundle (bundle_digest {digest[:12]}...), not from "
+        f"{verified.folder} ({verified.digest[:12]}...); {export}"
+    )
 
 
 def _labels_for_metrics(labels: pd.Series | None, normal_label: str | None, source: str) -> np.ndarray | None:

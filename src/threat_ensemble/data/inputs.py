@@ -25,10 +25,13 @@ def read_features(
     bundle_features: list[str] | tuple[str, ...] = (),
     max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     trained_label: str | None = None,
+    trained_drops: list[str] | tuple[str, ...] = (),
 ) -> tuple[pd.Series | None, pd.DataFrame, str]:
     """The table's feature columns (numeric text converted as in training) and its labels, if any:
     ``label_column`` when given (it must exist), else the bundle's own label column
-    (``trained_label``) or a column named ``label``, when present and not a feature of the bundle."""
+    (``trained_label``) or a column named ``label``, when present and not a feature of the bundle.
+    ``drop_columns`` must each be a column; ``trained_drops`` (the bundle's own ``--drop-columns``)
+    are dropped where the table has them and they are not one of the bundle's features."""
     from threat_ensemble.data.tables import infer_numeric, read_raw_table, resolve_drop_column, resolve_label_column
 
     source = str(data)
@@ -50,6 +53,13 @@ def read_features(
     for name in drop_columns:
         resolved = resolve_drop_column(frame, str(name), source)
         if resolved != label:
+            dropped.append(resolved)
+    for name in trained_drops:
+        try:
+            resolved = resolve_drop_column(frame, str(name), source)
+        except InputError:
+            continue  # not in this table: nothing to drop
+        if resolved != label and resolved not in dropped and resolved not in map(str, bundle_features):
             dropped.append(resolved)
     labels = frame[label].reset_index(drop=True) if label is not None else None
     features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)

@@ -141,7 +141,7 @@ def read_raw_table(
         raise InputError(f"{p}: has a header but no data rows")
     duplicated = frame.columns[frame.columns.duplicated()].tolist()
     if duplicated:
-        raise InputError(f"{p}: duplicate column names {duplicated}; each column needs its own name")
+        raise InputError(duplicate_names_message(p, duplicated))
     frame.columns = [str(c) for c in frame.columns]
     return frame
 
@@ -291,7 +291,21 @@ def _check_csv_header(p: Path, frame: pd.DataFrame, compression: str | None) -> 
     except (ValueError, OSError, IndexError):  # cannot re-read the header: trust pandas' renaming
         repeated = sorted({n.rsplit(".", 1)[0] for n in mangled})
     if repeated:
-        raise InputError(f"{p}: duplicate column names {repeated}; each column needs its own name")
+        raise InputError(duplicate_names_message(p, repeated))
+
+
+def duplicate_names_message(p: Path, repeated: list[Any]) -> str:
+    """Repeated column names; numbers among them mean the header row is data (a file without one)."""
+    hint = "; no header? try --no-header" if any(_is_number(str(name)) for name in repeated) else ""
+    return f"{p}: duplicate column names {repeated}; each column needs its own name{hint}"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parquet_declared_size(p: Path) -> tuple[int, int, int]:
