@@ -521,3 +521,49 @@ def test_cli_window_scope(tmp_path: Path) -> None:
     assert (stream["req_count_10m"] > per_file["req_count_10m"]).any()
     bad = run_main(main, tmp_path, "--input", *logs, "--output", "x.parquet", "--window-scope", "day")
     assert bad.returncode == 2 and "--window-scope" in bad.stderr
+
+
+# ----------------------------------------------------------------------------- line endings, long lines, times
+@pytest.mark.parametrize("eol", ["\r", "\r\n", "mixed"])
+def test_every_line_ending_ends_a_line_and_a_dropped_line_is_counted(tmp_path: Path, eol: str) -> None:
+    """A lone CR ends a line as LF and CRLF do (a CR-only log was read as one line: 1 row of 300, no
+    warning); a line that does not parse between them is counted."""
+    from in_process import run_main
+    from threat_ensemble.cli.featurize import main
+
+    lines = [_log_line(f"10.0.0.{i % 7}", i, f"/p{i}", 200, "ua") for i in range(300)]
+    ends = ["\r", "\r\n", "\n"] if eol == "mixed" else [eol]
+    text = "".join(line + ends[i % len(ends)] for i, line in enumerate(lines))
+    assert len(_quiet(text)) == 300 and len(_quiet(text, "combined")) == 300
+    (tmp_path / "access.log").write_bytes(text.encode())
+    proc = run_main(main, tmp_path, "--input", "access.log", "--output", "f.csv")
+    assert proc.returncode == 0 and "300 unlabelled rows" in proc.stdout and proc.stderr == "", proc.stderr
+    broken = text.replace(lines[150] + ends[150 % len(ends)], lines[150] + ends[0] + "not a log line" + ends[0])
+    with pytest.warns(FeaturizeWarning, match=r"skipped 1 malformed request\(s\) \(300 read\)"):
+        assert len(featurize_text(broken)) == 300
+
+
+def test_a_first_line_longer_than_the_detection_read_is_named_as_such(tmp_path: Path) -> None:
+    from threat_ensemble.http.features import DETECT_BYTES
+
+    text = "x" * (DETECT_BYTES + 10) + "\n" + COMMON
+    with pytest.raises(InputError) as caught:
+        detect_format(text, "big.log")
+    assert str(caught.value) == (
+        "big.log: its first line is longer than the 1,048,576 characters read to tell its format (no line ending "
+        f"in them); a request line or an access-log line is far shorter (first characters: {'x' * 60!r})"
+    )
+    with pytest.warns(FeaturizeWarning, match=r"skipped 1 malformed request\(s\) \(2 read\)"):
+        assert len(featurize_text(text, "common")) == 2  # told the format: the long line is one malformed line
+    assert detect_format("\n" * 10 + COMMON + "x" * DETECT_BYTES, "ok.log") == "common"  # a long line later is fine
+
+
+def test_time_zone_offsets_beyond_any_zone_make_a_line_malformed() -> None:
+    good = ["+0000", "-1200", "+1400", "+05:30", "-0345"]
+    bad = ["+9999", "+1500", "+0060", "-2400", "+0000 junk", "+00"]
+    line = '10.0.0.1 - - [10/Oct/2025:13:55:{:02d} {}] "GET /{} HTTP/1.1" 200 1\n'
+    text = "".join(line.format(i, zone, i) for i, zone in enumerate(good + bad))
+    text += '10.0.0.1 - - [10/Oct/2025:13:55:59] "GET /none HTTP/1.1" 200 1\n'  # no offset, as some servers write
+    with pytest.warns(FeaturizeWarning, match=rf"skipped {len(bad)} malformed request\(s\) \({len(good) + 1} read\)"):
+        frame = featurize_text(text)
+    assert frame["path_length"].tolist() == [2] * len(good) + [5] and (frame["hour"] == 13).all()

@@ -185,6 +185,7 @@ _PRIVATE_NETS = tuple(
 )
 DETECT_LINES = 200
 DETECT_BYTES = 1 << 20
+MAX_OFFSET_HOURS = 14  # time zones run from -12:00 to +14:00
 
 
 def _byte_table(chars: str = "", ranges: Iterable[tuple[int, int]] = ()) -> np.ndarray:
@@ -271,10 +272,28 @@ def as_text(data: bytes | str) -> str:
     return data.decode("latin-1")
 
 
+_LONE_CR = re.compile(r"\r(?!\n)")
+
+
+def log_lines(text: str) -> str:
+    """``text`` with every line ending a ``\n`` (``\r\n`` keeps its ``\r``, trimmed later): a lone
+    ``\r`` (old Mac files, some exporters) ends a line too, instead of gluing a file into one line.
+    One character for one, so offsets do not move."""
+    return _LONE_CR.sub("\n", text) if "\r" in text else text
+
+
 def detect_format(text: str, source: str) -> str:
     """``raw``, ``common`` or ``combined`` from the first lines; InputError naming the file otherwise."""
-    head = text[:DETECT_BYTES]
+    head = log_lines(text[:DETECT_BYTES])
     lines = [line.rstrip("\r") for line in head.split("\n")]
+    cut = len(text) > DETECT_BYTES  # the head's last line may go on past it
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if cut and first == len(lines) - 1:
+        raise InputError(
+            f"{source}: its first line is longer than the {DETECT_BYTES:,} characters read to tell its format (no "
+            f"line ending in them); a request line or an access-log line is far shorter (first characters: "
+            f"{lines[first][:60]!r})"
+        )
     lines = [line for line in lines if line.strip()][:DETECT_LINES]
     if not lines:
         raise InputError(f"{source}: no HTTP request found (the file is empty)")
@@ -361,7 +380,7 @@ def parse_access_log(text: str, fmt: str, source: str = "<text>") -> Requests:
     """Parse common or combined log lines column-wise; lines that do not fit are counted as malformed."""
     if fmt not in LOG_PATTERNS:
         raise ValueError(f"unknown log format {fmt!r}")
-    lines = pa.array(text.split("\n"), type=pa.large_string())
+    lines = pa.array(log_lines(text).split("\n"), type=pa.large_string())
     lines = pc.utf8_rtrim(lines, characters="\r")
     nonblank = pc.invert(pc.match_substring_regex(lines, r"^\s*$"))
     lines = lines.filter(nonblank)
@@ -373,19 +392,22 @@ def parse_access_log(text: str, fmt: str, source: str = "<text>") -> Requests:
     time_text = pd.Series(np.asarray(pc.struct_field(parts, ["time"]).fill_null("")), dtype=object)
     local = pd.to_datetime(time_text.str.slice(0, 20), format="%d/%b/%Y:%H:%M:%S", errors="coerce")
     ok &= local.notna().to_numpy()
+    # the offset: none (as some servers write), or +hhmm / +hh:mm within what time zones use; any
+    # other (+9999, trailing text) makes the line malformed, never a time shifted by days
+    offset = time_text.str.slice(20).str.extract(r"^(?:\s+([+-])(\d\d):?(\d\d))?\s*$")
+    hours = pd.to_numeric(offset[1]).fillna(0).to_numpy(dtype=np.float64)
+    minutes = pd.to_numeric(offset[2]).fillna(0).to_numpy(dtype=np.float64)
+    matched = offset[0].notna().to_numpy() | (time_text.str.slice(20).str.strip() == "").to_numpy()
+    ok &= matched & (hours <= MAX_OFFSET_HOURS) & (minutes < 60)
     n_malformed = int(len(lines) - ok.sum())
     keep = pa.array(ok)
     parts = parts.filter(keep)
     local = pd.DatetimeIndex(local[ok])
+    sign = np.where(offset[0].to_numpy()[ok] == "-", -1.0, 1.0)
+    epoch = local.as_unit("s").asi8.astype(np.float64) - sign * (hours[ok] * 3600 + minutes[ok] * 60)
 
     def column(name: str) -> pa.Array:
         return pc.struct_field(parts, [name])
-
-    offset = pd.Series(column("time").to_pylist(), dtype=object).str.extract(r"([+-])(\d\d):?(\d\d)\s*$")
-    sign = np.where(offset[0].to_numpy() == "-", -1.0, 1.0)
-    hours = pd.to_numeric(offset[1]).fillna(0).to_numpy(dtype=np.float64)
-    minutes = pd.to_numeric(offset[2]).fillna(0).to_numpy(dtype=np.float64)
-    epoch = local.as_unit("s").asi8.astype(np.float64) - sign * (hours * 3600 + minutes * 60)
 
     request = _unescape_log(column("request"))
     fields = pc.extract_regex(pa.array(request, type=pa.large_string()), _REQUEST_FIELD)
