@@ -15,6 +15,7 @@ from threat_ensemble.limits import MAX_LISTED, MAX_QUOTED_CHARS
 
 EXIT_INPUT, EXIT_UNEXPECTED, EXIT_INTERRUPTED, EXIT_PREEMPTED = 2, 1, 130, 143
 EXIT_DRIFT = 4  # score.py --fail-on-drift: the scored table's features have drifted from training
+EXIT_GATE_FAILED = 3  # train.py, score.py --gate: the quality gate failed (the bundle is still written)
 
 
 def quote(value: object, limit: int = MAX_QUOTED_CHARS) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.data.tables import LabelledTable, check_class_counts, fingerprint
 from threat_ensemble.data.training_data import Table, describe_tables, load_inputs, table_from_memory
-from threat_ensemble.errors import InputError, Preempted, UsageError, first_line
+from threat_ensemble.errors import EXIT_GATE_FAILED, InputError, Preempted, UsageError, first_line
 from threat_ensemble.models.bundle import REJECTED_SUFFIX, check_output_dir, recover_interrupted_swap
 from threat_ensemble.tracking.run_info import (
     artifact_location_for,
@@ -27,7 +27,7 @@ from threat_ensemble.tracking.run_info import (
     run_tags,
 )
 
-EXIT_PASSED, EXIT_GATE_FAILED, EXIT_TRACKING_FAILED = 0, 3, 5  # the other exit codes live in errors.py
+EXIT_PASSED, EXIT_TRACKING_FAILED = 0, 5  # the other exit codes live in errors.py
 
 
 @dataclass

@@ -24,6 +24,7 @@ from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
 from threat_ensemble.data.profile import DRIFT_THRESHOLD, drift_line
 from threat_ensemble.errors import (
     EXIT_DRIFT,
+    EXIT_GATE_FAILED,
     InputError,
     OneLineParser,
     UsageError,
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--fail-on-drift", action="store_true", help="exit 4 when a feature has drifted (the scores are still written)"
     )
+    parser.add_argument(
+        "--gate",
+        metavar="FILE.json",
+        help="a labelled table only: evaluate the bundle's quality gate on it (its own bounds, the trainer's "
+        "code) and write the result here, with gate.json's keys; exit 3 when it fails, as train.py does",
+    )
     add_decompression_limit(parser)
     header = parser.add_mutually_exclusive_group()
     header.add_argument(
@@ -192,6 +199,7 @@ def _main(argv: list[str] | None) -> int:
             drift_report=args.drift_report,
             drift_threshold=args.drift_threshold,
             check_drift=args.fail_on_drift,
+            gate=args.gate,
         )
     for item in caught:
         if issubclass(item.category, UserWarning):
@@ -202,10 +210,17 @@ def _main(argv: list[str] | None) -> int:
 
         title = f"detection on {args.data} (label column {scored.label_column!r}, normal = {scored.normal_label!r})"
         print(detection_table(scored.metrics, title))
+    if scored.gate is not None:
+        verdict = "PASSED" if scored.gate["passed"] else "FAILED"
+        failed = [name for name, g in scored.gate["gates"].items() if not g["passed"]]
+        why = f" ({', '.join(failed)} below the bound)" if failed else ""
+        print(f"gate: {verdict}{why} on {scored.gate['n_test']} rows of {scored.gate['test_source']} -> {args.gate}")
     if scored.drift is not None:
         print(drift_line(scored.drift) + (f" (report: {args.drift_report})" if args.drift_report else ""))
-        if args.fail_on_drift and scored.drift["drifted"]:
-            return EXIT_DRIFT
+    if scored.gate is not None and not scored.gate["passed"]:
+        return EXIT_GATE_FAILED
+    if scored.drift is not None and args.fail_on_drift and scored.drift["drifted"]:
+        return EXIT_DRIFT
     return 0
 
 
@@ -233,6 +248,7 @@ class Scored:
     metrics: dict[str, dict[str, Any]] | None = None
     normal_label: str | None = None
     drift: dict[str, Any] | None = None  # the drift report, when asked for
+    gate: dict[str, Any] | None = None  # the bundle's gate on this table, when asked for (score.py --gate)
 
 
 def score_file(
@@ -255,6 +271,7 @@ def score_file(
     drift_report: str | Path | None = None,
     drift_threshold: float = DRIFT_THRESHOLD,
     check_drift: bool = False,
+    gate: str | Path | None = None,
     note: Callable[[str], None] | None = None,
 ) -> Scored:
     """Score ``data`` with ``bundle`` into ``output``; returns the number of rows written and, for
@@ -278,6 +295,10 @@ def score_file(
     inputs = (data,) if onnx is None else (data, onnx)
     out = check_output_table(output, inputs=inputs, keep_out_of=(Path(bundle),))
     report = _check_report_path(drift_report, (data, out), Path(bundle)) if drift_report is not None else None
+    gate_out = None
+    if gate is not None:
+        others = (data, out) if report is None else (data, out, report)
+        gate_out = _check_report_path(gate, others, Path(bundle), "--gate")
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
     preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
     wants_drift = report is not None or check_drift
@@ -309,12 +330,14 @@ def score_file(
         checked = checked_features(preprocessing, features, source, impute)  # as the python engine: extras ignored
         warn_unseen(preprocessing.encoder.count_unseen(checked), source)
         y = _labels_for_metrics(labels, normal_label, source)
+        _require_gate_labels(gate_out, labels, y, source)
         scorer = _onnx_scorer(verified, onnx, note)  # after every check: building a graph takes a while
         scores = scorer.score(checked, source)
     else:
         checked = checked_features(preprocessing, features, source, impute)
         x = preprocessing.encode(checked, source)
         y = _labels_for_metrics(labels, normal_label, source)
+        _require_gate_labels(gate_out, labels, y, source)
         from threat_ensemble.models.ensemble import ThreatEnsemble  # torch: only after every check above
 
         ensemble = ThreatEnsemble.from_verified(verified)  # the bytes checked above, not read again
@@ -361,7 +384,46 @@ def score_file(
         return Scored(len(result), drift=drift)
     from threat_ensemble.evaluation.metrics import detection_metrics
 
-    return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label, drift)
+    regated = None
+    if gate_out is not None:
+        regated = _regate(verified, y, scores, source)
+        from threat_ensemble.files import atomic_write
+        from threat_ensemble.models.bundle import json_bytes
+
+        atomic_write(gate_out, lambda fh: fh.write(json_bytes(regated)))
+    return Scored(len(result), str(labels.name), detection_metrics(y, scores), normal_label, drift, regated)
+
+
+def _require_gate_labels(gate: Path | None, labels: pd.Series | None, y: np.ndarray | None, source: str) -> None:
+    """``--gate`` needs 0/1 labels for every row: refused before anything is scored or written."""
+    if gate is None or y is not None:
+        return
+    if labels is None:
+        raise InputError(f"{source}: --gate needs a labelled table, and it has no label column (--label-column)")
+    raise InputError(
+        f"{source}: --gate needs every row's label: label column {str(labels.name)!r} has empty cells, "
+        "or no --normal-label is given or recorded in the bundle"
+    )
+
+
+# What a re-gated table's gate.json keeps of the bundle's own: how the bundle fuses and cuts, and the
+# run that trained it.
+_GATE_CARRIED = ("weights", "fusion", "target_fpr", "cutoff", "mlflow_run_id")
+
+
+def _regate(verified: Any, y: np.ndarray, scores: dict[str, np.ndarray], source: str) -> dict[str, Any]:
+    """The bundle's gate on this table: :func:`evaluation.metrics.gate_report`, the function the
+    trainer gates with, held to the bounds in the bundle's gate.json."""
+    from threat_ensemble.evaluation.metrics import gate_bounds, gate_report
+    from threat_ensemble.models.bundle import GATE_FILE, BundleError
+
+    trained = verified.json(GATE_FILE)
+    try:
+        bounds = gate_bounds(trained)
+    except (ValueError, AttributeError) as exc:
+        raise BundleError(f"{verified.folder / GATE_FILE}: {exc}; the bundle cannot be re-gated") from None
+    carried = {key: trained[key] for key in _GATE_CARRIED if key in trained}
+    return {**gate_report(y, scores, source, **bounds), **carried, "bundle_digest": verified.digest}
 
 
 def _score_spark(args: argparse.Namespace) -> int:
@@ -431,15 +493,18 @@ def _split_ids(
     return features[names].reset_index(drop=True), features.drop(columns=names)
 
 
-def _check_report_path(path: str | Path, others: tuple[str | Path, ...], bundle: Path) -> Path:
-    """A writable .json file that is neither the table nor the scores, outside the bundle."""
+def _check_report_path(
+    path: str | Path, others: tuple[str | Path, ...], bundle: Path, option: str = "--drift-report"
+) -> Path:
+    """A writable .json file that is neither the table, the scores nor the drift report, outside the bundle."""
     from threat_ensemble.files import check_output_file
 
-    check_path("--drift-report", str(path))
+    check_path(option, str(path))
     if Path(path).suffix.lower() != ".json":
-        raise InputError(f"--drift-report {path}: expected a .json file name")
-    pairs = tuple(zip(("the table", "the scores"), others, strict=False))
-    return check_output_file(path, "--drift-report", example="drift.json", others=pairs, keep_out_of=(bundle,))
+        raise InputError(f"{option} {path}: expected a .json file name")
+    pairs = tuple(zip(("the table", "the scores", "the drift report"), others, strict=False))
+    example = "drift.json" if option == "--drift-report" else "gate.json"
+    return check_output_file(path, option, example=example, others=pairs, keep_out_of=(bundle,))
 
 
 def _print_note(text: str) -> None:
