@@ -108,3 +108,20 @@ def test_with_many_spare_cores_each_step_keeps_them_all_busy(data: tuple[np.ndar
     forest = fit_random_forest(x[:1000], y[:1000], x[1000:1300], y[1000:1300], seed=1, n_jobs=1, cores=cores)
     assert sizes == [8] * 13 + [8]  # 200 trees in steps of 16 (2 a core), then the calibration
     assert len(forest.calibrated_classifiers_[0].estimator.estimator.estimators_) == 200
+
+
+def test_a_fusion_of_an_unknown_kind_is_refused_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A threshold.json whose fusion is of a kind this code does not know is named as such (was
+    'not finite: fusion parameters', which sent the reader after the numbers)."""
+    from types import SimpleNamespace
+
+    from threat_ensemble.models.bundle import BundleError
+    from threat_ensemble.models.ensemble import _require_finite
+
+    scaler = SimpleNamespace(center=np.zeros(2), scale=np.ones(2), clip=None)
+    with pytest.raises(BundleError) as refused:
+        _require_finite(tmp_path, 1.0, {"kind": "exec", "weights": {"ae": 1.0}}, SimpleNamespace(scaler=scaler))
+    assert str(refused.value) == (
+        f"{tmp_path}: unknown fusion kind 'exec' in threshold.json; this code knows fixed, stack"
+    )
+    _require_finite(tmp_path, 1.0, {"kind": "fixed", "weights": {"ae": 1.0}}, SimpleNamespace(scaler=scaler))

@@ -210,8 +210,16 @@ class ThreatEnsemble:
         )
 
 
+FUSION_KINDS = ("fixed", "stack")  # the "kind" of threshold.json's fusion
+
+
 def _require_finite(folder: Path, threshold: float, fusion: dict[str, Any], preprocessing: Preprocessing) -> None:
-    """Refuse a bundle whose numbers would make every score NaN (fail closed at load)."""
+    """Refuse a bundle whose numbers would make every score NaN (fail closed at load), and a fusion
+    of a kind this code does not know (named, not reported as a number)."""
+    kind = fusion.get("kind")
+    if kind not in FUSION_KINDS:
+        known, name = ", ".join(FUSION_KINDS), str(kind)[:80]
+        raise BundleError(f"{folder}: unknown fusion kind {name!r} in {THRESHOLD_FILE}; this code knows {known}")
     problems = []
     if not (math.isfinite(threshold) and threshold > 0):
         problems.append(f"threshold {threshold!r}")
