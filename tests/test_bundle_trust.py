@@ -21,6 +21,7 @@ import torch
 
 from conftest import ROOT
 from threat_ensemble.cli.score import main as score_main
+from threat_ensemble.errors import InputError
 from threat_ensemble.models.bundle import (
     AE_FILE,
     BUNDLE_FILES,
@@ -529,3 +530,64 @@ def test_a_full_disk_while_writing_scores_is_one_line_and_leaves_no_temp_file(
     assert code == 2 and err.startswith("error: ") and "No space left on device" in err and "Traceback" not in err
     assert out.read_text() == "yesterday's scores\n"  # the previous file is kept whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["scores.csv"]  # no temp file left
+
+
+def _break_center(p: dict) -> None:
+    p["scaler"]["center"] = p["scaler"]["center"][:-1]
+
+
+BROKEN_PREPROCESSING = {
+    "feature_names a number": (lambda p: p.update(feature_names=7), "field 'feature_names': expected a list of names"),
+    "no scaler": (lambda p: p.pop("scaler") and None, "field 'scaler': expected an object"),
+    "a bare list": (lambda p: [p], "expected a JSON object of preprocessing, got list"),
+    "centre of the wrong length": (_break_center, "field 'scaler.center': "),
+    "clip a string": (lambda p: p["scaler"].update(clip="big"), "field 'scaler.clip': expected a positive number"),
+    "clip negative": (lambda p: p["scaler"].update(clip=-1), "field 'scaler.clip': expected a positive number"),
+    "categories a list": (lambda p: p.update(categories=[1]), "field 'categories': expected an object"),
+    "profile names no feature": (
+        lambda p: p["profile"]["edges"].update(nope=[1.0]),
+        "field 'profile.edges': names columns that are not its features",
+    ),
+}
+
+
+def _with_preprocessing(tiny: dict, tmp_path: Path, change) -> Path:  # type: ignore[no-untyped-def]
+    from threat_ensemble.data.profile import FeatureProfile
+
+    bundle = _copy(tiny, tmp_path)
+    data = json.loads((bundle / PREPROCESSING_FILE).read_text())
+    if data.get("profile") is None:  # the tiny bundle has none: give it one, so its checks are reached
+        frame = pd.read_csv(tiny["work"] / "rows.csv")
+        encoder = tiny["ensemble"].preprocessing.encoder
+        data["profile"] = FeatureProfile.fit(
+            frame, frame["label"].to_numpy(), encoder.numeric_columns, encoder.categories
+        ).to_dict()
+        data = json.loads(json.dumps(data).replace("NaN", "null"))
+    replaced = change(data)
+    (bundle / PREPROCESSING_FILE).write_text(json.dumps(data if replaced is None else replaced))
+    _vouch(bundle, PREPROCESSING_FILE)
+    return bundle
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_PREPROCESSING))
+def test_a_preprocessing_json_of_the_wrong_shape_is_one_line_and_exit_2_on_every_path(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    """A rewritten manifest vouching for a preprocessing.json of the wrong shape: one line naming the
+    file and the field (exit 2) through score.py's python and onnx engines and ThreatEnsemble.load,
+    never a traceback."""
+    change, message = BROKEN_PREPROCESSING[case]
+    bundle = _with_preprocessing(tiny, tmp_path, change)
+    for engine in ("python", "onnx"):
+        code, err, out = _score(tiny, bundle, tmp_path, capsys, "--engine", engine)
+        assert code == 2 and not out.exists(), (engine, err)
+        assert err.startswith(f"error: {bundle / PREPROCESSING_FILE}: ") and message in err, (engine, err)
+        assert len(err.splitlines()) == 1, err
+    with pytest.raises(InputError) as error:
+        ThreatEnsemble.load(bundle)
+    assert str(error.value).startswith(f"{bundle / PREPROCESSING_FILE}: ") and message in str(error.value)
+
+
+def test_a_well_formed_preprocessing_with_a_profile_still_loads(tiny: dict, tmp_path: Path) -> None:
+    bundle = _with_preprocessing(tiny, tmp_path, lambda p: None)
+    assert ThreatEnsemble.load(bundle).preprocessing.profile is not None

@@ -300,7 +300,7 @@ def score_file(
         others = (data, out) if report is None else (data, out, report)
         gate_out = _check_report_path(gate, others, Path(bundle), "--gate")
     verified = read_bundle(bundle, expect_digest)  # every byte checked once; parsed from these bytes
-    preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE))
+    preprocessing = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE), verified.folder / PREPROCESSING_FILE)
     wants_drift = report is not None or check_drift
     if wants_drift and preprocessing.profile is None:
         raise InputError(
@@ -450,7 +450,8 @@ def _score_spark(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     out = check_output_folder("--output", args.output, inputs=(args.data,), keep_out_of=(bundle,))
     verified = read_bundle(bundle, args.expect_digest)
-    features = [str(c) for c in Preprocessing.from_dict(verified.json(PREPROCESSING_FILE)).encoder.feature_names]
+    stored = Preprocessing.from_dict(verified.json(PREPROCESSING_FILE), verified.folder / PREPROCESSING_FILE)
+    features = [str(c) for c in stored.encoder.feature_names]
     trained = verified.manifest.get("config") if isinstance(verified.manifest.get("config"), dict) else {}
     csv = str(args.data).lower().endswith((".csv", ".csv.gz", ".txt"))
     if csv and trained.get("no_header") is True and args.no_header is None:

@@ -262,7 +262,7 @@ class ThreatDataModule(L.LightningDataModule):
         restored autoencoder sees exactly the inputs it was trained on."""
         saved = state_dict.get("preprocessing")
         if saved is not None:
-            self._apply(Preprocessing.from_dict(saved))
+            self._apply(Preprocessing.from_dict(saved, "checkpoint preprocessing"))
 
     def train_dataloader(self) -> DataLoader:
         # drop the ragged last batch only when each rank still has a full one: with several

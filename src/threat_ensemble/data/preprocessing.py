@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +14,7 @@ import pandas as pd
 from threat_ensemble.data.categories import OTHER, category_text
 from threat_ensemble.data.profile import FeatureProfile
 from threat_ensemble.data.tables import DataWarning, unusable_cells
-from threat_ensemble.errors import InputError, counted, quote
+from threat_ensemble.errors import InputError, counted, first_line, listed, quote
 
 MAX_CATEGORIES = 64
 
@@ -279,6 +281,114 @@ class Preprocessing:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        profile = FeatureProfile.from_dict(data["profile"]) if data.get("profile") is not None else None
+    def from_dict(cls, data: Any, source: str | Path = "preprocessing") -> Preprocessing:
+        """The preprocessing stored as ``data`` (a bundle's preprocessing.json, a checkpoint's state),
+        checked first (:func:`check_preprocessing`): a wrong shape is one :class:`InputError` line
+        naming ``source`` and the field, never a traceback later."""
+        check_preprocessing(data, source)
+        try:
+            profile = FeatureProfile.from_dict(data["profile"]) if data.get("profile") is not None else None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            problem = first_line(exc, 120, True)
+            raise InputError(f"{source}: field 'profile': not a feature profile ({problem})") from None
+        if profile is not None:
+            _check_profile(profile, data, source)
         return cls(FeatureEncoder.from_dict(data), RobustScaler.from_dict(data["scaler"]), profile)
+
+
+MAX_STORED_FEATURES = 1_000_000  # input columns, or encoded ones, a preprocessing.json may declare
+
+
+def _field(source: str | Path, name: str, expected: str, value: Any) -> InputError:
+    shown = type(value).__name__ if isinstance(value, (dict, list)) else quote(value, 60)
+    return InputError(f"{source}: field {name!r}: expected {expected}, got {shown}")
+
+
+def _names(source: str | Path, name: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _field(source, name, "a list of names (strings)", value)
+    if len(value) > MAX_STORED_FEATURES:
+        raise _field(source, name, f"at most {MAX_STORED_FEATURES} names", f"{len(value)} names")
+    if len(set(value)) != len(value):
+        raise InputError(f"{source}: field {name!r}: a name is repeated")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_preprocessing(data: Any, source: str | Path = "preprocessing") -> None:
+    """Refuse, in one line naming ``source`` and the field, stored preprocessing of the wrong shape:
+    ``feature_names`` (names), ``numeric_columns`` and the keys of ``categories`` splitting them,
+    each column's categories (names), ``medians`` (numbers by numeric column), ``scaler``
+    (``center`` and ``scale``: numbers, as many as the encoded width; ``log_compress`` a boolean;
+    ``clip`` a positive number or null; ``n_features`` the encoded width) and ``profile`` (an
+    object, or null). Sizes are bounded by MAX_STORED_FEATURES."""
+    if not isinstance(data, dict):
+        raise InputError(f"{source}: expected a JSON object of preprocessing, got {type(data).__name__}")
+    features = _names(source, "feature_names", data.get("feature_names"))
+    numeric = _names(source, "numeric_columns", data.get("numeric_columns"))
+    categories = data.get("categories")
+    if not isinstance(categories, dict):
+        raise _field(source, "categories", "an object of each text column's categories", categories)
+    width = len(numeric)
+    for column, cats in categories.items():
+        _names(source, f"categories.{column}", cats)
+        width += len(cats) + 1
+        if width > MAX_STORED_FEATURES:
+            raise _field(source, "categories", f"at most {MAX_STORED_FEATURES} encoded columns", f"{width}")
+    known = set(features)
+    unknown = [c for c in (*numeric, *categories) if c not in known]
+    if unknown or set(numeric) & set(categories) or len(numeric) + len(categories) != len(features):
+        raise InputError(
+            f"{source}: fields 'numeric_columns' and 'categories' must split 'feature_names' "
+            f"(each feature numeric or text, once){'; not features: ' + listed(unknown) if unknown else ''}"
+        )
+    medians = data.get("medians", {})
+    numbers = set(numeric)
+    if not isinstance(medians, dict) or not all(k in numbers and _is_number(v) for k, v in medians.items()):
+        raise _field(source, "medians", "an object of numbers by numeric column", medians)
+    scaler = data.get("scaler")
+    if not isinstance(scaler, dict):
+        raise _field(source, "scaler", "an object (center, scale, log_compress, clip)", scaler)
+    for key in ("center", "scale"):
+        values = scaler.get(key)
+        if not isinstance(values, list) or not all(_is_number(v) for v in values):
+            raise _field(source, f"scaler.{key}", f"a list of {width} numbers", values)
+        if len(values) != width:
+            raise InputError(
+                f"{source}: field 'scaler.{key}': {len(values)} numbers, expected {width} (the encoded width)"
+            )
+    if not isinstance(scaler.get("log_compress", False), bool):
+        raise _field(source, "scaler.log_compress", "true or false", scaler.get("log_compress"))
+    clip = scaler.get("clip")
+    if clip is not None and not (_is_number(clip) and math.isfinite(clip) and clip > 0):
+        raise _field(source, "scaler.clip", "a positive number or null", clip)
+    n_features = scaler.get("n_features", width)
+    if not _is_number(n_features) or n_features != width:
+        raise _field(source, "scaler.n_features", f"{width} (the encoded width)", n_features)
+    profile = data.get("profile")
+    if profile is not None and not isinstance(profile, dict):
+        raise _field(source, "profile", "an object or null", profile)
+
+
+def _check_profile(profile: FeatureProfile, data: dict[str, Any], source: str | Path) -> None:
+    """The profile's columns are the preprocessing's own, each with as many shares as bins."""
+    numeric, text = set(data["numeric_columns"]), set(data["categories"])
+    for name, columns, known in (
+        ("edges", profile.edges, numeric),
+        ("shares", profile.shares, numeric),
+        ("normal_range", profile.normal_range, numeric),
+        ("missing_share", profile.missing_share, numeric),
+        ("category_shares", profile.category_shares, text),
+    ):
+        unknown = [c for c in columns if c not in known]
+        if unknown:
+            others = listed(unknown)
+            raise InputError(f"{source}: field 'profile.{name}': names columns that are not its features {others}")
+    for column, cut in profile.edges.items():
+        if len(profile.shares.get(column, ())) != len(cut) + 1:
+            raise InputError(f"{source}: field 'profile.shares.{column}': expected {len(cut) + 1} shares (bins)")
+    if any(len(pair) != 2 for pair in profile.normal_range.values()):
+        raise InputError(f"{source}: field 'profile.normal_range': expected [low, high] for each column")

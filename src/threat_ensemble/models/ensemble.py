@@ -190,10 +190,15 @@ class ThreatEnsemble:
         folder = bundle.folder
         net, scale = autoencoder_from_bytes(bundle.files[AE_FILE], str(folder / AE_FILE))
         thresholds, gate = bundle.json(THRESHOLD_FILE), bundle.json(GATE_FILE)  # every JSON file parses
+        preprocessing = Preprocessing.from_dict(bundle.json(PREPROCESSING_FILE), folder / PREPROCESSING_FILE)
+        if len(preprocessing.scaler.center) != scale.numel():
+            raise BundleError(
+                f"{folder / PREPROCESSING_FILE}: encodes {len(preprocessing.scaler.center)} columns, "
+                f"but {AE_FILE} takes {scale.numel()}; the files are not of one bundle"
+            )
         try:
             threshold = float(thresholds["threshold"])
             fusion = thresholds.get("fusion") or {"kind": "fixed", "weights": dict(gate["weights"])}
-            preprocessing = Preprocessing.from_dict(bundle.json(PREPROCESSING_FILE))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             problem = type(exc).__name__
             raise BundleError(f"{folder}: threshold, fusion or preprocessing unreadable ({problem})") from None
