@@ -149,6 +149,19 @@ def test_a_label_column_that_is_a_feature_is_refused_with_the_bundles_label_colu
     assert not (work / "f.csv").exists()
 
 
+def test_a_label_index_past_the_tables_columns_gives_the_count(trained: dict) -> None:
+    """``--label-column 43`` on a 42-column table listed ``columns: 0, 1, 2, ...`` with no count (issue 35, 9)."""
+    work = trained["work"]
+    table = pd.DataFrame(np.arange(84).reshape(2, 42))
+    table.to_csv(work / "wide.txt", index=False, header=False)
+    args = ("--bundle", "bundle", "--data", "wide.txt", "--no-header", "--output", "w.csv", "--label-column", "43")
+    assert _one_error_line(_score(work, *args)) == (
+        "error: wide.txt: label column '43' not found: no column has that name, and the table's 42 columns are "
+        "numbered 0 to 41 (columns: 0, 1, 2, 3, 4, 5, 6, 7, ...; 42 in all)"
+    )
+    assert not (work / "w.csv").exists()
+
+
 @pytest.mark.parametrize("extra", [["note"], ["note", "ticket"]])
 def test_extra_columns_are_counted_in_words_that_agree(trained: dict, extra: list[str]) -> None:
     work = trained["work"]

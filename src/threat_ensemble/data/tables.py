@@ -499,8 +499,13 @@ def resolve_label_column(frame: pd.DataFrame, label_column: str, source: str) ->
         index = int(label_column)
         if -frame.shape[1] <= index < frame.shape[1]:
             return str(frame.columns[index])
-    shown = ", ".join(str(c)[:60] for c in frame.columns[:8]) + (", ..." if frame.shape[1] > 8 else "")
-    raise InputError(f"{source}: label column {quote(label_column)} not found (columns: {shown})")
+    count = frame.shape[1]
+    shown = ", ".join(str(c)[:60] for c in frame.columns[:8]) + (f", ...; {count} in all" if count > 8 else "")
+    numbered = ""
+    if label_column.lstrip("-").isdigit():  # an index past the table's columns
+        numbers = f"{count} columns are numbered 0 to {count - 1}" if count > 1 else "one column is numbered 0"
+        numbered = f": no column has that name, and the table's {numbers}"
+    raise InputError(f"{source}: label column {quote(label_column)} not found{numbered} (columns: {shown})")
 
 
 def binary_labels(values: pd.Series, normal_label: str, source: str, column: str, warn: bool = True) -> np.ndarray:
