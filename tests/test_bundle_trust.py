@@ -11,6 +11,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -591,3 +592,49 @@ def test_a_preprocessing_json_of_the_wrong_shape_is_one_line_and_exit_2_on_every
 def test_a_well_formed_preprocessing_with_a_profile_still_loads(tiny: dict, tmp_path: Path) -> None:
     bundle = _with_preprocessing(tiny, tmp_path, lambda p: None)
     assert ThreatEnsemble.load(bundle).preprocessing.profile is not None
+
+
+def test_long_text_values_are_not_kept_as_categories_and_the_cut_is_one_line() -> None:
+    """Thirty columns of 64 long values once made a 75 MB preprocessing.json, over the loader's own
+    bound: a value longer than MAX_CATEGORY_CHARS is not a category (it is encoded as __other__)."""
+    from threat_ensemble.data.preprocessing import FeatureEncoder
+    from threat_ensemble.data.tables import DataWarning
+
+    MAX_CATEGORY_CHARS = 256  # data.preprocessing.MAX_CATEGORY_CHARS, as docs/bundle.md says
+    rows = 200
+    frame = pd.DataFrame(
+        {
+            "path": [f"/{i % 5}" + "x" * MAX_CATEGORY_CHARS if i % 2 else f"/{i % 3}" for i in range(rows)],
+            "agent": ["a" * (MAX_CATEGORY_CHARS + i % 7) for i in range(rows)],
+            "bytes": np.arange(rows, dtype=float),
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        encoder = FeatureEncoder.fit(frame)
+    assert encoder.categories["agent"] == ["a" * MAX_CATEGORY_CHARS]
+    assert encoder.categories["path"] == ["/0", "/1", "/2"]
+    lines = [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
+    assert len(lines) == 1, lines
+    message = lines[0]
+    assert "\n" not in message and f"longer than {MAX_CATEGORY_CHARS} characters" in message
+    assert "'agent' (6)" in message and "'path' (5)" in message, message
+    assert all(len(c) <= MAX_CATEGORY_CHARS for cats in encoder.categories.values() for c in cats)
+
+
+def test_a_bundle_its_loader_would_refuse_is_never_written(
+    tiny: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every JSON file is checked against the loader's own bound before anything is written: the
+    previous bundle stays, and the error names the file and the bound."""
+    from threat_ensemble.models import bundle as bundle_module
+
+    out = _copy(tiny, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    size = len((out / PREPROCESSING_FILE).read_bytes())
+    monkeypatch.setattr(bundle_module, "MAX_JSON_BYTES", size - 1)
+    with pytest.raises(BundleError) as error:
+        tiny["ensemble"].save(out, gate={"passed": True}, threshold_info={}, manifest_extra={})
+    assert str(error.value).startswith(f"bundle file {PREPROCESSING_FILE}: {size:,} bytes, more than the {size - 1:,}")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

@@ -17,6 +17,14 @@ from threat_ensemble.data.tables import DataWarning, unusable_cells
 from threat_ensemble.errors import InputError, counted, first_line, listed, quote
 
 MAX_CATEGORIES = 64
+# A text value longer than this is never kept as a category (it is encoded as __other__): thirty
+# columns of 64 long values made a 75 MB preprocessing.json, over the loader's own bound.
+MAX_CATEGORY_CHARS = 256
+
+
+class CategoryCutWarning(DataWarning):
+    """Text values longer than MAX_CATEGORY_CHARS, not kept as categories: the line names the
+    columns and how many values of each."""
 
 
 @dataclass
@@ -34,11 +42,26 @@ class FeatureEncoder:
     def fit(cls, frame: pd.DataFrame, max_categories: int = MAX_CATEGORIES) -> FeatureEncoder:
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])]
         categorical = [c for c in frame.columns if c not in numeric]
-        categories = {}
+        categories, cut = {}, {}
         for column in categorical:
             counts = category_text(frame[column]).value_counts(sort=True)
-            kept = sorted(counts.index[:max_categories].tolist(), key=str)
+            short = counts.index.str.len() <= MAX_CATEGORY_CHARS
+            if not short.all():
+                cut[str(column)] = int((~short).sum())
+            kept = sorted(counts.index[short][:max_categories].tolist(), key=str)
             categories[column] = [str(v) for v in kept]
+        if cut:
+            columns = sorted(cut, key=lambda c: (-cut[c], c))
+            shown = ", ".join(f"{quote(c, 60)} ({cut[c]:,})" for c in columns[:MAX_UNSEEN_COLUMNS])
+            hidden = len(columns) - MAX_UNSEEN_COLUMNS
+            more = f", and {counted(hidden, 'more column')}" if hidden > 0 else ""
+            warnings.warn(
+                CategoryCutWarning(
+                    f"distinct text values longer than {MAX_CATEGORY_CHARS} characters are not kept as categories "
+                    f"(encoded as {OTHER}): {shown}{more}"
+                ),
+                stacklevel=2,
+            )
         medians = {}
         for column in numeric:
             values = frame[column].to_numpy(dtype=np.float64)

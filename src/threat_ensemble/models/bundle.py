@@ -120,6 +120,7 @@ def write_bundle(
     missing = [name for name in BUNDLE_FILES if name not in files]
     if missing:
         raise ValueError(f"write_bundle: missing {missing}")
+    _check_within_limits(files)
     dest = check_output_dir(output_dir)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
@@ -133,6 +134,7 @@ def write_bundle(
             "versions": package_versions(),
             **manifest_extra,
         }
+        _check_within_limits({MANIFEST_FILE: json_bytes(manifest)})
         write_json(tmp / MANIFEST_FILE, manifest)
         digest = sha256_file(tmp / MANIFEST_FILE)
         _fsync_dir(tmp)
@@ -141,6 +143,19 @@ def write_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest, digest
+
+
+def _check_within_limits(files: Mapping[str, bytes]) -> None:
+    """A run never ships a bundle its own loader refuses: each JSON file within the bytes
+    :func:`read_bundle` and :func:`parse_json` accept (the manifest MAX_MANIFEST_BYTES, any other
+    MAX_JSON_BYTES), checked before anything is written (the previous bundle stays)."""
+    for name, data in files.items():
+        limit = MAX_MANIFEST_BYTES if name == MANIFEST_FILE else MAX_JSON_BYTES if name.endswith(".json") else None
+        if limit is not None and len(data) > limit:
+            raise BundleError(
+                f"bundle file {name}: {len(data):,} bytes, more than the {limit:,} its loader reads; "
+                "the bundle is not written (a scorer could never load it)"
+            )
 
 
 def _fsync_dir(folder: Path) -> None:
