@@ -191,6 +191,28 @@ def test_a_binary_column_is_refused_as_a_feature_and_streams_when_dropped(tmp_pa
     assert stream.scan().counts.sum() == len(flows) and "blob" not in stream.feature_names
 
 
+def test_each_timestamp_or_half_text_column_warns_once_for_the_whole_stream(
+    tmp_path: Path, flows: pd.DataFrame
+) -> None:
+    """One line per such column (a stream gave one line per kind of warning: the second column went
+    unsaid), and not one per row group."""
+    import warnings
+
+    from threat_ensemble.data.tables import TextCategoryWarning
+
+    minutes = pd.date_range("2026-12-01", periods=len(flows), freq="min").astype(str)
+    sizes = ["unknown" if i % 4 == 0 else str(i) for i in range(len(flows))]
+    write_shards(tmp_path / "ts", flows.assign(ts=minutes, size=sizes))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ParquetStream(str(tmp_path / "ts")).scan()
+    said = [str(w.message) for w in caught if issubclass(w.category, TextCategoryWarning)]
+    assert [line.split(": ", 2)[1] for line in said] == [
+        "column 'ts' looks like timestamps",
+        "column 'size' is 75% numbers and 25% text ('unknown')",
+    ]
+
+
 @pytest.mark.slow
 def test_a_streamed_run_trains_and_gates_on_every_test_row(tmp_path: Path) -> None:
     from synthetic import make_default_dataset

@@ -242,3 +242,37 @@ def test_a_parquet_binary_column_is_text_when_utf8_and_refused_only_where_it_is_
     with pytest.raises(InputError, match=r"column 'blob' holds binary values .*; expected numbers or text as in tr"):
         with pytest.warns(UserWarning, match="ignoring 1 column"):
             checked_features(Bundle, features, "t.parquet", impute=False)
+
+
+def test_timestamp_and_half_text_numeric_columns_say_they_are_taken_as_categories(tmp_path: Path) -> None:
+    """They became categories without a word (issue 34): one line per such column, none for a plain
+    text column or a numeric one."""
+    from threat_ensemble.data.tables import TextCategoryWarning
+
+    n = 60
+    frame = pd.DataFrame(
+        {
+            "ts": pd.date_range("2026-12-01 10:00", periods=n, freq="min").astype(str),
+            "seen": ["06/Dec/2026:13:01:49 +0000"] * n,
+            "bytes": ["unknown" if i % 4 == 0 else str(i) for i in range(n)],
+            "proto": ["tcp", "udp", "icmp"] * (n // 3),
+            "port": list(range(n)),
+            "label": [0, 1] * (n // 2),
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        table = load_labelled_table(tmp_path / "t.csv")
+    lines = [str(w.message) for w in caught if issubclass(w.category, TextCategoryWarning)]
+    source = str(tmp_path / "t.csv")
+    assert lines == [
+        f"{source}: column 'ts' looks like timestamps: taken as a text category (60 distinct values); "
+        "convert it to numbers or drop it (--drop-columns)",
+        f"{source}: column 'seen' looks like timestamps: taken as a text category (1 distinct value); "
+        "convert it to numbers or drop it (--drop-columns)",
+        f"{source}: column 'bytes' is 75% numbers and 25% text ('unknown'): taken as a text category "
+        "(46 distinct values); make every cell a number, or drop it (--drop-columns)",
+    ]
+    assert not pd.api.types.is_numeric_dtype(table.features["proto"])
+    assert pd.api.types.is_numeric_dtype(table.features["port"])

@@ -185,7 +185,7 @@ class ParquetStream:
         self.feature_names: list[str] = []
         self.numeric: frozenset[str] = frozenset()
         self.scanned: ScanResult | None = None
-        self._warned: set[type[Warning]] = set()
+        self._warned: set[tuple[type[Warning], str | None]] = set()  # a kind of warning (of a column)
         self._label_mix: LabelMixWarning | None = None  # added up over the scan's row groups, said once after it
         self._distinct: np.ndarray | None = np.empty(0, np.uint64)  # the split's distinct hashes, while few
 
@@ -219,8 +219,8 @@ class ParquetStream:
                 if isinstance(w.message, LabelMixWarning):  # its counts are the whole dataset's
                     mix = self._label_mix
                     self._label_mix = w.message if mix is None else mix.merged(w.message, self.source)
-                elif w.category not in self._warned:
-                    self._warned.add(w.category)
+                elif (key := (w.category, getattr(w.message, "column", None))) not in self._warned:
+                    self._warned.add(key)
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         numeric = frozenset(c for c in table.features.columns if pd.api.types.is_numeric_dtype(table.features[c]))
         if not self.feature_names:

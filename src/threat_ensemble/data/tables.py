@@ -6,6 +6,7 @@ import contextlib
 import gzip
 import hashlib
 import io
+import re
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -37,6 +38,15 @@ class DataWarning(UserWarning):
 
 class ImputeWarning(DataWarning):
     """``--impute`` filled missing or infinite numeric cells; the message says how many."""
+
+
+class TextCategoryWarning(DataWarning):
+    """A column taken as a text category though it looks like timestamps or mostly numbers: one line
+    per column at training, saying what it looks like and what to do (a stream warns once per column)."""
+
+    def __init__(self, message: str, column: str) -> None:
+        super().__init__(message)
+        self.column = column
 
 
 class LabelCaseWarning(DataWarning):
@@ -630,6 +640,45 @@ def infer_numeric(frame: pd.DataFrame, source: str, text_columns: frozenset[str]
     return out
 
 
+_DATE = r"(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}/[A-Za-z]{3}/\d{4})"
+_TIME = r"\d{1,2}:\d{2}(:\d{2}([.,]\d+)?)?"
+_ZONE = r"(\s*(Z|UTC|GMT|[+-]\d{2}:?\d{2}))?"
+TIMESTAMP = re.compile(rf"\[?({_DATE}([T ]|:)?({_TIME})?|{_TIME}){_ZONE}\]?", re.ASCII)
+TIMESTAMP_SHARE = 0.9  # of a text column's values (up to SAMPLED of them) that look like timestamps
+HALF_NUMERIC_SHARE = 0.5  # from here up to NUMERIC_SHARE (refused above that), a column is said to be mostly numbers
+SAMPLED = 1000
+
+
+def text_category_notes(features: pd.DataFrame, source: str) -> list[TextCategoryWarning]:
+    """One line for each text column (taken as a category) that looks like timestamps or is mostly
+    numbers, saying so and what to do; the numeric columns ``infer_numeric`` made are not looked at."""
+    notes = []
+    for column in features.columns:
+        series = features[column]
+        if pd.api.types.is_numeric_dtype(series) or _holds_bytes(series):
+            continue
+        text = series.astype("string").str.strip()
+        text = text[text.notna() & (text != "")]
+        if text.empty:
+            continue
+        distinct = int(text.nunique())
+        category = f"taken as a text category ({distinct} distinct value{'s' if distinct != 1 else ''})"
+        sample = text.iloc[:SAMPLED]
+        if sample.map(lambda v: TIMESTAMP.fullmatch(v) is not None).mean() >= TIMESTAMP_SHARE:
+            line = f"{source}: column {quote(column)} looks like timestamps: {category}; convert it to numbers "
+            notes.append(TextCategoryWarning(line + "or drop it (--drop-columns)", str(column)))
+            continue
+        numeric = pd.to_numeric(text, errors="coerce").notna()
+        if HALF_NUMERIC_SHARE <= numeric.mean() < 1.0:
+            share = int(100 * numeric.mean())
+            words = text[~numeric].unique()
+            words = ", ".join(quote(str(v), 30) for v in words[:3]) + (", ..." if len(words) > 3 else "")
+            line = f"{source}: column {quote(column)} is {share}% numbers and {100 - share}% text ({words}): "
+            line += f"{category}; make every cell a number, or drop it (--drop-columns)"
+            notes.append(TextCategoryWarning(line, str(column)))
+    return notes
+
+
 def unusable_cells(values: np.ndarray) -> np.ndarray:
     """Cells the models cannot take: NaN, ±inf, or beyond float32 (the encoded matrix's type),
     where a value such as 1e39 would become inf."""
@@ -735,6 +784,9 @@ def labelled_table_from_frame(
     if features.shape[1] == 0:
         raise InputError(f"{source}: no feature columns left after removing the label and dropped columns")
     features = infer_numeric(features, source, text_columns)
+    if warn:
+        for note in text_category_notes(features, source):
+            warnings.warn(note, stacklevel=2)
     if impute:
         n_bad = count_non_finite(features) if warn else 0
         if n_bad:
