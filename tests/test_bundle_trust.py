@@ -334,7 +334,11 @@ BROKEN_MANIFESTS = {
     "hash not a string": (lambda m: m["files"].update({RF_FILE: 12345}), "is not 64 hex digits"),
     "path in a name": (lambda m: m["files"].update({"../x": "0" * 64}), "file name '../x'"),
     "format 1": (lambda m: m.update(format=1), "bundle format 1 (pickled forests"),
-    "unknown format": (lambda m: m.update(format=99), "unknown bundle format 99"),
+    "unknown format": (lambda m: m.update(format="two"), "unknown bundle format 'two'; this version reads format 2"),
+    "newer format": (
+        lambda m: m.update(format=3) or m["versions"].update({"threat-ensemble": "9.0.0"}),
+        "bundle format 3 (written by threat-ensemble 9.0.0) is newer than threat-ensemble ",
+    ),
     "empty object": (lambda m: m.clear(), "unknown bundle format None"),
     "a list": (lambda m: [m], "not a valid manifest (expected a JSON object)"),
 }
@@ -638,3 +642,50 @@ def test_a_bundle_its_loader_would_refuse_is_never_written(
     assert str(error.value).startswith(f"bundle file {PREPROCESSING_FILE}: {size:,} bytes, more than the {size - 1:,}")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+
+
+def test_a_bundle_of_a_newer_format_is_refused_naming_both_formats_and_versions(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from importlib import metadata
+
+    bundle = _copy(tiny, tmp_path)
+    _set_manifest(bundle, lambda m: m.update(format=3) or m["versions"].update({"threat-ensemble": "9.0.0"}))
+    code, err, out = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 2 and not out.exists() and len(err.splitlines()) == 1, err
+    assert err == (
+        f"error: {bundle / MANIFEST_FILE}: bundle format 3 (written by threat-ensemble 9.0.0) is newer than "
+        f"threat-ensemble {metadata.version('threat-ensemble')} reads (format 2); upgrade threat-ensemble to load it"
+    )
+
+
+@pytest.mark.parametrize("written", ["0.0.1", None], ids=["older", "unrecorded"])
+def test_a_bundle_of_another_package_version_loads_with_one_line_naming_both(
+    tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str | None
+) -> None:
+    from importlib import metadata
+
+    bundle = _copy(tiny, tmp_path)
+    if written is None:
+        _set_manifest(bundle, lambda m: m["versions"].pop("threat-ensemble") and None)
+    else:
+        _set_manifest(bundle, lambda m: m["versions"].update({"threat-ensemble": written}))
+    shown = written or "an unrecorded version"
+    own = metadata.version("threat-ensemble")
+    line = f"{bundle / MANIFEST_FILE}: bundle written by threat-ensemble {shown}, loaded by threat-ensemble {own}"
+    code, err, out = _score(tiny, bundle, tmp_path, capsys)
+    assert code == 0 and out.is_file()
+    lines = [x for x in err.splitlines() if "bundle written by" in x]
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {line}; "), err
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ThreatEnsemble.load(bundle)
+    said = [str(w.message) for w in caught if "bundle written by" in str(w.message)]
+    assert len(said) == 1 and said[0].startswith(line), said
+
+
+def test_a_bundle_of_this_package_version_loads_without_a_version_warning(tiny: dict) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ThreatEnsemble.load(tiny["bundle"])
+    assert not [w for w in caught if "bundle written by" in str(w.message)]

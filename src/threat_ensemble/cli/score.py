@@ -176,7 +176,16 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     args = _parse(argv)
     if args.engine == "spark":
-        print(f"scored {_score_spark(args)} rows -> {args.output}")
+        from threat_ensemble.models.bundle import BundleVersionWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            n_rows = _score_spark(args)
+        for item in caught:  # the bundle's own warning as one line; Spark's and MLflow's as they were
+            if issubclass(item.category, BundleVersionWarning):
+                print(f"warning: {first_line(item.message, limit=None)}", file=sys.stderr)
+            else:
+                warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+        print(f"scored {n_rows} rows -> {args.output}")
         return 0
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,6 +14,7 @@ import stat
 import sys
 import tempfile
 import uuid
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,6 +46,13 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class BundleError(InputError):
     """A bundle that is incomplete, altered or not a bundle at all."""
+
+
+class BundleVersionWarning(UserWarning):
+    """A bundle written by another version of threat-ensemble: one line naming both versions."""
+
+
+PACKAGE = "threat-ensemble"
 
 
 def sha256_file(path: Path) -> str:
@@ -308,6 +316,8 @@ def read_bundle(
         )
     manifest = parse_json(raw, manifest_path)
     files = _manifest_files(manifest, manifest_path)
+    if not ignore_unlisted:
+        _warn_other_version(manifest, manifest_path)
     present = {p.name for p in folder.iterdir() if p.name != MANIFEST_FILE}
     missing = sorted(set(files) - present)
     extra = sorted(present - set(files))
@@ -361,6 +371,11 @@ def _manifest_files(manifest: Any, path: Path) -> dict[str, str]:
             f"{path}: bundle format 1 (pickled forests, written before threat-ensemble 0.2) is no longer "
             f"loaded, because a pickle can run code; retrain to write format {BUNDLE_FORMAT}"
         )
+    if isinstance(version, int) and not isinstance(version, bool) and version > BUNDLE_FORMAT:
+        raise BundleError(
+            f"{path}: bundle format {version} (written by {PACKAGE} {_written_by(manifest)}) is newer than "
+            f"{PACKAGE} {_own_version()} reads (format {BUNDLE_FORMAT}); upgrade {PACKAGE} to load it"
+        )
     if version != BUNDLE_FORMAT:
         known = f"this version reads format {BUNDLE_FORMAT}"
         raise BundleError(f"{path}: unknown bundle format {quote(version, 80)}; {known}")
@@ -376,6 +391,37 @@ def _manifest_files(manifest: Any, path: Path) -> dict[str, str]:
     if absent:
         raise BundleError(f"{path}: the manifest does not list required files {absent}")
     return files
+
+
+def _own_version() -> str:
+    try:
+        return metadata.version(PACKAGE)
+    except metadata.PackageNotFoundError:
+        from threat_ensemble import __version__
+
+        return __version__
+
+
+def _written_by(manifest: dict[str, Any]) -> str:
+    """The package version a manifest records (``versions``), quoted when it is not plain text."""
+    versions = manifest.get("versions")
+    written = versions.get(PACKAGE) if isinstance(versions, dict) else None
+    if not isinstance(written, str) or not written or len(written) > 64 or not written.isprintable():
+        return "an unrecorded version" if written is None else quote(written, 64)
+    return written
+
+
+def _warn_other_version(manifest: dict[str, Any], path: Path) -> None:
+    """One line when the bundle was written by another version of this package than the one loading it."""
+    written, own = _written_by(manifest), _own_version()
+    if written != own:
+        warnings.warn(
+            BundleVersionWarning(
+                f"{path}: bundle written by {PACKAGE} {written}, loaded by {PACKAGE} {own}; "
+                "its scores may differ from the trainer's (retrain with this version to be sure)"
+            ),
+            stacklevel=3,
+        )
 
 
 def read_regular_file(path: Path, max_bytes: int | None = None) -> bytes:
