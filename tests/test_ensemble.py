@@ -72,12 +72,18 @@ def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: 
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no warm-start warning about the "balanced" preset
         stepped = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1, cores=cores)
-    # one core a step, then the rest of the trees at once and the calibration on all cores
-    assert granted[:10] == [1] * 10 and granted[10:] == [-1, -1]
+    # one core a step, then the rest of the trees on all cores, still in steps, and the calibration
+    from joblib import effective_n_jobs
+    from sklearn.base import clone
+
+    steps_on_all = -(-100 // max(10, 2 * effective_n_jobs(-1)))
+    assert granted[:10] == [1] * 10 and granted[10:] == [-1] * (steps_on_all + 1)
     assert np.array_equal(stepped.predict_proba(x[2500:]), whole.predict_proba(x[2500:]))
     inner, inner_whole = (f.calibrated_classifiers_[0].estimator.estimator for f in (stepped, whole))
     assert len(inner.estimators_) == 200
     assert inner.get_params() == inner_whole.get_params()  # warm_start, class_weight, n_jobs put back
+    one_call = clone(inner_whole).fit(x[:2000], y[:2000])  # the forest of one fit, not grown in steps
+    assert np.array_equal(one_call.predict_proba(x[2500:]), inner.predict_proba(x[2500:]))
     iso, iso_whole = fit_isolation_forest(x[:500], 3, cores=CoreShare(1)), fit_isolation_forest(x[:500], 3)
     assert np.array_equal(iso.decision_function(x[2500:]), iso_whole.decision_function(x[2500:]))
 
@@ -90,6 +96,42 @@ def test_a_cancelled_core_share_stops_the_forest_between_steps(data: tuple[np.nd
     cores.cancel()
     with pytest.raises(ForestFitCancelled):
         fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1, cores=cores)
+
+
+def test_a_fit_on_all_cores_grows_in_steps_and_a_cancel_stops_it_after_the_step_in_hand(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM in the tree stage took 5.7 s to stop: on all cores the forest was fitted in one call,
+    which nothing could stop. Now every fit grows in steps and a cancel between two steps stops it."""
+    from threat_ensemble.models.forests import N_TREES, CoreShare, DeterministicForest, ForestFitCancelled
+
+    x, y = data
+    grown: list[int] = []
+    real_fit = DeterministicForest.fit
+
+    def counted_fit(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        grown.append(self.n_estimators)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(DeterministicForest, "fit", counted_fit)
+    fit_random_forest(x[:1000], y[:1000], x[1000:1300], y[1000:1300], seed=1, n_jobs=1)  # no CoreShare given
+    assert grown == list(range(10, N_TREES + 1, 10))  # on one core: ten trees a step
+
+    grown.clear()
+    cores = CoreShare.all_of(1)
+    asked = []
+    real_n_jobs = cores.n_jobs
+
+    def cancel_during_the_third_step() -> int:
+        asked.append(len(grown))
+        if len(grown) == 3:  # SIGTERM came while the third step was growing
+            cores.cancel()
+        return real_n_jobs()
+
+    cores.n_jobs = cancel_during_the_third_step  # type: ignore[method-assign]
+    with pytest.raises(ForestFitCancelled):
+        fit_random_forest(x[:1000], y[:1000], x[1000:1300], y[1000:1300], seed=1, n_jobs=1, cores=cores)
+    assert grown == [10, 20, 30]  # stopped before a fourth step, 170 trees short
 
 
 def test_with_many_spare_cores_each_step_keeps_them_all_busy(data: tuple[np.ndarray, np.ndarray]) -> None:

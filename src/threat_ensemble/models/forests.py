@@ -33,14 +33,22 @@ class ForestFitCancelled(RuntimeError):
 
 class CoreShare:
     """How many cores the forests may use right now: the spare ones while the autoencoder trains
-    beside them, all of them once it is done (``release``); ``cancel`` stops a fit between steps.
-    The fitted forest does not depend on any of this: its trees are the same however the cores
-    were shared (tested)."""
+    beside them, all of them (``every``, joblib's -1 by default) once it is done (``release``);
+    ``cancel`` stops a fit between steps. The fitted forest does not depend on any of this: its
+    trees are the same however the cores were shared (tested)."""
 
-    def __init__(self, spare: int) -> None:
+    def __init__(self, spare: int, every: int = -1) -> None:
         self.spare = max(1, int(spare))
+        self.every = every
         self._released = threading.Event()
         self._cancelled = threading.Event()
+
+    @classmethod
+    def all_of(cls, n_jobs: int) -> CoreShare:
+        """Every core of ``n_jobs`` from the start (a fit with no autoencoder beside it)."""
+        cores = cls(1, n_jobs)
+        cores.release()
+        return cores
 
     def release(self) -> None:
         self._released.set()
@@ -51,7 +59,7 @@ class CoreShare:
     def n_jobs(self) -> int:
         if self._cancelled.is_set():
             raise ForestFitCancelled("forest fit cancelled: the run stopped")
-        return -1 if self._released.is_set() else self.spare
+        return self.every if self._released.is_set() else self.spare
 
 
 class DeterministicForest(RandomForestClassifier):
@@ -94,8 +102,9 @@ def fit_random_forest(
 ) -> Any:
     """One balanced forest fitted on the train split, then isotonic-calibrated on the validation
     split. The reference trains three forests for 3-fold calibration and lets SMOTE rows leak into
-    its evaluation; one forest calibrated on held-out rows is cheaper and honest. With ``cores``
-    the trees grow in steps on the cores it grants at each step."""
+    its evaluation; one forest calibrated on held-out rows is cheaper and honest. The trees grow
+    in steps on the cores ``cores`` grants at each step (without it, all of ``n_jobs``), so a
+    cancelled fit stops after the step in hand: a fit in one call could not be stopped."""
     forest = DeterministicForest(
         n_estimators=N_TREES,
         max_depth=RF_MAX_DEPTH,
@@ -104,11 +113,9 @@ def fit_random_forest(
         n_jobs=n_jobs,
         max_samples=MAX_ROWS_PER_TREE if len(x_train) > MAX_ROWS_PER_TREE else None,
     )
-    if cores is None:
-        forest.fit(x_train, y_train)
-    else:
-        _grow_in_steps(forest, x_train, y_train, cores)
-        forest.set_params(n_jobs=cores.n_jobs())  # the calibration's prediction pass, too
+    cores = cores if cores is not None else CoreShare.all_of(n_jobs)
+    _grow_in_steps(forest, x_train, y_train, cores)
+    forest.set_params(n_jobs=cores.n_jobs())  # the calibration's prediction pass, too
     model: Any = forest
     if len(np.unique(y_cal)) >= 2:
         # A frozen forest's predictions do not depend on how the rows are split into folds, so one
@@ -122,10 +129,12 @@ def fit_random_forest(
 
 
 def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray, cores: CoreShare) -> None:
-    """Fit ``forest`` TREES_PER_STEP trees at a time (warm start; more when many cores are spare,
-    so none idles) while ``cores`` grants only the spare cores, then the rest in one step on all of
-    them. scikit-learn draws each new tree's seed as an uninterrupted fit would, so the trees are
-    the same as one ``fit``."""
+    """Fit ``forest`` TREES_PER_STEP trees at a time (warm start; two a core when more cores are
+    granted, so none idles), asking ``cores`` before each step how many cores it may use, or
+    whether the fit is cancelled (it then stops with ``ForestFitCancelled`` after the step in hand,
+    a tree or two a core). scikit-learn draws each new tree's seed as an uninterrupted fit would,
+    so the trees are the same as one ``fit``."""
+    from joblib import effective_n_jobs
     from sklearn.utils.class_weight import compute_class_weight
 
     total, preset = forest.n_estimators, forest.class_weight
@@ -138,8 +147,7 @@ def _grow_in_steps(forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray,
     grown = 0
     while grown < total:
         n_jobs = cores.n_jobs()
-        # all cores: the rest at once; otherwise at least two trees a granted core per step
-        grown = total if n_jobs == -1 else min(total, grown + max(TREES_PER_STEP, 2 * n_jobs))
+        grown = min(total, grown + max(TREES_PER_STEP, 2 * effective_n_jobs(n_jobs)))  # two trees a core
         forest.set_params(n_estimators=grown, n_jobs=n_jobs)
         forest.fit(x, y)
     forest.set_params(warm_start=False, class_weight=preset)
