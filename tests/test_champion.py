@@ -85,3 +85,55 @@ def test_promote_needs_a_registered_model_name() -> None:
     assert done.stderr.strip().splitlines() == [
         "error: --promote needs --register-model NAME (the registered model to promote in)"
     ]
+
+
+def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_out(tmp_path: Path) -> None:
+    """With the champion's artifacts deleted no version could ever be promoted, and the line only said
+    'could not score these rows (MlflowException)'. It says so and names --promote-force, which
+    promotes a version whose gate passed without the comparison (never one whose gate failed)."""
+    import shutil
+
+    import mlflow
+    import numpy as np
+
+    from threat_ensemble.tracking.champion import promote
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.create_registered_model("detector")
+    for n in (1, 2, 3, 4):
+        (tmp_path / f"model-{n}").mkdir()
+        client.create_model_version("detector", source=str(tmp_path / f"model-{n}"))
+    client.set_registered_model_alias("detector", "champion", "1")
+    shutil.rmtree(tmp_path / "model-1")  # the champion's artifacts deleted
+
+    def never_scored(ensemble: object) -> tuple[np.ndarray, np.ndarray]:
+        raise AssertionError("nothing to score with")
+
+    passed = {"passed": True, "metrics": {"pr_auc": 0.99, "f1": 0.99}}
+    stuck = promote("detector", "2", passed, never_scored, 0.005, uri)
+    assert stuck.alias == "challenger"
+    assert stuck.line("detector", "2").startswith(
+        "promotion: 'detector' version 2 is the challenger (the champion, version 1, could not be fetched or could "
+        "not score these rows (MlflowException: "
+    )
+    assert stuck.reason.endswith(
+        "not compared, and while it stands no version can be promoted: add --promote-force to make a version whose "
+        "gate passed the champion without the comparison"
+    )
+    failed = promote("detector", "3", {**passed, "passed": False}, never_scored, 0.005, uri, force=True)
+    assert failed.alias == "challenger"
+    forced = promote("detector", "4", passed, never_scored, 0.005, uri, force=True)
+    assert forced.line("detector", "4") == (
+        "promotion: 'detector' version 4 is the champion "
+        "(--promote-force: its gate passed; not compared with version 1)"
+    )
+    assert str(client.get_model_version_by_alias("detector", "champion").version) == "4"
+
+
+def test_promote_force_needs_a_registered_model_name() -> None:
+    done = subprocess.run(train_cmd("--promote-force"), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --promote-force needs --register-model NAME (the registered model to promote in)"
+    ]

@@ -152,6 +152,12 @@ OPTIONS: dict[str, list[tuple[str, str, str | None]]] = {
             None,
         ),
         ("promote-tolerance", "--promote: how much lower PR-AUC and F1 may each be than the champion's", "X"),
+        (
+            "promote-force",
+            "with --register-model: give the new version the 'champion' alias when its gate passed, without "
+            "comparing it with the current champion (the way out when the champion's bundle is gone or cannot score)",
+            None,
+        ),
     ],
     "resume": [
         (
@@ -228,6 +234,7 @@ class TrainConfig:
     register_anyway: bool = False
     promote: bool = False
     promote_tolerance: float = 0.005
+    promote_force: bool = False
     # resume
     resume: str | None = None
     resume_anyway: bool = False
@@ -277,6 +284,8 @@ class TrainConfig:
             raise UsageError("--split-key goes with --stream (the in-memory split is stratified by label)")
         if self.promote and not self.register_model:
             raise UsageError("--promote needs --register-model NAME (the registered model to promote in)")
+        if self.promote_force and not self.register_model:
+            raise UsageError("--promote-force needs --register-model NAME (the registered model to promote in)")
         if not 0.0 <= self.promote_tolerance <= 1.0:
             raise UsageError(f"--promote-tolerance must be within [0, 1], got {self.promote_tolerance}")
         if not self.lr > 0 or not math.isfinite(self.lr):

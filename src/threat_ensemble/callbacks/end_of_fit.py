@@ -448,7 +448,8 @@ class TrackingCallback(Callback):
 
     def _register(self, logger: MLFlowLogger, model_uri: str, gate: dict[str, Any], dm: ThreatDataModule) -> None:
         """Registered under --register-model when the gate passed (or --register-anyway), then with
-        --promote given the champion or the challenger alias (the comparison logged on the run)."""
+        --promote given the champion or the challenger alias (the comparison logged on the run);
+        with --promote-force the champion alias when the gate passed, not compared."""
         from threat_ensemble.tracking.pyfunc import register_model
 
         name = self.cfg.register_model
@@ -460,10 +461,11 @@ class TrackingCallback(Callback):
         uri = self.tracking_uri or logger.experiment.tracking_uri
         version = register_model(model_uri, name, gate, uri)
         print(f"registered model {name!r} version {version} ({model_uri})")
-        if self.cfg.promote:
+        if self.cfg.promote or self.cfg.promote_force:
             from threat_ensemble.tracking.champion import promote
 
-            outcome = promote(name, version, gate, dm.fused_test_scores, self.cfg.promote_tolerance, uri)
+            cfg = self.cfg
+            outcome = promote(name, version, gate, dm.fused_test_scores, cfg.promote_tolerance, uri, cfg.promote_force)
             print(outcome.line(name, version))
             if outcome.champion_metrics:
                 logger.log_metrics({f"champion_{k}": v for k, v in outcome.champion_metrics.items()})

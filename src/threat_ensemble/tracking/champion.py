@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from threat_ensemble.errors import first_line
 from threat_ensemble.evaluation.metrics import binary_metrics
 
 # an ensemble's fused scores on this run's test rows, and their labels (the DataModule's fused_test_scores)
@@ -47,12 +48,14 @@ def promote(
     score_test_rows: ScoreTestRows,
     tolerance: float,
     tracking_uri: str,
+    force: bool = False,
 ) -> Promotion:
     """Give ``version`` of ``name`` the champion or the challenger alias. A failed gate never
     touches the champion; the first version whose gate passed becomes it; after that the current
     champion's bundle is fetched from the registry, verified and scored on this run's test rows by
     ``score_test_rows``, and the new version must be no worse on PR-AUC and F1 (each within
-    ``tolerance``)."""
+    ``tolerance``). ``force`` (--promote-force): a version whose gate passed becomes the champion
+    without the comparison, the way out when the champion's bundle is gone or cannot score."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -68,12 +71,19 @@ def promote(
         outcome = Promotion(CHALLENGER, "its gate failed; the champion is untouched", previous)
     elif current is None:
         outcome = Promotion(CHAMPION, "the first version whose gate passed")
+    elif force:
+        reason = f"--promote-force: its gate passed; not compared with version {previous}"
+        outcome = Promotion(CHAMPION, reason, previous)
     else:
         try:
             with tracking_uri_set(tracking_uri):
                 fused, y_test = _score_with_bundle(f"models:/{name}/{previous}", score_test_rows)
-        except Exception as exc:  # another feature set, a model this package cannot load
-            reason = f"version {previous} could not score these rows ({type(exc).__name__}); not compared"
+        except Exception as exc:  # its bundle deleted, another feature set, a model this package cannot load
+            reason = (
+                f"the champion, version {previous}, could not be fetched or could not score these rows "
+                f"({first_line(exc, 160, True)}); not compared, and while it stands no version can be promoted: "
+                "add --promote-force to make a version whose gate passed the champion without the comparison"
+            )
             return _set(client, name, version, Promotion(CHALLENGER, reason, previous))
         metrics = binary_metrics(y_test, np.asarray(fused, dtype=np.float64))
         champion = {k: float(metrics[k]) for k in COMPARED}
