@@ -4,6 +4,7 @@ checked against the first's before anything is read, one line naming the shard t
 from __future__ import annotations
 
 import subprocess
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +115,28 @@ def test_train_on_a_folder_of_shards_matches_the_single_file(tmp_path: Path) -> 
     )
     assert bad.returncode == 2 and "no Parquet file matches this pattern" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_one_file_is_read_once_whatever_links_and_loops_lead_to_it(tmp_path: Path, frame: pd.DataFrame) -> None:
+    """Issue 34: a quoted ** glob followed a symlink loop and a link out of the folder, and read one
+    file 41 times (copies in both training and test rows). One file, one read; links out not followed."""
+    from threat_ensemble.data.tables import parquet_files
+
+    flows = tmp_path / "flows"
+    _shards(flows, frame, 3)
+    (flows / "loop").symlink_to(flows, target_is_directory=True)  # flows/loop/loop/... is flows again
+    outside = tmp_path / "elsewhere"
+    _shards(outside, frame.iloc[:30], 1)
+    (flows / "out").symlink_to(outside, target_is_directory=True)  # a link out of the folder
+    (flows / "again.parquet").symlink_to(flows / "part-000.parquet")  # a second name for a shard
+    pattern = str(flows / "**" / "*.parquet")
+    with pytest.warns(UserWarning, match=r"1 Parquet file reached through a link out of .*flows not read"):
+        files = parquet_files(pattern)
+    assert sorted(f.resolve().name for f in files) == ["part-000.parquet", "part-001.parquet", "part-002.parquet"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert len(read_raw_table(pattern)) == len(frame)  # every row once
+        # the folder form: subfolder links are not walked, a second name for a shard is read once
+        folder = parquet_files(str(flows))
+        assert sorted(f.resolve().name for f in folder) == ["part-000.parquet", "part-001.parquet", "part-002.parquet"]
+        assert len(read_raw_table(flows)) == len(frame)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, listed, quote
+from threat_ensemble.errors import InputError, counted, listed, quote
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")
@@ -362,17 +362,51 @@ def parquet_files(spec: str) -> list[Path]:
 
     p = Path(spec)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*.parquet") if f.is_file() and not f.name.startswith((".", "_")))
+        found = sorted(f for f in p.rglob("*.parquet") if f.is_file() and not f.name.startswith((".", "_")))
+        files = _each_file_once(found, p, spec)
         where = f"{p}: a folder with no Parquet files (*.parquet) in it"
     elif p.is_file():  # a file that exists is that file, whatever its name holds ('[', '*', '?')
         files = [p] if p.name.lower().endswith(".parquet") else []
         where = f"{p}: not a Parquet file (*.parquet)"
     else:
-        files = sorted(Path(f) for f in glob.glob(spec, recursive=True) if f.endswith(".parquet") and Path(f).is_file())
+        found = sorted(Path(f) for f in glob.glob(spec, recursive=True) if f.endswith(".parquet") and Path(f).is_file())
+        files = _each_file_once(found, _pattern_root(spec), spec)
         where = f"{spec}: no Parquet file matches this pattern"
     if not files:
         raise InputError(where)
     return files
+
+
+def _pattern_root(spec: str) -> Path:
+    """The folder a glob pattern searches: its path up to the first part with a wildcard."""
+    import glob
+
+    parts = Path(spec).parts
+    fixed = [part for part in parts[: next((i for i, q in enumerate(parts) if glob.has_magic(q)), len(parts))]]
+    return Path(*fixed) if fixed else Path(".")
+
+
+def _each_file_once(found: list[Path], root: Path, spec: str) -> list[Path]:
+    """``found`` (in name order) with every file once, however many links or folder loops lead to it,
+    and without the files a link leads to outside ``root`` (the folder given): a pattern that followed
+    a symlink loop read one file 41 times, copies landing in both training and test rows."""
+    base = root.resolve()
+    seen: set[Path] = set()
+    kept, outside = [], set()
+    for f in found:
+        real = f.resolve()
+        if real != base and base not in real.parents:
+            outside.add(real)
+            continue
+        if real not in seen:
+            seen.add(real)
+            kept.append(f)
+    if outside:
+        warnings.warn(
+            f"{spec}: {counted(len(outside), 'Parquet file')} reached through a link out of {root} not read",
+            stacklevel=3,
+        )
+    return kept
 
 
 def check_parquet_dataset(spec: str, required: str | None = None) -> tuple[list[Path], Any]:
