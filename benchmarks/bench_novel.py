@@ -371,11 +371,12 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         y_test = test_table.y
     gate_file = folder / "bundle" / "gate.json"
     t0 = time.perf_counter()
-    if args.reuse and gate_file.is_file():  # a bundle this command trained before, in the same --work
+    reused = bool(args.reuse and gate_file.is_file())
+    if reused:  # a bundle this command trained before, in the same --work
         gate = json.loads(gate_file.read_text())
     else:
         gate = train_tables(cfg, table, test_table).gate or {}
-    seconds = time.perf_counter() - t0
+    seconds = None if reused else time.perf_counter() - t0
     ens = ThreatEnsemble.load(folder / "bundle")
     rows = Rows.of(ens, train.reset_index(drop=True), y, test.reset_index(drop=True), y_test, seed, label)
     ensemble = {k: round(float(gate["metrics"][k]), 4) for k in ("precision", "recall", "f1", "pr_auc", "fpr")}
@@ -386,7 +387,7 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         "n_train": int(len(y)),
         "n_test": int(len(y_test)),
         "n_test_attack": int(np.sum(y_test)),
-        "train_seconds": round(seconds, 1),
+        "train_seconds": None if seconds is None else round(seconds, 1),  # None: --reuse took a bundle trained before
         "ensemble": ensemble,
         "members": member_figures(ens, rows, args.target_fpr),
         "baselines": baselines(ens, rows, seed, args.target_fpr),
@@ -397,7 +398,7 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
         f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
         f"FPR {ensemble['fpr']:.3f}"
         + "".join(f"; {b} {v['f1']:.3f}/{v['pr_auc']:.3f}" for b, v in row["baselines"].items())
-        + f" ({seconds:.0f} s)"
+        + (" (reused)" if seconds is None else f" ({seconds:.0f} s)")
     )
     return row
 
