@@ -156,6 +156,11 @@ def _limited(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+def _train_args(data: Path) -> list[str]:
+    """train.py on ``data`` (its script and arguments, for :func:`_limited`)."""
+    return train_cmd("--data", str(data), "--output-dir", "out", "--checkpoint-dir", "ckpt")[1:]
+
+
 def _parquet_bomb(path: Path, rows: int = 64 << 20) -> Path:
     """A few hundred kB of Parquet that declare ``rows`` x 3 columns (1.5 GB in memory), one row group."""
     import pyarrow as pa
@@ -172,7 +177,7 @@ def test_a_parquet_file_is_refused_by_its_declared_size_before_it_is_read(tmp_pa
     bomb = _parquet_bomb(tmp_path / "bomb.parquet")
     assert bomb.stat().st_size < 2_000_000
     said = "67,108,864 rows x 3 columns take about 1,536 MB in memory, beyond --max-decompressed-mb 1024"
-    train = train_cmd("--data", str(bomb), "--output-dir", "out", "--checkpoint-dir", "ckpt")[1:]
+    train = _train_args(bomb)
     proc = _limited(train, tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip() == f"error: {bomb}: {said}; raise it if that is expected"
     streamed = _limited([*train, "--stream"], tmp_path)  # a row group is read whole: bounded alike
@@ -218,7 +223,7 @@ def _npz_bomb(path: Path, shape: tuple[int, int]) -> Path:
 
 def test_an_npz_archive_is_refused_by_its_headers_before_any_array_is_loaded(tmp_path: Path) -> None:
     bomb = _npz_bomb(tmp_path / "bomb.npz", (400_000_000, 3))
-    train = train_cmd("--data", str(bomb), "--output-dir", "out", "--checkpoint-dir", "ckpt")[1:]
+    train = _train_args(bomb)
     proc = _limited(train, tmp_path)
     expected = (
         f"error: {bomb}: its arrays take about 9,156 MB in memory (the largest: array 'X' of 400,000,000 x 3 "
@@ -238,7 +243,7 @@ def test_a_csv_is_refused_by_its_bytes_and_its_fields_before_pandas_parses_it(tm
         fh.write(b"a,b,label\n")
         for _ in range(50):
             fh.write(b",,\n" * 1_000_000)
-    train = train_cmd("--data", str(sparse), "--output-dir", "out", "--checkpoint-dir", "ckpt")[1:]
+    train = _train_args(sparse)
     proc = _limited(train, tmp_path)
     expected = (
         f"error: {sparse}: more than 134,217,728 fields (8 bytes each in memory), beyond --max-decompressed-mb "
