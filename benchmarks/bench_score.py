@@ -97,7 +97,7 @@ def main() -> int:
     frame = table[ensemble.preprocessing.encoder.feature_names]
 
     def python_scores(rows: Any) -> dict[str, np.ndarray]:
-        return ensemble.score(ensemble.preprocessing.encode(rows))
+        return ensemble.score(rows)  # the one path: check, encode, members, fusion, verdict
 
     log(f"batch: {args.rows} rows, {args.repeats} interleaved repeats")
     times: dict[str, list[float]] = {"python": [], "onnx": []}

@@ -85,6 +85,28 @@ def test_models_and_data_import_nothing_above_them() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
+SCORING_NAMES = ("score", "scorer", "verdict", "member")  # what only a model (and its evaluation) does
+
+
+def test_data_serves_data_and_scores_nothing() -> None:
+    """data/ defines nothing that scores and calls no model's scoring method: the DataModules serve
+    labelled raw rows and ``evaluation.scoring.score_rows`` scores them (issue 33: they had held a
+    Scorer protocol, validation_scores, test_scores, fused_test_scores)."""
+    offenders = []
+    for path in (PACKAGE / "data").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            name = None
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = node.name
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Load):
+                name = node.attr
+            elif isinstance(node, ast.Name):
+                name = node.id
+            if name is not None and any(word in name.lower() for word in SCORING_NAMES):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {name}")
+    assert offenders == []
+
+
 def test_the_concern_folders_exist_and_test_only_generators_left_the_package() -> None:
     for folder in ("cli", "callbacks", "data", "models", "http", "evaluation", "tracking"):
         assert (PACKAGE / folder / "__init__.py").is_file(), folder

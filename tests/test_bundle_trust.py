@@ -413,15 +413,14 @@ def test_rows_that_score_nan_fail_closed(tiny: dict) -> None:
         ensemble.autoencoder[0].weight.fill_(float("nan"))
     frame = pd.read_csv(tiny["work"] / "rows.csv").drop(columns="label")
     with pytest.warns(NonFiniteScores, match="they are flagged as attacks"):
-        scores = ensemble.score(ensemble.preprocessing.encode(frame))
+        scores = ensemble.score(frame)
     assert np.isnan(scores["ensemble"]).all() and (scores["verdict"] == 1).all()
 
 
 def test_the_saved_bundle_scores_as_the_object_that_saved_it(tiny: dict) -> None:
     loaded = ThreatEnsemble.load(tiny["bundle"], expect_digest=tiny["digest"])
     frame = pd.read_csv(tiny["work"] / "rows.csv").drop(columns="label")
-    x = tiny["ensemble"].preprocessing.encode(frame)
-    before, after = tiny["ensemble"].score(x), loaded.score(x)
+    before, after = tiny["ensemble"].score(frame), loaded.score(frame)
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
     names = {p.name for p in tiny["bundle"].iterdir()}

@@ -94,8 +94,8 @@ def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_ou
     import shutil
 
     import mlflow
-    import numpy as np
 
+    from threat_ensemble.evaluation.scoring import LabelledRows
     from threat_ensemble.tracking.champion import promote
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -107,8 +107,10 @@ def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_ou
     client.set_registered_model_alias("detector", "champion", "1")
     shutil.rmtree(tmp_path / "model-1")  # the champion's artifacts deleted
 
-    def never_scored(ensemble: object) -> tuple[np.ndarray, np.ndarray]:
+    def nothing_to_score() -> list:
         raise AssertionError("nothing to score with")
+
+    never_scored = LabelledRows(nothing_to_score, "test rows")
 
     passed = {"passed": True, "metrics": {"pr_auc": 0.99, "f1": 0.99}}
     stuck = promote("detector", "2", passed, never_scored, 0.005, uri)

@@ -36,7 +36,11 @@ def test_datamodule_fits_preprocessing_on_training_rows_only(small_frame: pd.Dat
     assert len(dm.ae_val_rows) == round(0.15 * n)
     assert not np.array_equal(dm.ae_val_rows, np.arange(n - len(dm.ae_val_rows), n))
     assert set(dm.ae_val_rows).isdisjoint(dm.ae_train_rows)
-    assert dm.x_test.shape == (len(dm.test_idx), dm.n_features)
+    # the test split is served as read (the ensemble encodes what it scores), labelled
+    (frame, y_test), *more = list(dm.test_chunks())
+    assert not more and len(frame) == len(y_test) == len(dm.test_idx)
+    assert list(frame.columns) == list(dm.table.features.columns)
+    np.testing.assert_array_equal(y_test, dm.table.y[dm.test_idx])
 
 
 def test_train_loader_serves_shuffled_whole_batches(small_frame: pd.DataFrame) -> None:
@@ -73,15 +77,18 @@ def test_class_counts_are_checked(n_normal: int, n_attack: int, message: str) ->
         check_class_counts(table)
 
 
-def test_test_table_is_encoded_with_training_categories(small_frame: pd.DataFrame) -> None:
+def test_test_table_is_served_as_read_and_encoded_with_training_categories(small_frame: pd.DataFrame) -> None:
     test = small_frame.iloc[:50].copy()
     test["method"] = "PATCH"  # never seen in training
     test_table = LabelledTable(test.drop(columns="label"), test["label"].to_numpy(), "test.csv")
     dm = ThreatDataModule(_table(small_frame), test_table, seed=1)
+    dm.setup("fit")
+    [(frame, y)] = list(dm.test_chunks())
+    assert frame["method"].tolist() == ["PATCH"] * 50 and y.tolist() == test["label"].tolist()
     with pytest.warns(UserWarning, match="50 categorical values never seen"):
-        dm.setup("fit")
+        x = dm.preprocessing.encode(frame, dm.test_source)
     names = dm.preprocessing.encoder.encoded_names
-    assert dm.x_test[:, names.index("method=__other__")].tolist() == [1.0] * 50
+    assert x[:, names.index("method=__other__")].tolist() == [1.0] * 50
     assert dm.test_source == "test.csv"
 
 

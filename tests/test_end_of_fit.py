@@ -88,7 +88,7 @@ def test_bundle_step_writes_what_the_earlier_steps_made(fitted: tuple, tmp_path:
     assert bundle == outcome.bundle_dir == Path(cfg.output_dir)
     loaded = ThreatEnsemble.load(bundle, expect_digest=state.bundle_digest)
     assert outcome.gate is not None and outcome.gate["bundle_digest"] == state.bundle_digest
-    again = loaded.score(dm.x_test)
+    again = loaded.score(dm.test_frame)
     assert outcome.scores is not None
     for key in ("ae", "rf", "if", "ensemble"):
         np.testing.assert_array_equal(again[key], outcome.scores[key], err_msg=key)
@@ -224,3 +224,81 @@ def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
     assert "could not log the MLflow pyfunc model: RuntimeError: no model today" in capsys.readouterr().out
     logged = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(logger.run_id, "bundle")}
     assert logged == {f"bundle/{f.name}" for f in bundle.iterdir()}
+
+
+def test_fusion_gate_promotion_score_py_and_the_model_all_score_through_score_rows(
+    fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One scoring function (issue 33): the stacked fusion's fit, the gate, the champion comparison of
+    --promote, score.py and the MLflow model each score rows by ``evaluation.scoring.score_rows``, so a
+    member added to ``ThreatEnsemble.score`` is scored the same way everywhere."""
+    import mlflow
+
+    from threat_ensemble.cli.score import score_file
+    from threat_ensemble.evaluation import scoring
+    from threat_ensemble.tracking import champion
+    from threat_ensemble.tracking.pyfunc import predict_frame
+
+    module, dm, _ = fitted
+    real, calls = scoring.score_rows, []
+
+    def spy(ensemble: object, chunks: object, source: str, **options: object) -> object:
+        calls.append(source)
+        return real(ensemble, chunks, source, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scoring, "score_rows", spy)
+    outcome, cfg, state = _steps(fitted, tmp_path)
+    assert calls == ["validation split", "test split"]  # the fusion's fit, then the gate
+    bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    client.create_registered_model("detector")
+    for _ in (1, 2):
+        client.create_model_version("detector", source=str(bundle))
+    client.set_registered_model_alias("detector", "champion", "1")
+    monkeypatch.setattr(champion, "champion_ensemble", lambda uri: ThreatEnsemble.load(bundle))
+    assert outcome.gate is not None
+    rows = scoring.LabelledRows(dm.test_chunks, dm.test_source, dm.n_test)
+    promoted = champion.promote("detector", "2", outcome.gate, rows, 0.0, uri)
+    assert calls[2:] == ["test split"]
+    assert promoted.alias == "champion" and promoted.champion_metrics is not None  # the same model: not worse
+    assert promoted.champion_metrics["f1"] == pytest.approx(outcome.gate["metrics"]["f1"], rel=1e-12)
+
+    table = dm.test_frame.assign(label=dm.y_test)
+    table.to_csv(tmp_path / "week.csv", index=False)
+    scored = score_file(bundle=bundle, data=tmp_path / "week.csv", output=tmp_path / "scores.csv", normal_label="0")
+    assert calls[3:] == [str(tmp_path / "week.csv")] and scored.metrics is not None
+    assert scored.metrics["ensemble"]["f1"] == pytest.approx(outcome.gate["metrics"]["f1"], rel=1e-12)
+    served = predict_frame(ThreatEnsemble.load(bundle), dm.test_frame)
+    assert calls[4:] == ["model input"]
+    assert outcome.scores is not None
+    np.testing.assert_array_equal(served["ensemble"].to_numpy(), outcome.scores["ensemble"])
+
+
+def test_the_steps_run_in_the_order_their_needs_give_whatever_order_they_are_listed_in(tmp_path: Path) -> None:
+    """No step depends on its place in a hand-kept list (issue 33): each says what it needs of the
+    FitOutcome and what it makes, and the engine orders them by that."""
+    import itertools
+
+    from threat_ensemble.callbacks.end_of_fit import ForestCallback, TrackingCallback, in_dependency_order
+
+    cfg, outcome, state = TrainConfig(quiet=True), FitOutcome(), RunState("fp", {})
+    steps = [
+        ForestCallback(0, state, tmp_path, outcome, quiet=True),
+        FusionCallback(cfg, outcome),
+        EnsembleValidationCallback(cfg, outcome),
+        BundleCallback(cfg, outcome, state, tmp_path, {}),
+        TrackingCallback(cfg, outcome, state, tmp_path, "sqlite:///x.db"),
+    ]
+    expected = [type(s).__name__ for s in steps]
+    for listed in itertools.permutations(steps):
+        assert [type(s).__name__ for s in in_dependency_order(list(listed))] == expected
+    with pytest.raises(ValueError, match=r"BundleCallback needs \['ensemble', 'gate', 'scores', 'y_test'\], which no"):
+        in_dependency_order([steps[0], steps[3]])
+
+    class Twice(FusionCallback):
+        makes = ("ensemble",)
+
+    with pytest.raises(ValueError, match="'ensemble' is made by both FusionCallback and Twice"):
+        in_dependency_order([*steps, Twice(cfg, outcome)])

@@ -56,7 +56,7 @@ def test_forests_fit_beside_the_autoencoder_and_equal_a_fit_after_it(
     assert set(forests.state.trees) == {"random_forest", "isolation_forest"}  # side files saved, hashes kept
     after = fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=5)
     assert np.array_equal(
-        forests.outcome.forests["random_forest"].predict_proba(dm.x_test), after.predict_proba(dm.x_test)
+        forests.outcome.forests["random_forest"].predict_proba(dm.x_val), after.predict_proba(dm.x_val)
     )
 
 

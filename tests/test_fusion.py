@@ -81,7 +81,7 @@ def test_fixed_fusion_is_the_reference_weighted_mean(work: Path) -> None:
     assert fixed["gate"]["fusion"] == "fixed"
     ensemble = load_ensemble(work / "fixed")
     holdout = load_labelled_table(work / "holdout.csv")
-    scores = ensemble.score(ensemble.preprocessing.encode(holdout.features))
+    scores = ensemble.score(holdout.features)
     by_hand = 0.4 * scores["ae"] + 0.4 * scores["rf"] + 0.2 * scores["if"]
     np.testing.assert_allclose(scores["ensemble"], by_hand, rtol=1e-12)
     assert binary_metrics(holdout.y, by_hand)["f1"] == pytest.approx(fixed["gate"]["metrics"]["f1"])

@@ -95,7 +95,7 @@ def bundle_scores(bundle: Path, features: pd.DataFrame) -> dict[str, np.ndarray]
     from threat_ensemble.models.ensemble import load_ensemble
 
     ensemble = load_ensemble(bundle)
-    return ensemble.score(ensemble.preprocessing.encode(features))
+    return ensemble.score(features)
 
 
 def assert_same_scores(frame: pd.DataFrame, expected: dict[str, np.ndarray] | pd.DataFrame) -> None:

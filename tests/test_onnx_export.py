@@ -123,10 +123,14 @@ def _scores(bundle: Path, graph: Path, frame: pd.DataFrame) -> tuple[dict[str, n
     if (bundle, graph) not in _LOADED:
         _LOADED[bundle, graph] = (load_ensemble(bundle), OnnxScorer.from_file(graph))
     ensemble, scorer = _LOADED[bundle, graph]
+    from threat_ensemble.models.rows import CheckedRows
+
     features = frame[ensemble.preprocessing.encoder.feature_names]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unseen categories, NaN rows: both engines see the same
-        python = ensemble.score(ensemble.preprocessing.encode(features))
+        # the rows as they are, past the ensemble's input check (which refuses numbers beyond float32,
+        # as score.py does for both engines): the graph has no such check, so parity must hold there too
+        python = ensemble.score(CheckedRows(features, "generated rows"))
     return python, scorer.score(features)
 
 

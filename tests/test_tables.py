@@ -209,7 +209,8 @@ def test_a_streamed_label_column_compares_numbers_as_numbers_and_counts_the_whol
 
 
 def test_a_parquet_binary_column_is_text_when_utf8_and_refused_only_where_it_is_used(tmp_path: Path) -> None:
-    from threat_ensemble.data.inputs import checked_features, read_features
+    from threat_ensemble.data.inputs import read_features
+    from threat_ensemble.models.rows import check_rows
 
     frame = pd.DataFrame({"a": np.arange(60.0), "label": [0, 1] * 30})
     frame["name"] = [b"tcp", b"udp", "\u00e9t\u00e9".encode()] * 20  # text stored as binary
@@ -232,16 +233,16 @@ def test_a_parquet_binary_column_is_text_when_utf8_and_refused_only_where_it_is_
     labels, features, _ = read_features(tmp_path / "t.parquet", None, False, (), bundle_features=["a", "name"])
     assert list(features.columns) == ["a", "name", "blob"] and labels is not None
 
-    class Bundle:  # the part of a Preprocessing that checked_features reads
+    class Bundle:  # the part of a Preprocessing that check_rows reads
         class encoder:  # noqa: N801
             feature_names, numeric_columns = ["a", "name"], ["a"]
 
     with pytest.warns(UserWarning, match=r"ignoring 1 column the bundle was not trained on: \['blob'\]"):
-        assert list(checked_features(Bundle, features, "t.parquet", impute=False).columns) == ["a", "name"]
+        assert list(check_rows(Bundle, features, "t.parquet").frame.columns) == ["a", "name"]
     Bundle.encoder.feature_names = ["a", "blob"]
     with pytest.raises(InputError, match=r"column 'blob' holds binary values .*; expected numbers or text as in tr"):
         with pytest.warns(UserWarning, match="ignoring 1 column"):
-            checked_features(Bundle, features, "t.parquet", impute=False)
+            check_rows(Bundle, features, "t.parquet")
 
 
 def test_timestamp_and_half_text_numeric_columns_say_they_are_taken_as_categories(tmp_path: Path) -> None:

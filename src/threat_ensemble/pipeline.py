@@ -138,141 +138,202 @@ def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> T
 
 
 def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero: bool) -> TrainResult:
-    from threat_ensemble.tracking.store import check_tracking_uri
+    return Engine(cfg, table, test, rank_zero).fit()
 
-    uri = cfg.tracking_uri or default_tracking_uri()
-    if cfg.quiet:
-        from threat_ensemble.console import quiet_library_logs
 
-        quiet_library_logs()
-    if rank_zero:  # fail in seconds, before any training, when the store is unusable
-        check_tracking_uri(uri)
-    hardware = resolve_hardware(cfg)
-    streamed = not isinstance(table, LabelledTable)
-    data_fingerprint = table.scan().fingerprint if streamed else fingerprint(table.features, table.y)
-    state, ckpt_path = _prepare_run_state(cfg, data_fingerprint, rank_zero)
-    configure_threads(cfg, hardware["accelerator"])
+class Engine:
+    """One training run as a few short steps: the run prepared (tracking store checked, hardware, the
+    data's fingerprint, the run state and the checkpoint to resume from), then :meth:`fit`: the
+    DataModule, the autoencoder, the MLflow logger and the callbacks handed to one Lightning
+    ``Trainer``, whose ``fit`` trains the autoencoder and runs the end-of-fit steps (forests, fusion,
+    gate, bundle, MLflow), and the result read back from memory."""
 
-    import lightning as L
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import MLFlowLogger
+    def __init__(self, cfg: TrainConfig, table: Table, test: Table | None, rank_zero: bool) -> None:
+        from threat_ensemble.tracking.store import check_tracking_uri
 
-    from threat_ensemble.callbacks.end_of_fit import (
-        BundleCallback,
-        EnsembleValidationCallback,
-        FitOutcome,
-        ForestCallback,
-        FusionCallback,
-        TrackingCallback,
-    )
-    from threat_ensemble.callbacks.run_state import EpochCheckpoint, RunStateCallback, StopSignals, mark_killed
-    from threat_ensemble.checkpointing import LAST_CHECKPOINT
-    from threat_ensemble.console import progress_callback, silence_library_chatter
-    from threat_ensemble.data.datamodule import ThreatDataModule
-    from threat_ensemble.models.autoencoder import AutoencoderModule
-    from threat_ensemble.tracking.logger import ResilientMLFlowLogger, bound_http_retries
+        self.cfg, self.table, self.test, self.rank_zero = cfg, table, test, rank_zero
+        self.uri = cfg.tracking_uri or default_tracking_uri()
+        if cfg.quiet:
+            from threat_ensemble.console import quiet_library_logs
 
-    silence_library_chatter()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    if streamed:
-        from threat_ensemble.data.datamodule import StreamDataModule
+            quiet_library_logs()
+        if rank_zero:  # fail in seconds, before any training, when the store is unusable
+            check_tracking_uri(self.uri)
+        self.hardware = resolve_hardware(cfg)
+        self.streamed = not isinstance(table, LabelledTable)
+        self.data_fingerprint = table.scan().fingerprint if self.streamed else fingerprint(table.features, table.y)
+        self.state, self.ckpt_path = _prepare_run_state(cfg, self.data_fingerprint, rank_zero)
+        configure_threads(cfg, self.hardware["accelerator"])
 
-        datamodule: ThreatDataModule = StreamDataModule(
-            table, test, batch_size=cfg.batch_size, seed=cfg.seed, shuffle_buffer_rows=cfg.shuffle_buffer_rows
-        )
-    else:
-        datamodule = ThreatDataModule(table, test, batch_size=cfg.batch_size, seed=cfg.seed)
-    datamodule.setup("fit")
-    summary = datamodule.summary()
-    model = AutoencoderModule(n_inputs=datamodule.n_features, lr=cfg.lr, threshold_percentile=cfg.threshold_percentile)
-    resuming = state.mlflow_run_id is not None
-    # Only the process launched as rank 0 touches the tracking store: other ranks and nodes
-    # opening it at the same time race on creating its tables.
-    if rank_zero:
+    def datamodule(self) -> Any:
+        """The DataModule for the run's tables (a stream for --stream), set up: split, preprocessing."""
+        from threat_ensemble.data.datamodule import LabelledDataModule, StreamDataModule, ThreatDataModule
+
+        cfg = self.cfg
+        datamodule: LabelledDataModule
+        if self.streamed:
+            datamodule = StreamDataModule(
+                self.table,
+                self.test,
+                batch_size=cfg.batch_size,
+                seed=cfg.seed,
+                shuffle_buffer_rows=cfg.shuffle_buffer_rows,
+            )
+        else:
+            datamodule = ThreatDataModule(self.table, self.test, batch_size=cfg.batch_size, seed=cfg.seed)
+        datamodule.setup("fit")
+        return datamodule
+
+    def logger(self) -> Any:
+        """The run's MLflow logger (continuing the run being resumed); only the process launched as
+        rank 0 touches the tracking store: other ranks and nodes opening it at the same time race on
+        creating its tables."""
+        if not self.rank_zero:
+            return False
+        from threat_ensemble.tracking.logger import ResilientMLFlowLogger, bound_http_retries
+
         bound_http_retries()
-    logger: MLFlowLogger | bool = (
-        ResilientMLFlowLogger(
+        cfg, resuming = self.cfg, self.state.mlflow_run_id is not None
+        return ResilientMLFlowLogger(
             experiment_name=cfg.experiment,
             run_name=cfg.run_name or default_run_name(cfg),
-            tracking_uri=uri,
-            artifact_location=artifact_location_for(uri),
-            run_id=state.mlflow_run_id,
+            tracking_uri=self.uri,
+            artifact_location=artifact_location_for(self.uri),
+            run_id=self.state.mlflow_run_id,
             tags=None if resuming else run_tags(),
         )
-        if rank_zero
-        else False
-    )
-    params = None if resuming else {**run_params(cfg, summary), "data_fingerprint": data_fingerprint, **model.hparams}
-    outcome = FitOutcome()
-    manifest_extra = {"data_fingerprint": data_fingerprint, "config": cfg.to_dict(), "data_summary": summary}
-    end_of_fit = [  # in this order, each in on_fit_end, each reading what the ones before left in outcome
-        ForestCallback(cfg.seed, state, cfg.checkpoint_dir, outcome, quiet=cfg.quiet),
-        FusionCallback(cfg, outcome),
-        EnsembleValidationCallback(cfg, outcome),
-        BundleCallback(cfg, outcome, state, cfg.checkpoint_dir, manifest_extra),
-        TrackingCallback(cfg, outcome, state, cfg.checkpoint_dir, uri),
-    ]
-    if ckpt_path is not None:
-        ckpt_path = _readable_checkpoint(ckpt_path)
-        _check_checkpoint_shape(ckpt_path, datamodule.n_features)
-    run_state_callback = RunStateCallback(state, cfg.checkpoint_dir, params, quiet=cfg.quiet)
-    callbacks = [
-        run_state_callback,
-        EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
-        EpochCheckpoint(
-            dirpath=cfg.checkpoint_dir,
-            filename="autoencoder-{epoch:03d}",
-            monitor="val_loss",
-            mode="min",
-            save_top_k=1,
-        ),
-        # last.ckpt after every epoch, improved or not (Lightning's save_last writes it only when the
-        # monitored checkpoint improved: a run killed after an epoch without one would retrain from
-        # the last improving epoch); with step checkpoints too, both keep one last.ckpt current
+
+    def end_of_fit(self, outcome: Any, manifest_extra: dict[str, Any]) -> list[Any]:
+        """The steps after the autoencoder, each after the steps that make what it needs."""
+        from threat_ensemble.callbacks.end_of_fit import (
+            BundleCallback,
+            EnsembleValidationCallback,
+            ForestCallback,
+            FusionCallback,
+            TrackingCallback,
+            in_dependency_order,
+        )
+
+        cfg, state, folder = self.cfg, self.state, self.cfg.checkpoint_dir
+        return in_dependency_order(
+            [
+                ForestCallback(cfg.seed, state, folder, outcome, quiet=cfg.quiet),
+                FusionCallback(cfg, outcome),
+                EnsembleValidationCallback(cfg, outcome),
+                BundleCallback(cfg, outcome, state, folder, manifest_extra),
+                TrackingCallback(cfg, outcome, state, folder, self.uri),
+            ]
+        )
+
+    def callbacks(self, run_state: Any, end_of_fit: list[Any]) -> list[Any]:
+        """Progress, the run state, early stopping, the checkpoints, then the end-of-fit steps."""
+        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+        from threat_ensemble.callbacks.run_state import EpochCheckpoint
+        from threat_ensemble.checkpointing import LAST_CHECKPOINT
+        from threat_ensemble.console import progress_callback
+
+        cfg = self.cfg
+        progress = progress_callback(cfg.quiet)
+        return [
+            *([progress] if progress is not None else []),  # first: the last epoch's line before the trees'
+            run_state,
+            EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),
+            EpochCheckpoint(
+                dirpath=cfg.checkpoint_dir,
+                filename="autoencoder-{epoch:03d}",
+                monitor="val_loss",
+                mode="min",
+                save_top_k=1,
+            ),
+            # last.ckpt after every epoch, improved or not (Lightning's save_last writes it only when the
+            # monitored checkpoint improved: a run killed after an epoch without one would retrain from
+            # the last improving epoch); with step checkpoints too, both keep one last.ckpt current
+            ModelCheckpoint(
+                dirpath=cfg.checkpoint_dir,
+                filename=Path(LAST_CHECKPOINT).stem,
+                save_top_k=1,
+                enable_version_counter=False,
+            ),
+            *_step_checkpoints(cfg),
+            *end_of_fit,
+        ]
+
+    def fit(self) -> TrainResult:
+        """Train the autoencoder (from ``ckpt_path`` when resuming), run the end-of-fit steps, and
+        return the gate from memory (rank 0; other ranks return their summary)."""
+        import lightning as L
+        from lightning.pytorch.loggers import MLFlowLogger
+
+        from threat_ensemble.callbacks.end_of_fit import FitOutcome
+        from threat_ensemble.callbacks.run_state import RunStateCallback, StopSignals, mark_killed
+        from threat_ensemble.console import silence_library_chatter
+        from threat_ensemble.models.autoencoder import AutoencoderModule
+
+        cfg = self.cfg
+        silence_library_chatter()
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        datamodule = self.datamodule()
+        summary = datamodule.summary()
+        model = AutoencoderModule(
+            n_inputs=datamodule.n_features, lr=cfg.lr, threshold_percentile=cfg.threshold_percentile
+        )
+        logger = self.logger()
+        fingerprinted = {"data_fingerprint": self.data_fingerprint}
+        resuming = self.state.mlflow_run_id is not None
+        params = None if resuming else {**run_params(cfg, summary), **fingerprinted, **model.hparams}
+        outcome = FitOutcome()
+        manifest_extra = {**fingerprinted, "config": cfg.to_dict(), "data_summary": summary}
+        end_of_fit = self.end_of_fit(outcome, manifest_extra)
+        ckpt_path = self.ckpt_path
+        if ckpt_path is not None:
+            ckpt_path = _readable_checkpoint(ckpt_path)
+            _check_checkpoint_shape(ckpt_path, datamodule.n_features)
+        run_state = RunStateCallback(self.state, cfg.checkpoint_dir, params, quiet=cfg.quiet)
+        trainer = L.Trainer(
+            **self.hardware,
+            max_epochs=cfg.max_epochs,
+            num_sanity_val_steps=0,
+            sync_batchnorm=_on_gpu(self.hardware),
+            logger=logger,
+            callbacks=self.callbacks(run_state, end_of_fit),
+            default_root_dir=cfg.checkpoint_dir,
+            enable_progress_bar=not cfg.quiet,
+            enable_model_summary=False,  # 11 lines about a 4k-parameter MLP; the README describes it
+            log_every_n_steps=1,
+        )
+        stop = StopSignals(trainer, run_state)
+        try:
+            with stop.installed():
+                trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        except (SystemExit, KeyboardInterrupt) as exc:
+            if stop.received:
+                if isinstance(logger, MLFlowLogger):
+                    mark_killed(logger)
+                raise Preempted(str(Path(cfg.checkpoint_dir).resolve()), stop.received) from exc
+            raise
+        if not trainer.is_global_zero:
+            return TrainResult.other_rank(summary)
+        result = _result(outcome, Path(cfg.checkpoint_dir), summary)
+        result.tracking_failure = getattr(logger, "failure", None)
+        return result
+
+
+def _step_checkpoints(cfg: TrainConfig) -> list[Any]:
+    """--checkpoint-every-n-steps: last.ckpt every N steps too (the train loader resumes mid-epoch)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    if not cfg.checkpoint_every_n_steps:
+        return []
+    return [
         ModelCheckpoint(
-            dirpath=cfg.checkpoint_dir, filename=Path(LAST_CHECKPOINT).stem, save_top_k=1, enable_version_counter=False
-        ),
-        *end_of_fit,
-    ]
-    if cfg.checkpoint_every_n_steps:  # mid-epoch: last.ckpt every N steps (the train loader resumes mid-epoch)
-        step_checkpoint = ModelCheckpoint(
             dirpath=cfg.checkpoint_dir,
             every_n_train_steps=cfg.checkpoint_every_n_steps,
             save_top_k=0,  # last.ckpt only
             save_last=True,
             enable_version_counter=False,
         )
-        callbacks.insert(4, step_checkpoint)
-    progress = progress_callback(cfg.quiet)
-    if progress is not None:  # first, so the last epoch's line comes before the tree stage's
-        callbacks.insert(0, progress)
-    trainer = L.Trainer(
-        **hardware,
-        max_epochs=cfg.max_epochs,
-        num_sanity_val_steps=0,
-        sync_batchnorm=_on_gpu(hardware),
-        logger=logger,
-        callbacks=callbacks,
-        default_root_dir=cfg.checkpoint_dir,
-        enable_progress_bar=not cfg.quiet,
-        enable_model_summary=False,  # 11 lines about a 4k-parameter MLP; the README describes it
-        log_every_n_steps=1,
-    )
-    stop = StopSignals(trainer, run_state_callback)
-    try:
-        with stop.installed():
-            trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except (SystemExit, KeyboardInterrupt) as exc:
-        if stop.received:
-            if isinstance(logger, MLFlowLogger):
-                mark_killed(logger)
-            raise Preempted(str(Path(cfg.checkpoint_dir).resolve()), stop.received) from exc
-        raise
-    if not trainer.is_global_zero:
-        return TrainResult.other_rank(summary)
-    result = _result(outcome, Path(cfg.checkpoint_dir), summary)
-    result.tracking_failure = getattr(logger, "failure", None)
-    return result
+    ]
 
 
 def _prepare_run_state(cfg: TrainConfig, data_fingerprint: str, rank_zero: bool) -> tuple[Any, Path | None]:

@@ -1,6 +1,7 @@
 """The steps after the autoencoder, one callback each, in ``on_fit_end``: forests, fusion,
-validation and the gate, bundle, MLflow. Each reads what the steps before it left in the engine's
-``FitOutcome``, never another step's attributes.
+validation and the gate, bundle, MLflow. Each says what it reads of the engine's ``FitOutcome``
+(``needs``) and what it fills (``makes``), the engine orders them by that
+(:func:`in_dependency_order`), and no step reads another step's attributes.
 
 Lightning calls ``on_fit_end`` after every fit: one that trained, and one resumed (through
 ``ckpt_path``) from a checkpoint whose autoencoder had already finished, where Lightning restores
@@ -9,6 +10,7 @@ the module, the data module and the callbacks and trains no further epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 import os
@@ -28,10 +30,11 @@ from threat_ensemble.callbacks.run_state import announcer, mark_run
 from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_bytes
 from threat_ensemble.config import TrainConfig
 from threat_ensemble.console import timed
-from threat_ensemble.data.datamodule import ThreatDataModule
+from threat_ensemble.data.datamodule import LabelledDataModule
 from threat_ensemble.errors import first_line
 from threat_ensemble.evaluation.metrics import gate_report, small_test_warning
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
+from threat_ensemble.evaluation.scoring import LabelledRows
 from threat_ensemble.models.autoencoder import AutoencoderModule
 from threat_ensemble.models.bundle import ONNX_FILE, BundleError, bundle_destination, read_regular_file
 from threat_ensemble.models.ensemble import ThreatEnsemble
@@ -51,11 +54,21 @@ MODEL_REFERENCE = "model.json"  # in it: where the bundle's files are
 BUNDLE_IN_MODEL = "artifacts/bundle"  # where a pyfunc model keeps its "bundle" artifact
 
 
-def _datamodule(trainer: L.Trainer) -> ThreatDataModule:
+def _datamodule(trainer: L.Trainer) -> LabelledDataModule:
     dm = trainer.datamodule
-    if not isinstance(dm, ThreatDataModule):
-        raise TypeError("threat-ensemble callbacks need a ThreatDataModule")
+    if not isinstance(dm, LabelledDataModule):
+        raise TypeError("threat-ensemble callbacks need a ThreatDataModule or a StreamDataModule")
     return dm
+
+
+def validation_rows(dm: LabelledDataModule, impute: bool) -> LabelledRows:
+    """The validation split's labelled rows, served by the DataModule (the stacked fusion's rows)."""
+    return LabelledRows(dm.val_chunks, "validation split", dm.n_val, impute)
+
+
+def test_rows(dm: LabelledDataModule, impute: bool) -> LabelledRows:
+    """The test rows, served by the DataModule (the gate's and the champion comparison's rows)."""
+    return LabelledRows(dm.test_chunks, dm.test_source, dm.n_test, impute)
 
 
 @dataclass
@@ -67,8 +80,54 @@ class FitOutcome:
     forest_bytes: dict[str, bytes] = field(default_factory=dict)  # each as stored (skops), for the bundle
     ensemble: ThreatEnsemble | None = None
     scores: dict[str, np.ndarray] | None = None  # on the test rows
+    y_test: np.ndarray | None = None  # their labels
     gate: dict[str, Any] | None = None
     bundle_dir: Path | None = None
+
+
+class EndOfFitStep(Callback):
+    """One job after the autoencoder, run in ``on_fit_end`` (rank 0). ``needs``: the fields of the
+    engine's :class:`FitOutcome` it reads; ``makes``: those it fills. The engine orders the steps by
+    these (:func:`in_dependency_order`), never by their place in a hand-kept list."""
+
+    needs: tuple[str, ...] = ()
+    makes: tuple[str, ...] = ()
+
+
+def in_dependency_order(steps: list[EndOfFitStep]) -> list[EndOfFitStep]:
+    """``steps`` ordered so that each comes after every step that makes what it needs (the standard
+    library's topological sort; steps that do not depend on each other keep their given order). A
+    need that no step makes, two steps making one field, or a circle: ValueError naming them."""
+    from graphlib import CycleError, TopologicalSorter
+
+    fields = {f.name for f in dataclasses.fields(FitOutcome)}
+    maker: dict[str, int] = {}
+    for i, step in enumerate(steps):
+        for name in (*step.needs, *step.makes):
+            if name not in fields:
+                raise ValueError(f"{type(step).__name__}: {name!r} is not a field of FitOutcome")
+        for name in step.makes:
+            if name in maker:
+                both = f"{type(steps[maker[name]]).__name__} and {type(step).__name__}"
+                raise ValueError(f"{name!r} is made by both {both}")
+            maker[name] = i
+    graph: dict[int, set[int]] = {}
+    for i, step in enumerate(steps):
+        missing = [name for name in step.needs if name not in maker]
+        if missing:
+            raise ValueError(f"{type(step).__name__} needs {missing}, which no step makes")
+        graph[i] = {maker[name] for name in step.needs}
+    sorter = TopologicalSorter(graph)
+    try:
+        sorter.prepare()
+    except CycleError as exc:
+        raise ValueError(f"the end-of-fit steps depend on each other in a circle: {exc.args[1]}") from None
+    order: list[int] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())  # the given order among steps ready together
+        order.extend(ready)
+        sorter.done(*ready)
+    return [steps[i] for i in order]
 
 
 def _timed_call(fit: Any) -> tuple[Any, float]:
@@ -89,7 +148,7 @@ def spare_cores(trainer: L.Trainer) -> int:
     return cpus - trainer.num_devices * per_process
 
 
-class ForestCallback(Callback):
+class ForestCallback(EndOfFitStep):
     """Fits the random forest (train split, calibrated on the validation split) and the isolation
     forest (normal training rows) on rank 0 only (no collectives, so no rank waits on it), ready
     when the autoencoder is done. They need nothing from the autoencoder, so when the training
@@ -97,6 +156,8 @@ class ForestCallback(Callback):
     every core once training ends (``CoreShare``; the same trees either way). Each fitted forest is
     saved as a side file beside the checkpoints with its sha256 in the run state, so a resumed run
     reuses it instead of fitting again."""
+
+    makes = ("forests", "forest_bytes")
 
     def __init__(
         self, seed: int, state: RunState, checkpoint_dir: str | Path, outcome: FitOutcome, quiet: bool = False
@@ -110,7 +171,7 @@ class ForestCallback(Callback):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: dict[str, Future[tuple[Any, float]]] = {}
 
-    def _fitters(self, dm: ThreatDataModule, cores: CoreShare | None = None) -> dict[str, tuple[str, Any]]:
+    def _fitters(self, dm: LabelledDataModule, cores: CoreShare | None = None) -> dict[str, tuple[str, Any]]:
         """Each forest's progress label and the call that fits it."""
         return {
             "random_forest": (
@@ -155,7 +216,7 @@ class ForestCallback(Callback):
             self._executor.shutdown(wait=False, cancel_futures=True)
         self._pending.clear()
 
-    def fit_or_load(self, dm: ThreatDataModule) -> None:
+    def fit_or_load(self, dm: LabelledDataModule) -> None:
         if self._cores is not None:
             self._cores.release()  # the autoencoder is done: every core to the forests
         for name, (label, fit) in self._fitters(dm).items():
@@ -205,9 +266,11 @@ def _mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
     return trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
 
 
-class FusionCallback(Callback):
+class FusionCallback(EndOfFitStep):
     """The trained ensemble as one object (the best epoch's autoencoder, the forests, the
     DataModule's preprocessing) with its fusion fitted on the validation split (rank 0)."""
+
+    needs, makes = ("forests",), ("ensemble",)
 
     def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
         self.cfg = cfg
@@ -220,7 +283,7 @@ class FusionCallback(Callback):
         if trainer.is_global_zero:
             self.outcome.ensemble = self.build(_datamodule(trainer), pl_module)
 
-    def build(self, dm: ThreatDataModule, module: AutoencoderModule) -> ThreatEnsemble:
+    def build(self, dm: LabelledDataModule, module: AutoencoderModule) -> ThreatEnsemble:
         assert dm.preprocessing is not None
         threshold = float(module.threshold)
         if not math.isfinite(threshold):
@@ -237,7 +300,8 @@ class FusionCallback(Callback):
         if self.cfg.fusion == "stack":
 
             def fit() -> None:
-                scores, y_val = dm.validation_scores(ensemble)
+                scores, y_val = validation_rows(dm, self.cfg.impute).score(ensemble, warn=False)
+                assert y_val is not None
                 ensemble.fit_fusion_on(scores, y_val, self.cfg.target_fpr)
 
             timed(
@@ -250,9 +314,11 @@ class FusionCallback(Callback):
         return ensemble
 
 
-class EnsembleValidationCallback(Callback):
+class EnsembleValidationCallback(EndOfFitStep):
     """Scores the test rows with the ensemble, computes each member's and the ensemble's metrics
     and evaluates the gate (rank 0)."""
+
+    needs, makes = ("ensemble",), ("scores", "y_test", "gate")
 
     def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
         self.cfg = cfg
@@ -264,19 +330,20 @@ class EnsembleValidationCallback(Callback):
             logger = _mlflow_logger(trainer)
             self.validate(_datamodule(trainer), logger.run_id if logger is not None else None)
 
-    def validate(self, dm: ThreatDataModule, run_id: str | None) -> dict[str, Any]:
+    def validate(self, dm: LabelledDataModule, run_id: str | None) -> dict[str, Any]:
         ensemble = self.outcome.ensemble
         assert ensemble is not None
         scores, y_test = timed(
             f"ensemble: scoring {dm.n_test} rows of the {dm.test_source}",
-            lambda: dm.test_scores(ensemble),
+            lambda: test_rows(dm, self.cfg.impute).score(ensemble),
             self.say,
         )
+        assert y_test is not None
         small = small_test_warning(y_test, dm.test_source)
         if small:
             print(small)
         cfg = self.cfg
-        self.outcome.scores = scores
+        self.outcome.scores, self.outcome.y_test = scores, y_test
         fusion = ensemble.fusion
         used = {"target_fpr": float(fusion["target_fpr"])} if fusion["kind"] == "stack" else {}
         bounds = {"min_recall": cfg.min_recall, "max_fpr": cfg.max_fpr}
@@ -291,9 +358,11 @@ class EnsembleValidationCallback(Callback):
         return self.outcome.gate
 
 
-class BundleCallback(Callback):
+class BundleCallback(EndOfFitStep):
     """Writes the bundle (the ensemble, gate.json, the configuration and the plots) atomically to
     --output-dir, or beside it when a failed gate would replace a passing bundle (rank 0)."""
+
+    needs, makes = ("ensemble", "gate", "scores", "y_test", "forest_bytes"), ("bundle_dir",)
 
     def __init__(
         self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, manifest_extra: dict
@@ -310,9 +379,10 @@ class BundleCallback(Callback):
             assert isinstance(pl_module, AutoencoderModule)
             self.write(_datamodule(trainer), pl_module, _mlflow_logger(trainer))
 
-    def write(self, dm: ThreatDataModule, module: AutoencoderModule, logger: MLFlowLogger | None) -> Path:
-        ensemble, gate, scores = self.outcome.ensemble, self.outcome.gate, self.outcome.scores
-        assert ensemble is not None and gate is not None and scores is not None
+    def write(self, dm: LabelledDataModule, module: AutoencoderModule, logger: MLFlowLogger | None) -> Path:
+        outcome = self.outcome
+        ensemble, gate, scores, y_test = outcome.ensemble, outcome.gate, outcome.scores, outcome.y_test
+        assert ensemble is not None and gate is not None and scores is not None and y_test is not None
         history = _loss_history(logger)
         destination = bundle_destination(self.cfg.output_dir, bool(gate["passed"]))
         bundle = ensemble.save(
@@ -329,7 +399,7 @@ class BundleCallback(Callback):
                 self._write_config(folder),
                 *self._export(folder, ensemble, gate["mlflow_run_id"]),
                 *write_plots_or_warn(
-                    folder, dm.y_test, scores, scores["ae_error"], ensemble.threshold, history, warn=print
+                    folder, y_test, scores, scores["ae_error"], ensemble.threshold, history, warn=print
                 ),
             ],
         )
@@ -358,11 +428,13 @@ class BundleCallback(Callback):
         return path
 
 
-class TrackingCallback(Callback):
+class TrackingCallback(EndOfFitStep):
     """Logs the results to the MLflow run (final metrics, the plots, the bundle's digest), logs the
     ensemble as a pyfunc model holding the bundle, with a reference to it under the run's
     ``bundle/``, registers it (--register-model), then marks the run completed in the run state
     (rank 0). Tracking trouble never hides the run's result."""
+
+    needs = ("ensemble", "gate", "bundle_dir")
 
     def __init__(
         self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, tracking_uri: str
@@ -389,7 +461,7 @@ class TrackingCallback(Callback):
         self.state.completed = True
         self.state.save(self.checkpoint_dir)
 
-    def log_results(self, logger: MLFlowLogger, callback_metrics: dict[str, Any], dm: ThreatDataModule) -> None:
+    def log_results(self, logger: MLFlowLogger, callback_metrics: dict[str, Any], dm: LabelledDataModule) -> None:
         ensemble, gate, bundle = self.outcome.ensemble, self.outcome.gate, self.outcome.bundle_dir
         assert ensemble is not None and gate is not None and bundle is not None
         final = {"ae_threshold": ensemble.threshold, "gate_passed": float(gate["passed"])}
@@ -446,7 +518,7 @@ class TrackingCallback(Callback):
         }
         client.log_dict(run_id, reference, f"{BUNDLE_ARTIFACT}/{MODEL_REFERENCE}")
 
-    def _register(self, logger: MLFlowLogger, model_uri: str, gate: dict[str, Any], dm: ThreatDataModule) -> None:
+    def _register(self, logger: MLFlowLogger, model_uri: str, gate: dict[str, Any], dm: LabelledDataModule) -> None:
         """Registered under --register-model when the gate passed (or --register-anyway), then with
         --promote given the champion or the challenger alias (the comparison logged on the run);
         with --promote-force the champion alias when the gate passed, not compared."""
@@ -465,7 +537,8 @@ class TrackingCallback(Callback):
             from threat_ensemble.tracking.champion import promote
 
             cfg = self.cfg
-            outcome = promote(name, version, gate, dm.fused_test_scores, cfg.promote_tolerance, uri, cfg.promote_force)
+            rows = test_rows(dm, cfg.impute)
+            outcome = promote(name, version, gate, rows, cfg.promote_tolerance, uri, cfg.promote_force)
             print(outcome.line(name, version))
             if outcome.champion_metrics:
                 logger.log_metrics({f"champion_{k}": v for k, v in outcome.champion_metrics.items()})

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from threat_ensemble.cli import add_bundle_options, add_decompression_limit
-from threat_ensemble.data.inputs import DEFAULT_LABEL, checked_features, read_features
-from threat_ensemble.data.preprocessing import Preprocessing, warn_unseen
+from threat_ensemble.data.inputs import DEFAULT_LABEL, read_features
+from threat_ensemble.data.preprocessing import Preprocessing, UnseenCategories, warn_unseen
 from threat_ensemble.data.profile import DRIFT_THRESHOLD, drift_line
 from threat_ensemble.errors import (
     EXIT_DRIFT,
@@ -35,6 +35,7 @@ from threat_ensemble.errors import (
 from threat_ensemble.evaluation.explain import MAX_EXPLAINED
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 from threat_ensemble.models.fusion import SCORE_COLUMNS
+from threat_ensemble.models.rows import check_rows
 
 OUTPUT_PREFIX = "score_"  # on every output column when the labels carry an output's name
 ENGINES = ("python", "onnx", "spark")
@@ -334,23 +335,21 @@ def score_file(
     taken = [c for c in ids.columns if c in SCORE_COLUMNS or (labels is not None and c == str(labels.name))]
     if taken:
         raise InputError(f"{source}: id column {taken[0]!r} has the name of the label or of an output column")
-    x = ensemble = None
+    rows = check_rows(preprocessing, features, source, impute)  # both engines alike: extras left out, warned
+    checked = rows.frame
+    y = _labels_for_metrics(labels, normal_label, source)
+    _require_gate_labels(gate_out, labels, y, source)
+    ensemble = None
     if engine == "onnx":
-        checked = checked_features(preprocessing, features, source, impute)  # as the python engine: extras ignored
         warn_unseen(preprocessing.encoder.count_unseen(checked), source)
-        y = _labels_for_metrics(labels, normal_label, source)
-        _require_gate_labels(gate_out, labels, y, source)
         scorer = _onnx_scorer(verified, onnx, note)  # after every check: building a graph takes a while
         scores = scorer.score(checked, source)
     else:
-        checked = checked_features(preprocessing, features, source, impute)
-        x = preprocessing.encode(checked, source)
-        y = _labels_for_metrics(labels, normal_label, source)
-        _require_gate_labels(gate_out, labels, y, source)
+        from threat_ensemble.evaluation.scoring import score_rows
         from threat_ensemble.models.ensemble import ThreatEnsemble  # torch: only after every check above
 
-        ensemble = ThreatEnsemble.from_verified(verified)  # the bytes checked above, not read again
-        scores = ensemble.score(x)
+        ensemble = ThreatEnsemble.from_verified(verified, preprocessing)  # the bytes checked above, not read again
+        scores, _ = score_rows(ensemble, [(rows, y)], source)
     result = pd.DataFrame(index=range(len(features)))
     prefix = ""
     if labels is not None:
@@ -370,13 +369,11 @@ def score_file(
     if explain:
         from threat_ensemble.evaluation.explain import explanation_columns
 
-        if ensemble is None or x is None:  # the ONNX engine: the explanations come from the same bundle
+        if ensemble is None:  # the ONNX engine: the explanations come from the same bundle
             from threat_ensemble.models.ensemble import ThreatEnsemble
 
-            ensemble = ThreatEnsemble.from_verified(verified)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # warned about once already
-                x = preprocessing.encode(checked, source)
+            ensemble = ThreatEnsemble.from_verified(verified, preprocessing)
+        x = ensemble.encode(rows, UnseenCategories())  # warned about once already
         extra = explanation_columns(ensemble, checked, x, scores, explain, explain_all)
         result = pd.concat([result, extra.add_prefix(prefix)], axis=1)
     drift = None

@@ -1,9 +1,12 @@
-"""The LightningDataModule: split, preprocessing fitted on training rows, and the autoencoder's loaders."""
+"""The LightningDataModules: they serve data, never score it. The split, the preprocessing fitted on
+training rows, the autoencoder's loaders, the forests' training arrays, and the labelled raw rows
+of the validation and test splits as chunks (one in memory, one per row group when streamed), which
+``evaluation.scoring.score_rows`` scores."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -12,13 +15,7 @@ import torch
 from sklearn.model_selection import train_test_split
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
-from threat_ensemble.data.preprocessing import (
-    FeatureEncoder,
-    Preprocessing,
-    RobustScaler,
-    UnseenCategories,
-    warn_unseen,
-)
+from threat_ensemble.data.preprocessing import FeatureEncoder, Preprocessing, RobustScaler
 from threat_ensemble.data.profile import FeatureProfile
 from threat_ensemble.data.stream import (
     ROLE_AE_TRAIN,
@@ -32,22 +29,6 @@ from threat_ensemble.data.stream import (
 from threat_ensemble.data.tables import LabelledTable, check_same_columns
 from threat_ensemble.errors import InputError
 from threat_ensemble.limits import DEFAULT_SHUFFLE_ROWS
-
-Scores = dict[str, np.ndarray]
-
-
-class Scorer(Protocol):
-    """What the DataModule needs of a trained ensemble (``models.ensemble.ThreatEnsemble``) to score
-    its validation and test rows; data/ knows no model class."""
-
-    preprocessing: Preprocessing
-
-    def member_scores(self, x_encoded: np.ndarray) -> Scores: ...
-
-    def score(self, x_encoded: np.ndarray) -> Scores: ...
-
-    def verdicts(self, scores: Scores) -> Scores: ...
-
 
 AE_VAL_FRACTION = 0.15
 EVAL_BATCH_SIZE = 8192
@@ -162,8 +143,81 @@ class ResumableLoader(MidEpochLoader):
         self.order.start = batches * int(self.batch_size or 1)
 
 
-class ThreatDataModule(L.LightningDataModule):
-    """Owns the data: the 70/15/15 split, the encoder and scaler (fitted on training rows only),
+# labelled raw rows: the feature columns as read (not encoded) and their 0/1 labels
+Chunk = tuple[pd.DataFrame, np.ndarray]
+
+
+class LabelledDataModule(L.LightningDataModule):
+    """What both DataModules serve, set by each one's ``setup`` (fitted) or ``load_state_dict``
+    (restored from a checkpoint) through ``_apply``: the preprocessing; the forests' training rows
+    (``x_train``/``y_train``, ``x_normal_train``) and calibration rows (``x_val``/``y_val``),
+    encoded; the autoencoder's validation rows (``ae_val``, scaled); and the validation and test
+    splits as labelled raw chunks (:meth:`val_chunks`, :meth:`test_chunks`)."""
+
+    preprocessing: Preprocessing | None
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_normal_train: np.ndarray
+    ae_val: torch.Tensor
+    test_source: str
+
+    def __init__(self, batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.seed = seed
+        self.preprocessing = None
+
+    def _apply(self, preprocessing: Preprocessing, encoded: np.ndarray | None = None) -> None:
+        raise NotImplementedError
+
+    @property
+    def n_val(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def n_test(self) -> int:
+        raise NotImplementedError
+
+    def val_chunks(self) -> Iterator[Chunk]:
+        """The validation split's rows, as read, with their labels (the stacked fusion is fitted on them)."""
+        raise NotImplementedError
+
+    def test_chunks(self) -> Iterator[Chunk]:
+        """The test rows (the test split, or --test-data), as read, with their labels (the gate's rows)."""
+        raise NotImplementedError
+
+    def summary(self) -> dict[str, int]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""
+        return {"preprocessing": self.preprocessing.to_dict() if self.preprocessing else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Lightning calls this after ``setup``: re-encode with the checkpoint's preprocessing so the
+        restored autoencoder sees exactly the inputs it was trained on."""
+        saved = state_dict.get("preprocessing")
+        if saved is not None:
+            self._apply(Preprocessing.from_dict(saved, "checkpoint preprocessing"))
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            ArrayDataset(self.ae_val, with_index=True),
+            batch_size=EVAL_BATCH_SIZE,
+            shuffle=False,
+            collate_fn=_passthrough,
+        )
+
+    @property
+    def n_features(self) -> int:
+        assert self.preprocessing is not None, "setup() has not run"
+        return len(self.preprocessing.encoder.encoded_names)
+
+
+class ThreatDataModule(LabelledDataModule):
+    """A table in memory: the 70/15/15 split, the encoder and scaler (fitted on training rows only),
     the autoencoder's normal-traffic train/validation sets, and the labelled splits the trees and
     the gate use."""
 
@@ -174,14 +228,10 @@ class ThreatDataModule(L.LightningDataModule):
         batch_size: int = 256,
         seed: int = 42,
     ) -> None:
-        super().__init__()
+        super().__init__(batch_size, seed)
         self.table = table
         self.test_table = test_table
-        self.batch_size = batch_size
-        self.seed = seed
-        self.preprocessing: Preprocessing | None = None
 
-    # ---------------------------------------------------------------- Lightning hooks
     def setup(self, stage: str | None = None) -> None:
         if self.preprocessing is not None:
             return
@@ -216,12 +266,12 @@ class ThreatDataModule(L.LightningDataModule):
         self.ae_train = torch.from_numpy(scaled[self.ae_train_rows])
         self.ae_val = torch.from_numpy(scaled[self.ae_val_rows])
         if self.test_table is not None:
-            test_frame = check_same_columns(table.features, self.test_table.features, self.test_table.source)
-            self.x_test = preprocessing.encode(test_frame, self.test_table.source)
+            self.test_frame = check_same_columns(table.features, self.test_table.features, self.test_table.source)
             self.y_test = self.test_table.y
             self.test_source = self.test_table.source
         else:
-            self.x_test, self.y_test = encoded[self.test_idx], y[self.test_idx]
+            self.test_frame = table.features.iloc[self.test_idx].reset_index(drop=True)
+            self.y_test = y[self.test_idx]
             self.test_source = "test split"
 
     @property
@@ -232,37 +282,11 @@ class ThreatDataModule(L.LightningDataModule):
     def n_test(self) -> int:
         return len(self.y_test)
 
-    def validation_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
-        """Each member's scores on the validation split (the stacked fusion is fitted on them), and its labels."""
-        return ensemble.member_scores(self.x_val), self.y_val
+    def val_chunks(self) -> Iterator[Chunk]:
+        yield self.table.features.iloc[self.val_idx].reset_index(drop=True), self.y_val
 
-    def test_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
-        """The ensemble's scores and verdicts on the test rows, and their labels."""
-        return ensemble.score(self.x_test), self.y_test
-
-    def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
-        """Another trained ensemble's fused scores on this run's test rows, and their labels: the
-        rows as read (before this run's encoding), encoded with that ensemble's own preprocessing,
-        as score.py would (the champion, for --promote)."""
-        from threat_ensemble.data.inputs import encode_frame
-
-        if self.test_table is not None:
-            rows = self.test_table.features
-        else:
-            rows = self.table.features.iloc[self.test_idx]
-        _, x = encode_frame(ensemble.preprocessing, rows, "test rows", impute=False)
-        return ensemble.score(x)["ensemble"], self.y_test
-
-    def state_dict(self) -> dict[str, Any]:
-        """Plain JSON-like data only, so checkpoints load with ``weights_only=True``."""
-        return {"preprocessing": self.preprocessing.to_dict() if self.preprocessing else None}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Lightning calls this after ``setup``: re-encode with the checkpoint's preprocessing so the
-        restored autoencoder sees exactly the inputs it was trained on."""
-        saved = state_dict.get("preprocessing")
-        if saved is not None:
-            self._apply(Preprocessing.from_dict(saved, "checkpoint preprocessing"))
+    def test_chunks(self) -> Iterator[Chunk]:
+        yield self.test_frame, self.y_test
 
     def train_dataloader(self) -> DataLoader:
         # drop the ragged last batch only when each rank still has a full one: with several
@@ -285,20 +309,6 @@ class ThreatDataModule(L.LightningDataModule):
             seed=self.seed,
             collate_fn=_passthrough,
         )
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(
-            ArrayDataset(self.ae_val, with_index=True),
-            batch_size=EVAL_BATCH_SIZE,
-            shuffle=False,
-            collate_fn=_passthrough,
-        )
-
-    # ---------------------------------------------------------------- facts for logging
-    @property
-    def n_features(self) -> int:
-        assert self.preprocessing is not None, "setup() has not run"
-        return len(self.preprocessing.encoder.encoded_names)
 
     def summary(self) -> dict[str, int]:
         return {
@@ -349,12 +359,12 @@ class StreamLoader(MidEpochLoader):
         self.source.skip = batches
 
 
-class StreamDataModule(ThreatDataModule):
+class StreamDataModule(LabelledDataModule):
     """The DataModule for ``--stream``: the same parts as :class:`ThreatDataModule`, from a
     :class:`ParquetStream` that was scanned. ``x_train``/``y_train`` (and ``x_normal_train``) are
     the class-stratified training sample the forests are fitted on, ``x_val``/``y_val`` the
     calibration sample; the autoencoder's training rows are streamed; validation and test rows are
-    scored a row group at a time (their scores, not their features, are kept)."""
+    served a row group at a time (whoever scores them keeps their scores, not their features)."""
 
     def __init__(
         self,
@@ -364,13 +374,10 @@ class StreamDataModule(ThreatDataModule):
         seed: int = 42,
         shuffle_buffer_rows: int = DEFAULT_SHUFFLE_ROWS,
     ) -> None:
-        L.LightningDataModule.__init__(self)
+        super().__init__(batch_size, seed)
         self.stream, self.test_stream = stream, test_stream
-        self.batch_size, self.seed, self.shuffle_buffer_rows = batch_size, seed, shuffle_buffer_rows
-        self.preprocessing = None
+        self.shuffle_buffer_rows = shuffle_buffer_rows
         self.test_source = test_stream.source if test_stream is not None else "test split"
-        self._test_members: tuple[Scores, np.ndarray] | None = None
-        self.y_test = np.empty(0, np.int64)  # filled by test_scores
 
     def setup(self, stage: str | None = None) -> None:
         if self.preprocessing is not None:
@@ -398,7 +405,6 @@ class StreamDataModule(ThreatDataModule):
             raise InputError(f"{source}: too few normal training rows to hold out the autoencoder's validation rows")
         ae_val = encoder.transform(self.stream.ae_val_frame, source)[0]
         self.ae_val = torch.from_numpy(preprocessing.scaler.transform(ae_val))
-        self._test_members = None
 
     def _transform(self, frame: pd.DataFrame) -> np.ndarray:
         assert self.preprocessing is not None
@@ -436,7 +442,7 @@ class StreamDataModule(ThreatDataModule):
         )
         return StreamLoader(batches, lambda: int(self.trainer.current_epoch))
 
-    # ------------------------------------------------------------------ scores, a row group at a time
+    # ------------------------------------------------------------------ labelled rows, a row group at a time
     @property
     def n_val(self) -> int:
         return self.stream.rows_of(ROLE_VAL)
@@ -445,53 +451,13 @@ class StreamDataModule(ThreatDataModule):
     def n_test(self) -> int:
         return self.test_stream.n_rows if self.test_stream is not None else self.stream.rows_of(ROLE_TEST)
 
-    def _member_scores(
-        self, ensemble: Scorer, stream: ParquetStream, wanted: tuple[int, ...]
-    ) -> dict[int, tuple[Scores, np.ndarray]]:
-        """Each member's scores of the rows of the ``wanted`` roles, a row group at a time, written
-        into arrays sized from the scan's counts (no list of chunks to concatenate)."""
-        sizes = {role: stream.rows_of(role) for role in wanted}
-        out: dict[int, tuple[Scores, np.ndarray]] = {role: ({}, np.empty(sizes[role], np.int64)) for role in wanted}
-        filled = dict.fromkeys(wanted, 0)
-        unseen = UnseenCategories()
-        for features, y, roles in stream.rows_by_role(wanted):
-            encoded, n = ensemble.preprocessing.encoder.transform(features, stream.source)
-            unseen += n
-            scores = ensemble.member_scores(encoded)
-            for role in wanted:
-                mask = roles == role
-                at, count = filled[role], int(mask.sum())
-                arrays, labels = out[role]
-                for key, values in scores.items():
-                    arrays.setdefault(key, np.empty(sizes[role], values.dtype))[at : at + count] = values[mask]
-                labels[at : at + count] = y[mask]
-                filled[role] = at + count
-        if ROLE_TEST in wanted:
-            warn_unseen(unseen, self.test_source if stream is self.test_stream else stream.source)
-        return out
+    def val_chunks(self) -> Iterator[Chunk]:
+        for features, y, _ in self.stream.rows_by_role((ROLE_VAL,)):
+            yield features, y
 
-    def validation_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
-        """Member scores of every validation row; the test split's, in the same pass, are kept for
-        :meth:`test_scores` (member scores do not depend on the fusion)."""
-        with_test = self.test_stream is None
-        scored = self._member_scores(ensemble, self.stream, (ROLE_VAL, ROLE_TEST) if with_test else (ROLE_VAL,))
-        self._test_members = scored[ROLE_TEST] if with_test else None
-        return scored[ROLE_VAL]
-
-    def test_scores(self, ensemble: Scorer) -> tuple[Scores, np.ndarray]:
-        if self._test_members is None:
-            stream = self.test_stream or self.stream
-            self._test_members = self._member_scores(ensemble, stream, (ROLE_TEST,))[ROLE_TEST]
-        members, self.y_test = self._test_members
-        self._test_members = None
-        return ensemble.verdicts(dict(members)), self.y_test
-
-    def fused_test_scores(self, ensemble: Scorer) -> tuple[np.ndarray, np.ndarray]:
-        """Another trained ensemble's fused scores on every test row, and their labels, a row group at
-        a time, each encoded with that ensemble's own preprocessing (the champion, for --promote)."""
-        stream = self.test_stream or self.stream
-        members, labels = self._member_scores(ensemble, stream, (ROLE_TEST,))[ROLE_TEST]
-        return ensemble.verdicts(members)["ensemble"], labels
+    def test_chunks(self) -> Iterator[Chunk]:
+        for features, y, _ in (self.test_stream or self.stream).rows_by_role((ROLE_TEST,)):
+            yield features, y
 
     def summary(self) -> dict[str, int]:
         s = self.stream

@@ -1,17 +1,15 @@
-"""Rows a trained ensemble is asked to score: the table's feature columns (read and converted as in
-training) and its labels if it has any, encoded with the bundle's own preprocessing. Shared by
-``scripts/score.py`` and the MLflow model; light (no torch), so bad input is refused at once."""
+"""A table a trained ensemble is asked to score, read: its feature columns (converted as in training)
+and its labels if it has any, read as the bundle's training table was. Light (no torch), so bad
+input is refused at once; the ensemble checks the rows against its own contract
+(``models.rows.check_rows``)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from threat_ensemble.data.preprocessing import Preprocessing
-from threat_ensemble.errors import InputError, counted, listed
+from threat_ensemble.errors import InputError
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 DEFAULT_LABEL = "label"  # taken as the labels when present and not a feature of the bundle
@@ -65,54 +63,3 @@ def read_features(
     features = frame.drop(columns=[c for c in [label, *dropped] if c is not None]).reset_index(drop=True)
     return labels, infer_numeric(features, source), source
 
-
-def encode_frame(
-    preprocessing: Preprocessing, frame: pd.DataFrame, source: str, impute: bool
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """``frame``'s checked feature columns and their encoding, as score.py encodes a table: only the
-    bundle's feature columns (a missing one is refused, others are left out without a word), text
-    that is really numbers converted, non-finite numbers refused unless ``impute``."""
-    from threat_ensemble.data.tables import infer_numeric
-
-    frame = frame.rename(columns=str)
-    own = [c for c in map(str, preprocessing.encoder.feature_names) if c in frame.columns]
-    features = infer_numeric(frame[own].reset_index(drop=True), source)
-    checked = checked_features(preprocessing, features, source, impute)
-    return checked, preprocessing.encode(checked, source)
-
-
-def checked_features(preprocessing: Preprocessing, features: pd.DataFrame, source: str, impute: bool) -> pd.DataFrame:
-    """The bundle's feature columns of ``features``, in training order: missing columns are an
-    error naming them, extra columns are ignored with a warning, non-finite numbers are refused
-    unless ``impute``."""
-    from threat_ensemble.data.tables import count_non_finite, non_finite_message, refuse_binary
-
-    expected = list(preprocessing.encoder.feature_names)
-    missing = [c for c in expected if c not in features.columns]
-    if missing:
-        raise InputError(f"{source}: missing feature columns {missing} (the bundle was trained on {len(expected)})")
-    extra = [c for c in features.columns if c not in expected]
-    if extra:
-        warnings.warn(
-            f"{source}: ignoring {counted(len(extra), 'column')} the bundle was not trained on: {listed(extra)}",
-            stacklevel=2,
-        )
-    features = features[expected]
-    refuse_binary(features, source, " as in training")
-    numeric = list(preprocessing.encoder.numeric_columns)
-    not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]
-    if not_numeric:
-        raise InputError(f"{source}: column {not_numeric[0]!r} holds text; it was numeric in training")
-    if impute:
-        n_bad = count_non_finite(features[numeric])
-        if n_bad:
-            warnings.warn(
-                f"{source}: --impute: filled {n_bad} missing, infinite or out-of-range numeric cells with "
-                "training medians",
-                stacklevel=2,
-            )
-    else:
-        problem = non_finite_message(features[numeric], source)
-        if problem:
-            raise InputError(problem.replace("training medians", "the bundle's training medians"))
-    return features

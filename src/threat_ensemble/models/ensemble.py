@@ -1,6 +1,7 @@
 """One trained ensemble as one object: preprocessing, the three members, the fusion and the cut.
 
-``ThreatEnsemble.score`` turns encoded rows into member scores, the fused score and the verdict;
+``ThreatEnsemble.score`` turns raw rows into member scores, the fused score and the verdict (checked
+by ``models.rows.check_rows``, encoded by the ensemble's own preprocessing);
 ``save`` writes it as a bundle (no pickle: JSON, safetensors and skops files, hashed in a manifest)
 and ``load`` reads a bundle back, verifying every byte before parsing it, optionally against a
 manifest digest pinned from outside (``expect_digest``)."""
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.ensemble import IsolationForest
 from torch import nn
 
-from threat_ensemble.data.preprocessing import Preprocessing
+from threat_ensemble.data.preprocessing import Preprocessing, UnseenCategories, warn_unseen
 from threat_ensemble.models.autoencoder import (
     autoencoder_from_bytes,
     autoencoder_to_bytes,
@@ -50,6 +52,7 @@ from threat_ensemble.models.fusion import (
     stack_features,
     stack_inputs,
 )
+from threat_ensemble.models.rows import CheckedRows, check_rows
 
 
 class NonFiniteScores(UserWarning):
@@ -72,9 +75,34 @@ class ThreatEnsemble:
     error_scale: np.ndarray | None = None  # per-feature error scale of the autoencoder score (None: plain MSE)
     digest: str | None = None
 
+    def check(self, frame: pd.DataFrame, source: str = "rows", impute: bool = False, **options: bool) -> CheckedRows:
+        """``frame`` checked against the ensemble's input contract (:func:`models.rows.check_rows`)."""
+        return check_rows(self.preprocessing, frame, source, impute, **options)
+
+    def encode(self, rows: pd.DataFrame | CheckedRows, unseen: UnseenCategories | None = None) -> np.ndarray:
+        """The rows one-hot encoded as the members take them (before scaling), public for
+        explanations. Text values never seen in training go to ``__other__``: counted into ``unseen``
+        when given (the caller warns once for many chunks), else one warning."""
+        checked = rows if isinstance(rows, CheckedRows) else self.check(rows, warn=False)
+        x, found = self.preprocessing.encoder.transform(checked.frame, checked.source)
+        if unseen is None:
+            warn_unseen(found, checked.source)
+        else:
+            unseen += found
+        return x
+
+    def score(
+        self, rows: pd.DataFrame | CheckedRows, source: str = "rows", *, unseen: UnseenCategories | None = None
+    ) -> dict[str, np.ndarray]:
+        """The one path from raw rows to a verdict: check (a raw frame; rows from :meth:`check` are
+        taken as they are), encode, scale, each member's score, the fusion and the 0/1 verdict
+        (:meth:`verdicts`). ``unseen``: as in :meth:`encode`."""
+        checked = rows if isinstance(rows, CheckedRows) else self.check(rows, source, warn=False)
+        return self.verdicts(self.member_scores(self.encode(checked, unseen)))
+
     def member_scores(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Each member's score in [0, 1] (higher = more anomalous), plus the raw outputs the
-        stacked fusion uses (``ae_error``, ``rf_vote``)."""
+        """Each member's score in [0, 1] (higher = more anomalous) of encoded rows (:meth:`encode`),
+        plus the raw outputs the stacked fusion uses (``ae_error``, ``rf_vote``)."""
         scaled = torch.from_numpy(self.preprocessing.scaler.transform(x_encoded))
         scale = None if self.error_scale is None else torch.as_tensor(self.error_scale, dtype=torch.float64)
         errors = reconstruction_error(self.autoencoder, scaled, scale=scale).numpy()  # float64
@@ -106,14 +134,9 @@ class ThreatEnsemble:
         return apply_stacked_fusion(self.fusion, stack_features(scores, N_TREES, stack_inputs(self.fusion)))
 
     def fit_fusion_on(self, scores: dict[str, np.ndarray], y_val: np.ndarray, target_fpr: float) -> dict[str, Any]:
-        """Fit the stacked fusion on the validation rows' member scores (:meth:`member_scores`), never
-        on test rows."""
+        """Fit the stacked fusion on the validation rows' scores (:meth:`score`), never on test rows."""
         self.fusion = fit_stacked_fusion(stack_features(scores, N_TREES), y_val, target_fpr)
         return self.fusion
-
-    def score(self, x_encoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Member scores, the fused score and the 0/1 verdict (:meth:`verdicts`)."""
-        return self.verdicts(self.member_scores(x_encoded))
 
     def verdicts(self, scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``scores`` (from :meth:`member_scores`) with the fused score and the 0/1 verdict added
@@ -184,13 +207,16 @@ class ThreatEnsemble:
         return cls.from_verified(read_bundle(bundle_dir, expect_digest))
 
     @classmethod
-    def from_verified(cls, bundle: VerifiedBundle) -> ThreatEnsemble:
+    def from_verified(cls, bundle: VerifiedBundle, preprocessing: Preprocessing | None = None) -> ThreatEnsemble:
         """The ensemble from a bundle already read and checked (:func:`models.bundle.read_bundle`),
-        parsed from the bytes that were hashed; nothing is read from disk again."""
+        parsed from the bytes that were hashed; nothing is read from disk again. ``preprocessing``:
+        the bundle's own, when the caller parsed it already (score.py checks rows before loading
+        the members), so it is parsed once per load."""
         folder = bundle.folder
         net, scale = autoencoder_from_bytes(bundle.files[AE_FILE], str(folder / AE_FILE))
         thresholds, gate = bundle.json(THRESHOLD_FILE), bundle.json(GATE_FILE)  # every JSON file parses
-        preprocessing = Preprocessing.from_dict(bundle.json(PREPROCESSING_FILE), folder / PREPROCESSING_FILE)
+        if preprocessing is None:
+            preprocessing = Preprocessing.from_dict(bundle.json(PREPROCESSING_FILE), folder / PREPROCESSING_FILE)
         if len(preprocessing.scaler.center) != scale.numel():
             raise BundleError(
                 f"{folder / PREPROCESSING_FILE}: encodes {len(preprocessing.scaler.center)} columns, "
@@ -254,4 +280,3 @@ def _numbers(value: Any) -> list[float]:
 def load_ensemble(bundle_dir: str | Path, expect_digest: str | None = None) -> ThreatEnsemble:
     """``ThreatEnsemble.load``, as a function."""
     return ThreatEnsemble.load(bundle_dir, expect_digest)
-

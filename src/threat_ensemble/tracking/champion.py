@@ -4,7 +4,6 @@ passed and, scored on this run's test rows next to the current champion, it is n
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +11,7 @@ import numpy as np
 
 from threat_ensemble.errors import first_line
 from threat_ensemble.evaluation.metrics import binary_metrics
-
-# an ensemble's fused scores on this run's test rows, and their labels (the DataModule's fused_test_scores)
-ScoreTestRows = Callable[[Any], tuple[np.ndarray, np.ndarray]]
+from threat_ensemble.evaluation.scoring import LabelledRows
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 COMPARED = ("pr_auc", "f1")
@@ -45,7 +42,7 @@ def promote(
     name: str,
     version: str,
     gate: dict[str, Any],
-    score_test_rows: ScoreTestRows,
+    test_rows: LabelledRows,
     tolerance: float,
     tracking_uri: str,
     force: bool = False,
@@ -53,7 +50,8 @@ def promote(
     """Give ``version`` of ``name`` the champion or the challenger alias. A failed gate never
     touches the champion; the first version whose gate passed becomes it; after that the current
     champion's bundle is fetched from the registry, verified and scored on this run's test rows by
-    ``score_test_rows``, and the new version must be no worse on PR-AUC and F1 (each within
+    the one scoring function (``test_rows.score``: each chunk checked and encoded by the champion's
+    own preprocessing, as score.py would), and the new version must be no worse on PR-AUC and F1 (each within
     ``tolerance``). ``force`` (--promote-force): a version whose gate passed becomes the champion
     without the comparison, the way out when the champion's bundle is gone or cannot score."""
     import mlflow
@@ -77,7 +75,7 @@ def promote(
     else:
         try:
             with tracking_uri_set(tracking_uri):
-                fused, y_test = _score_with_bundle(f"models:/{name}/{previous}", score_test_rows)
+                scores, y_test = test_rows.score(champion_ensemble(f"models:/{name}/{previous}"))
         except Exception as exc:  # its bundle deleted, another feature set, a model this package cannot load
             reason = (
                 f"the champion, version {previous}, could not be fetched or could not score these rows "
@@ -85,7 +83,8 @@ def promote(
                 "add --promote-force to make a version whose gate passed the champion without the comparison"
             )
             return _set(client, name, version, Promotion(CHALLENGER, reason, previous))
-        metrics = binary_metrics(y_test, np.asarray(fused, dtype=np.float64))
+        assert y_test is not None, "the run's test rows are labelled"
+        metrics = binary_metrics(y_test, np.asarray(scores["ensemble"], dtype=np.float64))
         champion = {k: float(metrics[k]) for k in COMPARED}
         better, figures = compare({k: float(gate["metrics"][k]) for k in COMPARED}, champion, tolerance)
         alias = CHAMPION if better else CHALLENGER
@@ -93,8 +92,8 @@ def promote(
     return _set(client, name, version, outcome)
 
 
-def _score_with_bundle(model_uri: str, score_test_rows: ScoreTestRows) -> tuple[np.ndarray, np.ndarray]:
-    """The test rows scored by the bundle inside a logged model, verified against the digest the model
+def champion_ensemble(model_uri: str) -> Any:
+    """The ensemble of the bundle inside a logged model, verified against the digest the model
     carries. The model's own code is never run here (loading it as a pyfunc model would import the
     code stored with it into the trainer)."""
     import tempfile
@@ -112,8 +111,7 @@ def _score_with_bundle(model_uri: str, score_test_rows: ScoreTestRows) -> tuple[
         bundle = (local / relative).resolve()
         if not bundle.is_relative_to(local):
             raise ValueError(f"{model_uri}: its bundle path {relative!r} leaves the model folder")
-        ensemble = ThreatEnsemble.load(bundle, expect_digest=model.metadata["bundle_digest"])
-        return score_test_rows(ensemble)
+        return ThreatEnsemble.load(bundle, expect_digest=model.metadata["bundle_digest"])
 
 
 def _set(client: Any, name: str, version: str, outcome: Promotion) -> Promotion:

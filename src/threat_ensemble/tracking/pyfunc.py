@@ -113,21 +113,24 @@ def predict_frame(
 ) -> pd.DataFrame:
     """Score ``frame`` as ``scripts/score.py`` does: only the bundle's feature columns, text that is
     really numbers converted, non-finite cells refused unless ``impute``, then
-    ``Ensemble.score(preprocessing.encode(...))``."""
-    from threat_ensemble.data.inputs import encode_frame
+    the one scoring function, ``evaluation.scoring.score_rows``. Columns the bundle was not trained
+    on are left out without a word (a served model takes whole records)."""
+    from threat_ensemble.evaluation.scoring import score_rows
 
     if not isinstance(frame, pd.DataFrame):
         frame = pd.DataFrame(frame)
-    checked, x = encode_frame(ensemble.preprocessing, frame, "model input", impute)
-    scores = ensemble.score(x)
+    rows = ensemble.check(frame, "model input", impute, ignore_extra=True)
+    scores, _ = score_rows(ensemble, [(rows, None)], rows.source)
     out = pd.DataFrame({key: np.asarray(scores[key], dtype=np.float64) for key in OUTPUT_COLUMNS[:-1]})
     out["verdict"] = np.asarray(scores["verdict"]).astype(np.int64)
     if explain:
+        from threat_ensemble.data.preprocessing import UnseenCategories
         from threat_ensemble.evaluation.explain import MAX_EXPLAINED, explanation_columns
 
         if not 1 <= explain <= MAX_EXPLAINED:
             raise InputError(f"params: explain must be from 1 to {MAX_EXPLAINED}, got {explain}")
-        out = pd.concat([out, explanation_columns(ensemble, checked, x, scores, explain, explain_all)], axis=1)
+        x = ensemble.encode(rows, UnseenCategories())  # warned about once already, when scored
+        out = pd.concat([out, explanation_columns(ensemble, rows.frame, x, scores, explain, explain_all)], axis=1)
     return out
 
 
