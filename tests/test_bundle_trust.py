@@ -477,7 +477,7 @@ def test_score_writes_the_format_its_output_name_says(tiny: dict, tmp_path: Path
 
 
 def test_spreadsheet_formulas_from_the_input_are_neutralised_in_csv(tmp_path: Path) -> None:
-    from threat_ensemble.data.tables import write_table_atomically
+    from threat_ensemble.files import write_table_atomically
 
     labels = ['=HYPERLINK("http://x")', "+1", "-cmd", "@SUM(A1)", "normal", None]
     frame = pd.DataFrame({"label": labels, "n": range(6)})

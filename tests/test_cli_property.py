@@ -16,7 +16,7 @@ from threat_ensemble.cli.export import main as export_main
 from threat_ensemble.cli.featurize import main as featurize_main
 from threat_ensemble.cli.score import main as score_main
 from threat_ensemble.cli.train import main as train_main
-from threat_ensemble.config import OPTIONS
+from threat_ensemble.config import options
 
 JUNK = st.one_of(
     st.text(max_size=40),
@@ -26,8 +26,8 @@ JUNK = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70).map(str),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )
-TRAIN_VALUE_OPTIONS = [flag for group in OPTIONS.values() for flag, _, metavar in group if metavar is not None]
-TRAIN_FLAGS = [flag for group in OPTIONS.values() for flag, _, metavar in group if metavar is None]
+TRAIN_VALUE_OPTIONS = [o.flag[2:] for o in options() if not o.is_switch]
+TRAIN_FLAGS = [o.flag[2:] for o in options() if o.is_switch]
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 

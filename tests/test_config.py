@@ -1,13 +1,30 @@
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
+from argparse import ArgumentError
 from pathlib import Path
 
 import pytest
 import yaml
 
 from threat_ensemble.cli.train import build_parser, parse_config
-from threat_ensemble.config import TrainConfig, field_names, load_yaml_config, parse_weights
+from threat_ensemble.config import (
+    SECTIONS,
+    TYPED_SECTIONS,
+    Bound,
+    GateOptions,
+    Option,
+    TrainConfig,
+    at_least,
+    field_names,
+    load_yaml_config,
+    option,
+    options,
+    parse_weights,
+    yaml_sections,
+)
 from threat_ensemble.errors import UsageError
 
 
@@ -254,3 +271,102 @@ def test_good_hardware_options_pass() -> None:
     for devices in ("auto", "1", "2", "0,1"):
         assert TrainConfig(devices=devices).devices == devices
     assert TrainConfig(precision="bf16-mixed", strategy="ddp", accelerator="cpu", seed=2**32 - 1).seed == 2**32 - 1
+
+
+def _train_actions(parser: object) -> dict[str, object]:
+    """The parser's actions of options (not --help, --config, --print-config), by dest."""
+    skipped = {"help", "config", "print_config"}
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest not in skipped}  # type: ignore[attr-defined]
+
+
+def test_the_cli_options_are_the_dataclass_fields_with_their_help_and_types() -> None:
+    actions = _train_actions(build_parser())
+    assert set(actions) == set(field_names())
+    for opt in options():
+        action = actions[opt.name]
+        assert action.option_strings[0] == opt.flag  # type: ignore[attr-defined]
+        assert action.help.startswith(opt.spec.help)  # type: ignore[attr-defined]
+        assert action.metavar == opt.spec.metavar  # type: ignore[attr-defined]
+        assert (action.nargs == 0) == (opt.type is bool), opt.name  # type: ignore[attr-defined]
+    # the YAML sections are the --help groups, option for option
+    groups = {g.title: [a.dest for a in g._group_actions] for g in build_parser()._action_groups}
+    for title, names in SECTIONS.items():
+        assert groups[title] == list(names)
+
+
+def test_a_field_added_once_appears_in_the_cli_yaml_and_checks() -> None:
+    """One field with its spec is all an option takes: the flag with its help and default, its
+    YAML section, its type and its bound follow from it."""
+    extended = dataclasses.make_dataclass(
+        "Extended",
+        [("new_knob", int, option(7, "gate", "a knob added later", metavar="N", bounds=(at_least(1),)))],
+        bases=(TrainConfig,),
+    )
+    parser = build_parser(extended)
+    assert "--new-knob N" in parser.format_help()
+    assert _train_actions(parser)["new_knob"].help == "a knob added later (default: 7)"  # type: ignore[attr-defined]
+    assert parser.parse_args(["--new-knob", "3"]).new_knob == 3
+    with pytest.raises(ArgumentError):
+        parser.parse_args(["--new-knob", "three"])
+    assert yaml_sections(extended)["gate"][-1] == "new_knob"
+    assert yaml.safe_load(extended(new_knob=4).to_yaml())["gate"]["new_knob"] == 4
+    assert extended(new_knob="5").new_knob == 5  # typed from the annotation, as a YAML value is
+    with pytest.raises(UsageError, match=r"^--new-knob must be at least 1, got 0$"):
+        extended(new_knob=0)
+
+
+def _outside(bound: Bound, integer: bool) -> list[float]:
+    step = 1 if integer else 1e-6
+    values = []
+    if bound.low is not None:
+        values.append(bound.low if bound.low_open else bound.low - step)
+    if bound.high is not None:
+        values.append(bound.high if bound.high_open else bound.high + step)
+    return values
+
+
+@pytest.mark.parametrize("opt", [o for o in options() if o.spec.bounds], ids=lambda o: o.name)
+def test_every_bound_of_the_spec_is_enforced_with_its_words(opt: Option) -> None:
+    integer = int in typing.get_args(opt.type) or opt.type is int
+    for bound in opt.spec.bounds:
+        for value in _outside(bound, integer):
+            with pytest.raises(UsageError, match=f"^{re.escape(opt.flag)} must be {re.escape(bound.describe())}, got"):
+                TrainConfig(**{opt.name: value})
+    if not integer:
+        with pytest.raises(UsageError, match=f"^{re.escape(opt.flag)} must be"):
+            TrainConfig(**{opt.name: float("nan")})
+
+
+@pytest.mark.parametrize("opt", [o for o in options() if o.spec.choices], ids=lambda o: o.name)
+def test_every_choice_of_the_spec_is_taken_and_nothing_else(opt: Option) -> None:
+    assert opt.spec.choices is not None
+    for value in opt.spec.choices.values:
+        assert getattr(TrainConfig(**{opt.name: value}), opt.name) == value
+    with pytest.raises(UsageError, match=f"^{re.escape(opt.flag)} .*one of"):
+        TrainConfig(**{opt.name: "bogus"})
+
+
+def test_each_typed_section_is_a_frozen_view_of_the_options_its_step_reads() -> None:
+    hints = typing.get_type_hints(TrainConfig)
+    placed: set[str] = set()
+    for kind in TYPED_SECTIONS.values():
+        for name, hint in typing.get_type_hints(kind).items():
+            assert name in hints, f"{kind.__name__}.{name} is not an option"
+            wanted = hints[name]
+            if typing.get_origin(wanted) is list:  # a list option is a tuple in a frozen section
+                wanted = tuple[(*typing.get_args(wanted), ...)]
+            assert hint == wanted, (kind.__name__, name)
+            placed.add(name)
+    assert placed == set(field_names()), "options in no section"
+
+    cfg = TrainConfig(min_recall=0.5, drop_columns=["a", "b"], fusion="fixed", weights="ae=1", seed=7)
+    assert cfg.gate_options == GateOptions(min_pr_auc=0.85, min_f1=0.8, min_recall=0.5, max_fpr=None)
+    assert cfg.section(GateOptions) == cfg.gate_options
+    assert cfg.data_options.drop_columns == ("a", "b") and cfg.data_options.seed == cfg.run_options.seed == 7
+    assert cfg.fusion_options.weight_map == cfg.weight_map == {"ae": 1.0, "rf": 0.0, "if": 0.0}
+    for section in (cfg.data_options, cfg.model_options, cfg.tracking_options, cfg.run_options):
+        for f in dataclasses.fields(section):
+            value = getattr(cfg, f.name)
+            assert getattr(section, f.name) == (tuple(value) if isinstance(value, list) else value)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.gate_options.min_f1 = 0.1  # type: ignore[misc]

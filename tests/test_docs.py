@@ -68,3 +68,42 @@ def test_the_documented_default_run_is_what_the_code_prints_now() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "stale: none" in done.stdout
+
+
+def _option_rows() -> list[tuple[list[str], str]]:
+    """docs/options.md's table of train.py's options: the flags of each row and its default cell."""
+    rows = []
+    for line in (ROOT / "docs" / "options.md").read_text().splitlines():
+        if line.startswith("| `--"):
+            cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+            rows.append((re.findall(r"`(--[a-z0-9-]+)", cells[0]), cells[1]))
+    return rows
+
+
+def _documented_default_matches(cell: str, default: object) -> bool:
+    """A default as docs/options.md writes it: blank or ``off`` (none), a number, `text`, or words
+    saying what happens without the option (only where the option has no value by default)."""
+    number = re.match(r"^-?[0-9][0-9.e-]*", cell)
+    if cell == "":
+        return default in (None, False, [])
+    if cell == "off":
+        return default in (None, False)
+    if number and not isinstance(default, str):
+        return float(number.group()) == float(default)  # type: ignore[arg-type]
+    if cell.startswith("`") and default is not None:
+        return cell.split("`")[1].rstrip("/") == str(default)
+    return default is None or cell == "Lightning's"
+
+
+def test_the_options_table_lists_every_option_once_with_its_default() -> None:
+    """docs/options.md against the one definition of the options (config.options())."""
+    from threat_ensemble.config import options
+
+    by_flag = {o.flag: o for o in options()}
+    rows = _option_rows()
+    listed = [flag for flags, _ in rows for flag in flags]
+    assert sorted(listed) == sorted(by_flag), "docs/options.md and TrainConfig list different options"
+    for flags, cell in rows:
+        pieces = cell.split(", ") if len(flags) > 1 and len(cell.split(", ")) == len(flags) else [cell] * len(flags)
+        for flag, piece in zip(flags, pieces, strict=True):
+            assert _documented_default_matches(piece, by_flag[flag].default), (flag, piece, by_flag[flag].default)

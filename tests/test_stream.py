@@ -85,11 +85,19 @@ def test_roles_and_samples_depend_on_the_rows_not_on_files_or_order(tmp_path: Pa
         assert fa["row_id"].tolist() == fb["row_id"].tolist() and np.array_equal(ca, cb)
     frame, codes = a.training_sample()
     assert len(frame) == 900 and set(codes // 2) <= set(TRAIN_ROLES)
-    attack_share = a.labels_of(*TRAIN_ROLES) / a.rows_of(*TRAIN_ROLES)
+    attack_share = labels[roles_a.isin(TRAIN_ROLES)].mean()  # the training split's, from the rows themselves
     assert abs((codes % 2).mean() - attack_share) < 0.005  # stratified: rounding only
     assert (labels[frame["row_id"]].to_numpy() == codes % 2).all()
     # another seed, another split
     assert not _roles_by_id(ParquetStream(str(tmp_path / "a"), seed=7)).equals(roles_a)
+
+
+def test_dropping_the_label_column_is_refused_before_any_row_group_is_read(tmp_path: Path, flows: pd.DataFrame) -> None:
+    """The label and --drop-columns are resolved as for a table in memory (tables.label_and_drops),
+    on the dataset's schema: the same refusal, naming the dataset, before the scan."""
+    write_shards(tmp_path / "d", flows)
+    with pytest.raises(InputError, match=r"d: --drop-columns names the label column 'label'$"):
+        ParquetStream(str(tmp_path / "d"), drop_columns=["label"])
 
 
 def test_a_split_key_keeps_rows_that_share_it_together(tmp_path: Path, flows: pd.DataFrame) -> None:

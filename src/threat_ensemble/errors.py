@@ -36,9 +36,10 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def first_line(exc: BaseException, limit: int | None = 200, named: bool = False) -> str:
-    """An exception (or a warning) for one line of a message: the first non-blank line of its
-    text, stripped and cut at ``limit`` characters; its type's name when it has no text.
+def first_line(exc: BaseException | str, limit: int | None = 200, named: bool = False) -> str:
+    """An exception (or a warning, or a reason given as text) for one line of a message: the first
+    non-blank line of its text, stripped and cut at ``limit`` characters; its type's name when it
+    has no text.
     ``named``: ``Type: line`` (just ``Type`` when there is no text)."""
     line = next((text.strip() for text in str(exc).splitlines() if text.strip()), "")
     line = line if limit is None else line[:limit]

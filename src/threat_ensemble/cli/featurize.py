@@ -90,7 +90,7 @@ def check_sources(args: argparse.Namespace) -> None:
 def check_args(args: argparse.Namespace) -> Path:
     """Refuse contradictory options before any file is read."""
     check_sources(args)
-    from threat_ensemble.data.tables import check_output_table
+    from threat_ensemble.files import check_output_table
 
     for option in ("normal", "attack", "input"):
         for path in getattr(args, option):
@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> str:
                 frame[args.label_column] = value
         frames.extend(group)
     table = pd.concat(frames, ignore_index=True)
-    from threat_ensemble.data.tables import write_table_atomically
+    from threat_ensemble.files import write_table_atomically
 
     write_table_atomically(table, out)
     return summary(len(table), None if args.input else int(table[args.label_column].sum()), out)

@@ -3,7 +3,6 @@ after the options are known to be good, so ``--help`` and option errors answer a
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import sys
 import types
@@ -14,7 +13,7 @@ from typing import Any, Union
 
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
-from threat_ensemble.config import OPTIONS, TrainConfig, field_names, load_yaml_config
+from threat_ensemble.config import YAML_SECTIONS, TrainConfig, field_names, load_yaml_config, options
 from threat_ensemble.errors import UsageError, option_strings, refuse_near_misses, run_cli
 
 EXIT_CODES = (
@@ -23,9 +22,11 @@ EXIT_CODES = (
     "143 stopped by SIGTERM, 130 stopped by Ctrl-C (continue either with --resume)"
 )
 
-def build_parser() -> ArgumentParser:
+
+def build_parser(config_type: type[TrainConfig] = TrainConfig) -> ArgumentParser:
     """The train.py options as a jsonargparse parser: flags, ``--config FILE.yaml`` (any option, flags
-    override it) and typed values, with defaults and types read from :class:`TrainConfig`."""
+    override it) and typed values. Every option is one field of ``config_type`` (TrainConfig): its
+    flag, type and default are the field's, its group, help and metavar the field's OptionSpec."""
     parser = ArgumentParser(
         prog="train.py",
         description="Train the threat-detection ensemble (autoencoder + random forest + isolation "
@@ -47,29 +48,23 @@ def build_parser() -> ArgumentParser:
     parser.add_argument(
         "--print-config", action="store_true", help="print the effective configuration as YAML and exit"
     )
-    fields = TrainConfig.__dataclass_fields__
-    hints = typing.get_type_hints(TrainConfig)
-    documented = set()
-    for title, options in OPTIONS.items():
+    every = options(config_type)
+    for title in YAML_SECTIONS:
         group = parser.add_argument_group(title)
-        for flag, text, metavar in options:
-            dest = flag.replace("-", "_")
-            documented.add(dest)
-            default = fields[dest].default
-            if default is dataclasses.MISSING:
-                default = fields[dest].default_factory()  # type: ignore[misc]
-            if metavar is None:
-                group.add_argument(f"--{flag}", action="store_true", default=default, help=text)
-            elif flag == "resume":
-                group.add_argument(f"--{flag}", type=str | None, metavar=metavar, nargs="?", const="last", help=text)
+        for opt in (o for o in every if o.spec.group == title):
+            spec, default = opt.spec, opt.default
+            if opt.is_switch:
+                group.add_argument(opt.flag, action="store_true", default=default, help=spec.help)
+            elif spec.const is not None:  # --resume alone is --resume last
+                group.add_argument(
+                    opt.flag, type=opt.type, metavar=spec.metavar, nargs="?", const=spec.const, help=spec.help
+                )
             else:
                 shown = ",".join(default) if isinstance(default, list) else default
                 suffix = "" if default is None or shown == "" else f" (default: {shown})"
                 group.add_argument(
-                    f"--{flag}", type=_cli_type(hints[dest]), metavar=metavar, default=default, help=text + suffix
+                    opt.flag, type=_cli_type(opt.type), metavar=spec.metavar, default=default, help=spec.help + suffix
                 )
-    missing = set(field_names()) - documented
-    assert not missing, f"options without a flag: {missing}"
     return parser
 
 

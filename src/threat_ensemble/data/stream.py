@@ -30,11 +30,10 @@ from threat_ensemble.data.tables import (
     check_declared_size,
     check_parquet_dataset,
     decode_binary_columns,
+    label_and_drops,
     labelled_table_from_frame,
-    resolve_drop_column,
-    resolve_label_column,
 )
-from threat_ensemble.errors import InputError, quote
+from threat_ensemble.errors import InputError, first_line, quote
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB, DEFAULT_SAMPLE_ROWS
 
 TRAIN_SHARE, VAL_SHARE = 0.70, 0.15  # the rest is the test split, as in the in-memory 70/15/15 split
@@ -159,8 +158,7 @@ class ParquetStream:
         empty = schema.empty_table().to_pandas()
         empty.columns = [str(c) for c in empty.columns]
         self.columns = list(empty.columns)
-        self.label = resolve_label_column(empty, str(label_column), self.source)
-        self.dropped = [resolve_drop_column(empty, str(c), self.source) for c in drop_columns]
+        self.label, self.dropped = label_and_drops(empty, label_column, drop_columns, self.source)
         if split_key is not None and split_key not in self.columns:
             raise InputError(f"{self.source}: --split-key names {quote(split_key)}, which is not a column")
         self.normal_label, self.impute, self.seed = normal_label, impute, seed
@@ -173,7 +171,7 @@ class ParquetStream:
                 fragment.ensure_complete_metadata()
                 row_groups = [(rg.id, rg.num_rows, rg.total_byte_size) for rg in fragment.row_groups]
             except Exception as exc:  # pyarrow's ArrowInvalid/OSError family
-                raise InputError(f"{f}: not a readable Parquet file ({_first_line(exc)})") from None
+                raise InputError(f"{f}: not a readable Parquet file ({first_line(exc)})") from None
             for index, rows, data_bytes in row_groups:  # a row group is read whole: each one bounded
                 check_declared_size(f"{f}: row group {index}", rows, len(self.columns), data_bytes, max_decompressed_mb)
                 self.groups.append(RowGroup(f, index, rows))
@@ -197,7 +195,7 @@ class ParquetStream:
             fragment = self.format.make_fragment(str(group.file), self.filesystem, row_groups=[group.index])
             raw = decode_binary_columns(fragment.to_table().to_pandas())
         except Exception as exc:  # a damaged page, a truncated file
-            raise InputError(f"{group.file}: row group {group.index} cannot be read ({_first_line(exc)})") from None
+            raise InputError(f"{group.file}: row group {group.index} cannot be read ({first_line(exc)})") from None
         raw.columns = [str(c) for c in raw.columns]
         if len(raw) == 0:
             return raw, raw.drop(columns=[self.label, *self.dropped]), np.empty(0, np.int64)
@@ -337,9 +335,6 @@ class ParquetStream:
     def rows_of(self, *roles: int) -> int:
         return int(self.counts[list(roles)].sum())
 
-    def labels_of(self, *roles: int) -> int:
-        return int(self.counts[list(roles), 1].sum())
-
     def training_sample(self) -> tuple[pd.DataFrame, np.ndarray]:
         """The class-stratified training sample: each class's share of ``sample_rows`` as in the
         training split, its rows drawn by the seeded hash. Returns (features, codes): a row's code
@@ -377,11 +372,6 @@ class ParquetStream:
                 continue
             _, features, y = self.read(self.groups[i])
             yield features[mask].reset_index(drop=True), y[mask], roles[mask]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 # ---------------------------------------------------------------------- the autoencoder's train stream

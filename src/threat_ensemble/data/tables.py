@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from threat_ensemble.errors import InputError, counted, listed, quote
+from threat_ensemble.errors import InputError, counted, first_line, listed, quote
+
+# Output tables are written by threat_ensemble.files; cli/score.py still imports these two from here.
+from threat_ensemble.files import check_output_table as check_output_table
+from threat_ensemble.files import write_table_atomically as write_table_atomically
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")
@@ -272,8 +276,7 @@ def _read_csv(p: Path, suffix: str, no_header: bool, max_decompressed_mb: int) -
     except pd.errors.EmptyDataError:
         raise InputError(f"{p}: file is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError, gzip.BadGzipFile, EOFError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{p}: cannot be parsed as CSV ({first})") from None
+        raise InputError(f"{p}: cannot be parsed as CSV ({first_line(exc, limit=None)})") from None
     if not frame.index.equals(pd.RangeIndex(len(frame))):
         # pandas silently turns the first field(s) into an index when the first data row has more
         # fields than the header, shifting every value one column left: refuse instead.
@@ -350,8 +353,7 @@ def _read_parquet(
     except ImportError as exc:
         raise InputError(f"{p}: reading Parquet needs pyarrow ({exc})") from None
     except Exception as exc:  # pyarrow raises its own ArrowInvalid/OSError family
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{p}: not a readable Parquet file ({first})") from None
+        raise InputError(f"{p}: not a readable Parquet file ({first_line(exc, limit=None)})") from None
 
 
 def parquet_files(spec: str) -> list[Path]:
@@ -423,8 +425,7 @@ def check_parquet_dataset(spec: str, required: str | None = None) -> tuple[list[
         try:
             schemas.append(pq.read_schema(f))
         except Exception as exc:  # pyarrow's ArrowInvalid/OSError family: a damaged or foreign file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise InputError(f"{f}: not a readable Parquet file ({first[:200]})") from None
+            raise InputError(f"{f}: not a readable Parquet file ({first_line(exc)})") from None
         if required is not None and required not in schemas[-1].names:
             raise InputError(f"{f}: no column {quote(required)} in this shard; every file needs the label column")
     reference = schemas[0]
@@ -472,8 +473,12 @@ def pa_is_nested(kind: Any) -> bool:
     import pyarrow.types as pat
 
     return bool(
-        pat.is_list(kind) or pat.is_large_list(kind) or pat.is_fixed_size_list(kind) or pat.is_struct(kind)
-        or pat.is_map(kind) or pat.is_union(kind)
+        pat.is_list(kind)
+        or pat.is_large_list(kind)
+        or pat.is_fixed_size_list(kind)
+        or pat.is_struct(kind)
+        or pat.is_map(kind)
+        or pat.is_union(kind)
     )
 
 
@@ -511,8 +516,7 @@ def _read_npz(p: Path, max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB) -
     except InputError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"{p}: not a readable .npz archive ({first})") from None
+        raise InputError(f"{p}: not a readable .npz archive ({first_line(exc, limit=None)})") from None
     if "X" not in arrays:
         raise InputError(f"{p}: .npz archive has no array 'X' (found: {sorted(arrays)})")
     X = arrays["X"]
@@ -796,7 +800,6 @@ def labelled_table_from_frame(
     normal_label: str = "0",
     drop_columns: list[str] | tuple[str, ...] = (),
     impute: bool = False,
-    max_decompressed_mb: int = DEFAULT_MAX_DECOMPRESSED_MB,
     text_columns: frozenset[str] = frozenset(),
     warn: bool = True,
 ) -> LabelledTable:
@@ -804,13 +807,7 @@ def labelled_table_from_frame(
     warnings were given already (a streamed dataset's row group read again)."""
     frame = frame.copy()
     frame.columns = [str(c) for c in frame.columns]
-    label = resolve_label_column(frame, str(label_column), source)
-    to_drop = []
-    for name in drop_columns:
-        resolved = resolve_drop_column(frame, str(name), source)
-        if resolved == label:
-            raise InputError(f"{source}: --drop-columns names the label column {quote(name)}")
-        to_drop.append(resolved)
+    label, to_drop = label_and_drops(frame, label_column, drop_columns, source)
     features = frame.drop(columns=[label, *to_drop])
     refuse_binary(frame[[label]], source, "")
     refuse_binary(features, source, " (--drop-columns it if it is not a feature)")
@@ -821,20 +818,51 @@ def labelled_table_from_frame(
     if warn:
         for note in text_category_notes(features, source):
             warnings.warn(note, stacklevel=2)
+    check_non_finite(features, source, impute, warn=warn, stacklevel=3)
+    return LabelledTable(features=features.reset_index(drop=True), y=y, source=source)
+
+
+def label_and_drops(
+    frame: pd.DataFrame, label_column: str, drop_columns: list[str] | tuple[str, ...], source: str
+) -> tuple[str, list[str]]:
+    """The label column (by name, or by 0-based index; it must exist) and the ``--drop-columns``
+    (each must be a column, and none the label), as training resolves them on ``frame`` (its
+    column names strings)."""
+    label = resolve_label_column(frame, str(label_column), source)
+    dropped = []
+    for name in drop_columns:
+        resolved = resolve_drop_column(frame, str(name), source)
+        if resolved == label:
+            raise InputError(f"{source}: --drop-columns names the label column {quote(name)}")
+        dropped.append(resolved)
+    return label, dropped
+
+
+def check_non_finite(
+    features: pd.DataFrame,
+    source: str,
+    impute: bool,
+    *,
+    warn: bool = True,
+    medians: str = "training medians",
+    stacklevel: int = 2,
+) -> None:
+    """Numeric cells the models cannot take (NaN, inf, beyond float32): without ``impute``, an
+    error naming the first and the count; with it, an :class:`ImputeWarning` counting the cells
+    that will be filled with ``medians`` (none when ``warn`` is False)."""
     if impute:
         n_bad = count_non_finite(features) if warn else 0
         if n_bad:
             warnings.warn(
                 f"{source}: --impute: {n_bad} missing, infinite or out-of-range numeric cells will be filled "
-                "with training medians",
+                f"with {medians}",
                 ImputeWarning,
-                stacklevel=2,
+                stacklevel=stacklevel,
             )
-    else:
-        problem = non_finite_message(features, source)
-        if problem:
-            raise InputError(problem)
-    return LabelledTable(features=features.reset_index(drop=True), y=y, source=source)
+        return
+    problem = non_finite_message(features, source)
+    if problem:
+        raise InputError(problem.replace("training medians", medians))
 
 
 def resolve_drop_column(frame: pd.DataFrame, name: str, source: str) -> str:
@@ -866,63 +894,3 @@ def fingerprint(features: pd.DataFrame, y: np.ndarray) -> str:
     digest.update(pd.util.hash_pandas_object(features, index=False).to_numpy().tobytes())
     digest.update(np.ascontiguousarray(y, dtype=np.int64).tobytes())
     return digest.hexdigest()
-
-
-OUTPUT_SUFFIXES = (".csv", ".csv.gz", ".parquet")
-# A text cell starting with one of these is a formula to a spreadsheet (CSV injection): written
-# with a leading quote, the usual neutralisation (OWASP), so opening the scores runs nothing.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def output_suffix(path: Path, option: str = "--output") -> str:
-    """The table format ``path`` names (.csv, .csv.gz or .parquet); one line naming it otherwise."""
-    name = path.name.lower()
-    for suffix in sorted(OUTPUT_SUFFIXES, key=len, reverse=True):
-        if name.endswith(suffix):
-            return suffix
-    raise InputError(f"{option} {path}: unknown output extension; expected one of {', '.join(OUTPUT_SUFFIXES)}")
-
-
-def check_output_table(
-    path: str | Path, option: str = "--output", inputs: tuple[str | Path, ...] = (), keep_out_of: tuple[Path, ...] = ()
-) -> Path:
-    """A table file this command may write (:func:`threat_ensemble.files.check_output_file`): a
-    known extension, not one of the ``inputs``, not inside a folder in ``keep_out_of`` (a bundle)."""
-    from threat_ensemble.files import check_output_file
-
-    output_suffix(Path(path), option)
-    others = tuple(("an input", source) for source in inputs)
-    return check_output_file(path, option, example="scores.csv", others=others, keep_out_of=keep_out_of)
-
-
-def neutralise_formulas(frame: pd.DataFrame) -> pd.DataFrame:
-    """Text cells that a spreadsheet would run as formulas, with a leading quote (vectorised)."""
-    out = frame
-    for column in frame.columns:
-        values = frame[column]
-        if values.dtype != object and not pd.api.types.is_string_dtype(values):
-            continue
-        text = values.astype("string")
-        risky = text.str.startswith(FORMULA_STARTS).fillna(False).to_numpy(dtype=bool)
-        if risky.any():
-            if out is frame:
-                out = frame.copy()
-            out[column] = values.where(~risky, "'" + text.astype(object))
-    return out
-
-
-def write_table_atomically(frame: pd.DataFrame, out: Path) -> None:
-    """Write in the format the name says (.csv, .csv.gz, .parquet), whole or not at all
-    (``files.atomic_write``). CSV text cells that would run as spreadsheet formulas are neutralised."""
-    from threat_ensemble.files import atomic_write
-
-    suffix = output_suffix(out)
-
-    def write(fh: Any) -> None:
-        if suffix == ".parquet":
-            frame.to_parquet(fh, index=False)
-        else:
-            compression = "gzip" if suffix == ".csv.gz" else None
-            neutralise_formulas(frame).to_csv(fh, index=False, lineterminator="\n", compression=compression)
-
-    atomic_write(out, write)

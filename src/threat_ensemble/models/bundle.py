@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from threat_ensemble.errors import InputError, listed, quote
+from threat_ensemble.errors import InputError, first_line, listed, quote
 from threat_ensemble.limits import MAX_JSON_BYTES, MAX_MANIFEST_BYTES
 
 # Format 1 (before): autoencoder.pt and two joblib pickles. Format 2: no file can run code when read.
@@ -454,7 +454,7 @@ def parse_json(data: bytes, source: str | Path) -> Any:
     except RecursionError:
         raise BundleError(f"{source}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{source}: not valid JSON ({str(exc)[:120]})") from None
+        raise BundleError(f"{source}: not valid JSON ({first_line(exc, limit=120)})") from None
 
 
 def _kind(mode: int) -> str:

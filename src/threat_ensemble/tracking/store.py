@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from threat_ensemble.errors import InputError
+from threat_ensemble.errors import InputError, first_line
 
 HEALTH_PATH = "/health"
 API_PATH = "/api/2.0/mlflow/experiments/search?max_results=1"
@@ -142,11 +142,10 @@ def _probe(url: str, timeout: float) -> str | None:
         return _one_line(exc)
 
 
-def _one_line(reason: object) -> str:
+def _one_line(reason: BaseException | str) -> str:
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
-    text = str(reason).strip().splitlines()
-    return text[0] if text else type(reason).__name__
+    return first_line(reason, limit=None)
 
 
 def _check_sqlite(uri: str) -> None:
