@@ -176,7 +176,7 @@ def test_non_finite_cells_refused_unless_impute(logged: dict[str, Any], rows: pd
     broken.loc[3, "path_entropy"] = np.nan
     with pytest.raises(InputError, match="path_entropy"):
         model.predict(broken)
-    with pytest.warns(UserWarning, match="filled 1 missing"):
+    with pytest.warns(UserWarning, match="1 missing, infinite or out-of-range numeric cells will be filled"):
         assert len(model.predict(broken, params={"impute": True})) == 20
 
 

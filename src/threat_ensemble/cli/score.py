@@ -294,7 +294,7 @@ def score_file(
 
     Everything that can be refused (output path, manifest, table, columns) is checked before the
     slow import of torch/Lightning/scikit-learn, so bad input answers in about a second."""
-    from threat_ensemble.data.tables import check_output_table, write_table_atomically
+    from threat_ensemble.files import check_output_table, write_table_atomically
     from threat_ensemble.models.bundle import PREPROCESSING_FILE, read_bundle
 
     note = note or _print_note

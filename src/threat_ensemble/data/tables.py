@@ -19,8 +19,6 @@ import pandas as pd
 from threat_ensemble.errors import InputError, counted, first_line, listed, quote
 
 # Output tables are written by threat_ensemble.files; cli/score.py still imports these two from here.
-from threat_ensemble.files import check_output_table as check_output_table
-from threat_ensemble.files import write_table_atomically as write_table_atomically
 from threat_ensemble.limits import DEFAULT_MAX_DECOMPRESSED_MB
 
 SUPPORTED = (".csv", ".csv.gz", ".parquet", ".npz", ".txt")

@@ -43,7 +43,7 @@ def check_rows(
     refused unless ``impute`` (then counted in a warning: they are filled with training medians).
     ``warn=False``: no warnings (rows checked and warned about once already, or read from a table
     that training validated)."""
-    from threat_ensemble.data.tables import count_non_finite, infer_numeric, non_finite_message, refuse_binary
+    from threat_ensemble.data.tables import check_non_finite, infer_numeric, refuse_binary
 
     frame = frame.rename(columns=str)
     expected = [str(c) for c in preprocessing.encoder.feature_names]
@@ -63,16 +63,6 @@ def check_rows(
     not_numeric = [c for c in numeric if not pd.api.types.is_numeric_dtype(features[c])]
     if not_numeric:
         raise InputError(f"{source}: column {not_numeric[0]!r} holds text; it was numeric in training")
-    if impute:
-        n_bad = count_non_finite(features[numeric]) if warn else 0
-        if n_bad:
-            warnings.warn(
-                f"{source}: --impute: filled {n_bad} missing, infinite or out-of-range numeric cells with "
-                "training medians",
-                stacklevel=2,
-            )
-    else:
-        problem = non_finite_message(features[numeric], source)
-        if problem:
-            raise InputError(problem.replace("training medians", "the bundle's training medians"))
+    medians = "the bundle's training medians"
+    check_non_finite(features[numeric], source, impute, warn=warn, medians=medians, stacklevel=3)
     return CheckedRows(features, source, impute)
