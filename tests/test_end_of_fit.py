@@ -39,8 +39,8 @@ def _steps(fitted: tuple, tmp_path: Path, **options: object) -> tuple[FitOutcome
     module, dm, forests = fitted
     cfg = TrainConfig(output_dir=str(tmp_path / "bundle"), checkpoint_dir=str(tmp_path / "ckpt"), quiet=True, **options)
     outcome = _outcome(forests)
-    outcome.ensemble = FusionCallback(cfg, outcome).build(dm, module)
-    EnsembleValidationCallback(cfg, outcome).validate(dm, run_id="run-1")
+    outcome.ensemble = FusionCallback(cfg.fusion_options, outcome, quiet=True).build(dm, module)
+    EnsembleValidationCallback(cfg.gate_options, outcome, quiet=True).validate(dm, run_id="run-1")
     return outcome, cfg, RunState("fp", {})
 
 
@@ -182,7 +182,7 @@ def test_a_run_stores_each_bundle_file_once_and_its_bundle_folder_refers_to_the_
     bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
     uri, store = f"sqlite:///{tmp_path / 'mlflow.db'}", tmp_path / "mlartifacts"
     logger = MLFlowLogger(experiment_name="once", tracking_uri=uri, artifact_location=store.as_uri())
-    TrackingCallback(cfg, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
+    TrackingCallback(cfg.tracking_options, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
     stored = [p for p in store.rglob("*") if p.is_file()]
     files = sorted(bundle.iterdir())
     assert len(files) >= 8 and any(f.name in PLOT_FILES for f in files)
@@ -220,7 +220,7 @@ def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
     bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     logger = MLFlowLogger(experiment_name="fallback", tracking_uri=uri, artifact_location=(tmp_path / "a").as_uri())
-    TrackingCallback(cfg, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
+    TrackingCallback(cfg.tracking_options, outcome, state, tmp_path / "ckpt", uri).log_results(logger, {}, dm)
     assert "could not log the MLflow pyfunc model: RuntimeError: no model today" in capsys.readouterr().out
     logged = {a.path for a in mlflow.MlflowClient(uri).list_artifacts(logger.run_id, "bundle")}
     assert logged == {f"bundle/{f.name}" for f in bundle.iterdir()}
@@ -286,10 +286,10 @@ def test_the_steps_run_in_the_order_their_needs_give_whatever_order_they_are_lis
     cfg, outcome, state = TrainConfig(quiet=True), FitOutcome(), RunState("fp", {})
     steps = [
         ForestCallback(0, state, tmp_path, outcome, quiet=True),
-        FusionCallback(cfg, outcome),
-        EnsembleValidationCallback(cfg, outcome),
+        FusionCallback(cfg.fusion_options, outcome),
+        EnsembleValidationCallback(cfg.gate_options, outcome),
         BundleCallback(cfg, outcome, state, tmp_path, {}),
-        TrackingCallback(cfg, outcome, state, tmp_path, "sqlite:///x.db"),
+        TrackingCallback(cfg.tracking_options, outcome, state, tmp_path, "sqlite:///x.db"),
     ]
     expected = [type(s).__name__ for s in steps]
     for listed in itertools.permutations(steps):
@@ -301,4 +301,4 @@ def test_the_steps_run_in_the_order_their_needs_give_whatever_order_they_are_lis
         makes = ("ensemble",)
 
     with pytest.raises(ValueError, match="'ensemble' is made by both FusionCallback and Twice"):
-        in_dependency_order([*steps, Twice(cfg, outcome)])
+        in_dependency_order([*steps, Twice(cfg.fusion_options, outcome)])

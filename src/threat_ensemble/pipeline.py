@@ -215,13 +215,14 @@ class Engine:
         )
 
         cfg, state, folder = self.cfg, self.state, self.cfg.checkpoint_dir
+        read = {"impute": cfg.impute, "quiet": cfg.quiet}  # how the rows were read; how much to print
         return in_dependency_order(
             [
                 ForestCallback(cfg.seed, state, folder, outcome, quiet=cfg.quiet),
-                FusionCallback(cfg, outcome),
-                EnsembleValidationCallback(cfg, outcome),
-                BundleCallback(cfg, outcome, state, folder, manifest_extra),
-                TrackingCallback(cfg, outcome, state, folder, self.uri),
+                FusionCallback(cfg.fusion_options, outcome, **read),
+                EnsembleValidationCallback(cfg.gate_options, outcome, **read),
+                BundleCallback(cfg, outcome, state, folder, manifest_extra),  # it writes the whole config
+                TrackingCallback(cfg.tracking_options, outcome, state, folder, self.uri, **read),
             ]
         )
 

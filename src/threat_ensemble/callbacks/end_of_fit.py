@@ -28,7 +28,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from threat_ensemble.callbacks.run_state import announcer, mark_run
 from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_bytes
-from threat_ensemble.config import TrainConfig
+from threat_ensemble.config import FusionOptions, GateOptions, TrackingOptions, TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data.datamodule import LabelledDataModule
 from threat_ensemble.errors import first_line
@@ -272,10 +272,13 @@ class FusionCallback(EndOfFitStep):
 
     needs, makes = ("forests",), ("ensemble",)
 
-    def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
-        self.cfg = cfg
+    def __init__(
+        self, options: FusionOptions, outcome: FitOutcome, *, impute: bool = False, quiet: bool = False
+    ) -> None:
+        self.options = options  # the fusion's section of the configuration, nothing else of it
+        self.impute = impute  # how the validation rows were read (--impute)
         self.outcome = outcome
-        self.say = announcer(cfg.quiet)
+        self.say = announcer(quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
@@ -294,19 +297,19 @@ class FusionCallback(EndOfFitStep):
             threshold=threshold,
             random_forest=self.outcome.forests["random_forest"],
             isolation_forest=self.outcome.forests["isolation_forest"],
-            fusion={"kind": "fixed", "weights": self.cfg.weight_map},
+            fusion={"kind": "fixed", "weights": self.options.weight_map},
             error_scale=module.error_scale.detach().cpu().numpy(),
         )
-        if self.cfg.fusion == "stack":
+        if self.options.fusion == "stack":
 
             def fit() -> None:
-                scores, y_val = validation_rows(dm, self.cfg.impute).score(ensemble, warn=False)
+                scores, y_val = validation_rows(dm, self.impute).score(ensemble, warn=False)
                 assert y_val is not None
-                ensemble.fit_fusion_on(scores, y_val, self.cfg.target_fpr)
+                ensemble.fit_fusion_on(scores, y_val, self.options.target_fpr)
 
             timed(
                 f"fusion: fitting the stacked fusion on {dm.n_val} validation rows "
-                f"(false-positive budget {self.cfg.target_fpr:g})",
+                f"(false-positive budget {self.options.target_fpr:g})",
                 fit,
                 self.say,
             )
@@ -320,10 +323,11 @@ class EnsembleValidationCallback(EndOfFitStep):
 
     needs, makes = ("ensemble",), ("scores", "y_test", "gate")
 
-    def __init__(self, cfg: TrainConfig, outcome: FitOutcome) -> None:
-        self.cfg = cfg
+    def __init__(self, options: GateOptions, outcome: FitOutcome, *, impute: bool = False, quiet: bool = False) -> None:
+        self.options = options  # the gate's section of the configuration, nothing else of it
+        self.impute = impute
         self.outcome = outcome
-        self.say = announcer(cfg.quiet)
+        self.say = announcer(quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
@@ -335,20 +339,18 @@ class EnsembleValidationCallback(EndOfFitStep):
         assert ensemble is not None
         scores, y_test = timed(
             f"ensemble: scoring {dm.n_test} rows of the {dm.test_source}",
-            lambda: test_rows(dm, self.cfg.impute).score(ensemble),
+            lambda: test_rows(dm, self.impute).score(ensemble),
             self.say,
         )
         assert y_test is not None
         small = small_test_warning(y_test, dm.test_source)
         if small:
             print(small)
-        cfg = self.cfg
         self.outcome.scores, self.outcome.y_test = scores, y_test
         fusion = ensemble.fusion
         used = {"target_fpr": float(fusion["target_fpr"])} if fusion["kind"] == "stack" else {}
-        bounds = {"min_recall": cfg.min_recall, "max_fpr": cfg.max_fpr}
         self.outcome.gate = {
-            **gate_report(y_test, scores, dm.test_source, min_pr_auc=cfg.min_pr_auc, min_f1=cfg.min_f1, **bounds),
+            **gate_report(y_test, scores, dm.test_source, **dataclasses.asdict(self.options)),
             "weights": fusion_weights(fusion),  # the fusion this run used, not --weights when it stacked
             "fusion": fusion["kind"],
             **used,
@@ -437,14 +439,23 @@ class TrackingCallback(EndOfFitStep):
     needs = ("ensemble", "gate", "bundle_dir")
 
     def __init__(
-        self, cfg: TrainConfig, outcome: FitOutcome, state: RunState, checkpoint_dir: str | Path, tracking_uri: str
+        self,
+        options: TrackingOptions,
+        outcome: FitOutcome,
+        state: RunState,
+        checkpoint_dir: str | Path,
+        tracking_uri: str,
+        *,
+        impute: bool = False,
+        quiet: bool = False,
     ) -> None:
-        self.cfg = cfg
+        self.options = options  # the tracking section of the configuration (registry, promotion)
+        self.impute = impute  # how the test rows were read, for the champion comparison
         self.outcome = outcome
         self.state = state
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tracking_uri = tracking_uri
-        self.say = announcer(cfg.quiet)
+        self.say = announcer(quiet)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -524,21 +535,21 @@ class TrackingCallback(EndOfFitStep):
         with --promote-force the champion alias when the gate passed, not compared."""
         from threat_ensemble.tracking.pyfunc import register_model
 
-        name = self.cfg.register_model
+        name = self.options.register_model
         if not name:
             return
-        if not (gate["passed"] or self.cfg.register_anyway):
+        if not (gate["passed"] or self.options.register_anyway):
             print(f"model not registered: the gate failed (add --register-anyway to register {name!r} anyway)")
             return
         uri = self.tracking_uri or logger.experiment.tracking_uri
         version = register_model(model_uri, name, gate, uri)
         print(f"registered model {name!r} version {version} ({model_uri})")
-        if self.cfg.promote or self.cfg.promote_force:
+        if self.options.promote or self.options.promote_force:
             from threat_ensemble.tracking.champion import promote
 
-            cfg = self.cfg
-            rows = test_rows(dm, cfg.impute)
-            outcome = promote(name, version, gate, rows, cfg.promote_tolerance, uri, cfg.promote_force)
+            opts = self.options
+            rows = test_rows(dm, self.impute)
+            outcome = promote(name, version, gate, rows, opts.promote_tolerance, uri, opts.promote_force)
             print(outcome.line(name, version))
             if outcome.champion_metrics:
                 logger.log_metrics({f"champion_{k}": v for k, v in outcome.champion_metrics.items()})
