@@ -81,6 +81,7 @@ NOVEL = ("nsl-dos", "nsl-probe", "nsl-r2l", "nsl-u2r", "nsl-unseen", "default-un
 JUDGED = tuple(s for s in NOVEL if s != "nsl-u2r")  # U2R: 67 test rows, reported, not judged
 BASELINES = ("rf_alone", "hgb", "knn", "rf_or_knn")
 KNN_K, KNN_SAMPLE = 5, 20_000
+TAIL_TOP = 50  # normal validation rows an extrapolated tail is fitted on (tail_evidence)
 
 
 def log(msg: str) -> None:
@@ -303,9 +304,84 @@ def aware_stack(ens: Any, rows: Rows, s_va: dict[str, np.ndarray], s_te: dict[st
     return va, te
 
 
+def tail_evidence(normal: np.ndarray, score: np.ndarray, top: int = TAIL_TOP) -> np.ndarray:
+    """-log of a score's normal tail share, as in :func:`evidence`, with the tail beyond the ``top``-th
+    highest normal validation score ``u`` extrapolated (peaks over threshold): an exponential whose
+    mean is that of the ``top`` highest scores' excesses over ``u``, ``beta``, so a score past every
+    normal row keeps adding evidence instead of saturating at log(n + 1):
+    ``log((n + 1) / top) + (score - u) / beta`` above ``u``, the empirical -log((at least as high + 1) / (n + 1))
+    at or below it."""
+    ordered = np.sort(normal)
+    n = len(ordered)
+    top = max(1, min(top, n))
+    above = n - np.searchsorted(ordered, score, side="left")
+    empirical = -np.log((above + 1.0) / (n + 1.0))
+    u = ordered[n - top]
+    beta = max(float(np.mean(ordered[n - top :] - u)), 1e-12)
+    return np.where(score > u, np.log((n + 1.0) / top) + (score - u) / beta, empirical)
+
+
+def on_tail_scale(name: str, score: np.ndarray) -> np.ndarray:
+    """Each member's score on the scale its tail is extrapolated on: the forest's vote as a logit
+    (as the stacked fusion takes it), the stack's probability as a logit, the autoencoder's error and
+    a distance as logs (heavy-tailed), the isolation forest's score as it is."""
+    from threat_ensemble.models.forests import N_TREES
+
+    if name == "rf_vote":
+        vote = np.clip(score, 1.0 / (2 * N_TREES), 1.0 - 1.0 / (2 * N_TREES))
+        return np.log(vote / (1.0 - vote))
+    if name == "stack":
+        p = np.clip(score, 1e-15, 1.0 - 1e-15)
+        return np.log(p / (1.0 - p))
+    if name in ("ae_error", "knn", "knn_es"):
+        return np.log(np.maximum(score, 0.0) + 1e-6)
+    return np.asarray(score, dtype=np.float64)
+
+
+def fisher_tails(normal: dict[str, np.ndarray], scores: dict[str, np.ndarray], names: tuple[str, ...]) -> np.ndarray:
+    """:func:`evidence` with each member's tail extrapolated (:func:`tail_evidence` on :func:`on_tail_scale`)."""
+    return np.sum([tail_evidence(on_tail_scale(n, normal[n]), on_tail_scale(n, scores[n])) for n in names], axis=0)
+
+
+def leftover_cut(normal: np.ndarray, flagged: np.ndarray, fpr: float) -> float:
+    """The lowest cut on ``normal`` (the normal validation rows' scores) that flags, among the rows
+    not already ``flagged``, at most what is left of the budget (``floor(fpr * n)`` less the rows
+    flagged); above every such row when nothing is left."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    n = len(normal)
+    left = max(int(np.floor(fpr * n + 1e-9)) - int(flagged.sum()), 0)
+    rest = normal[~flagged]
+    if not rest.size:
+        return float("inf")
+    return budget_cut(rest, left / len(rest) + 1e-12)
+
+
+def stack_then(normal: dict[str, np.ndarray], s_va: dict[str, np.ndarray], s_te: dict[str, np.ndarray],
+               names: tuple[str, ...], y_va: np.ndarray, fpr: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Today's stack at its own cut first, the anomaly members' extrapolated evidence with what is
+    left of the budget: ``max(S - cut_S, A - cut_A)``, flagged at >= 0, where S and A are the
+    stack's and the evidence's extrapolated tails and cut_A flags no more normal validation rows
+    than the stack left unspent."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    stack = {k: on_tail_scale("stack", v) for k, v in (("va", s_va["stack"]), ("te", s_te["stack"]))}
+    ref = on_tail_scale("stack", normal["stack"])
+    s_tail = {k: tail_evidence(ref, v) for k, v in stack.items()}
+    a_raw = {"va": fisher_tails(normal, s_va, names), "te": fisher_tails(normal, s_te, names)}
+    a_tail = {k: tail_evidence(a_raw["va"][y_va == 0], v) for k, v in a_raw.items()}
+    cut_s = budget_cut(s_tail["va"][y_va == 0], fpr)
+    cut_a = leftover_cut(a_tail["va"][y_va == 0], s_tail["va"][y_va == 0] >= cut_s, fpr)
+    return (
+        np.maximum(s_tail["va"] - cut_s, a_tail["va"] - cut_a),
+        np.maximum(s_tail["te"] - cut_s, a_tail["te"] - cut_a),
+    )
+
+
 CANDIDATES = (
-    "knn(1 of 5000)", "evidence(rf,ae,if)", "evidence(rf,ae,knn)", "evidence(rf,ae,if,knn)",
-    "stack OR evidence(ae,knn)", "aware_stack",
+    "knn(1 of 5000)", "knn_es(1 of 5000)", "evidence(rf,ae,if)", "evidence(rf,ae,knn)", "evidence(rf,ae,if,knn)",
+    "evidence(rf,ae,knn_es)", "tail_evidence(rf,ae,knn)", "stack OR evidence(ae,knn)", "stack then evidence(ae,knn)",
+    "aware_stack",
 )  # fmt: skip
 
 
@@ -317,16 +393,29 @@ def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -
     s_va["stack"], s_te["stack"] = ens.fuse(dict(s_va)), ens.fuse(dict(s_te))
     reference = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), 5000, seed)
     s_va["knn"], s_te["knn"] = knn_scores(reference, 1, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
+    # the same distance with each scaled feature divided by the autoencoder's typical error on it
+    # (the square root of its error scale), so features normal traffic always reconstructs weigh more
+    weight = 1.0 / np.sqrt(np.asarray(ens.error_scale if ens.error_scale is not None else 1.0, dtype=np.float64))
+    s_va["knn_es"], s_te["knn_es"] = knn_scores(
+        reference * weight, 1, scaler.transform(rows.x_va) * weight, scaler.transform(rows.x_te) * weight
+    )
     normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
-    out = {"knn(1 of 5000)": at_budget(s_va["knn"], rows.y_va, s_te["knn"], rows.y_te, fpr)}
+    out = {name: at_budget(s_va[m], rows.y_va, s_te[m], rows.y_te, fpr)
+           for name, m in (("knn(1 of 5000)", "knn"), ("knn_es(1 of 5000)", "knn_es"))}  # fmt: skip
     for name, members in (("evidence(rf,ae,if)", ("rf_vote", "ae_error", "if")),
                           ("evidence(rf,ae,knn)", ("rf_vote", "ae_error", "knn")),
-                          ("evidence(rf,ae,if,knn)", ("rf_vote", "ae_error", "if", "knn"))):  # fmt: skip
+                          ("evidence(rf,ae,if,knn)", ("rf_vote", "ae_error", "if", "knn")),
+                          ("evidence(rf,ae,knn_es)", ("rf_vote", "ae_error", "knn_es"))):  # fmt: skip
         va, te = evidence(normal, s_va, members), evidence(normal, s_te, members)
         out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    members = ("rf_vote", "ae_error", "knn")
+    va, te = fisher_tails(normal, s_va, members), fisher_tails(normal, s_te, members)
+    out["tail_evidence(rf,ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     anomaly_va, anomaly_te = (evidence(normal, s, ("ae_error", "knn")) for s in (s_va, s_te))
     va, te = either((s_va["stack"], anomaly_va), rows.y_va, (s_va["stack"], s_te["stack"]), (anomaly_va, anomaly_te))
     out["stack OR evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    va, te = stack_then(normal, s_va, s_te, ("ae_error", "knn"), rows.y_va, fpr)
+    out["stack then evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     kinds = (rows.kinds_tr, rows.kinds_va) if named_kinds else pseudo_kinds(ens, rows, seed)
     va, te = aware_stack(ens, rows, s_va, s_te, seed, fpr, kinds)
     out["aware_stack"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
@@ -543,8 +632,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(rows)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "options": {"splits": splits, "seeds": seeds, "target_fpr": args.target_fpr, "max_epochs": args.max_epochs,
-                    "default_holdout": args.default_holdout, "quick": args.quick},  # fmt: skip
+        "options": {
+            "splits": splits,
+            "seeds": seeds,
+            "target_fpr": args.target_fpr,
+            "max_epochs": args.max_epochs,
+            "default_holdout": args.default_holdout,
+            "quick": args.quick,
+        },  # fmt: skip
         "summary": summary,
         "runs": rows,
     }

@@ -48,3 +48,27 @@ def test_the_or_of_two_scores_flags_a_row_either_flags() -> None:
     test_first, test_second = np.array([0.5, 5.0, 0.5]), np.array([0.5, 0.5, 5.0])
     va, te = bench_novel.either((first, second), y_va, (first, test_first), (second, test_second))
     assert va.shape == (102,) and te[1] == te[2] == 1.0 > te[0]  # above every normal row of either: flagged
+
+
+def test_an_extrapolated_tail_keeps_adding_evidence_past_every_normal_row() -> None:
+    normal = np.arange(1.0, 101.0)  # 100 normal validation scores, 1..100
+    rows = np.array([0.5, 50.0, 100.0, 110.0, 1000.0])
+    got = bench_novel.tail_evidence(normal, rows, top=10)
+    # at or below the 10th-highest normal score (91): the empirical -log((at least as high + 1) / 101)
+    np.testing.assert_allclose(got[:2], -np.log(np.array([101.0, 52.0]) / 101))
+    # above it: log(101 / 10) + (score - 91) / beta, beta the mean excess of 91..100 over 91 (4.5)
+    np.testing.assert_allclose(got[2:], np.log(101 / 10) + (rows[2:] - 91.0) / 4.5)
+    floor = -np.log(1 / 101)  # where evidence() saturates for any score past every normal row
+    assert got[3] > floor and got[4] > got[3] + 100
+
+
+def test_the_anomaly_side_of_stack_then_gets_only_the_budget_the_stack_left() -> None:
+    normal = np.arange(200.0)  # 200 normal rows: a 5% budget allows 10
+    flagged = np.zeros(200, bool)
+    flagged[[3, 7, 11]] = True  # the stack already flags three of them
+    cut = bench_novel.leftover_cut(normal, flagged, 0.05)
+    assert int(((normal >= cut) & ~flagged).sum()) == 7  # ten allowed, three spent
+    flagged[:] = False
+    flagged[190:] = True  # it spent all ten on the highest: nothing left, the cut is past every other row
+    cut = bench_novel.leftover_cut(normal, flagged, 0.05)
+    assert not ((normal >= cut) & ~flagged).any() and cut < 190
