@@ -138,6 +138,13 @@ def few_trees(n: int = 20) -> Iterator[None]:
         yield
 
 
+@pytest.fixture()
+def small_forests() -> Iterator[None]:
+    """:func:`few_trees` for the whole test (``@pytest.mark.usefixtures("small_forests")``)."""
+    with few_trees():
+        yield
+
+
 def saved_autoencoder(bundle: Path) -> dict:
     """A bundle's autoencoder: ``state_dict``, ``error_scale`` (tensors) and ``n_features``."""
     from threat_ensemble.models.autoencoder import autoencoder_from_bytes
