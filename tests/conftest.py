@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -81,8 +83,38 @@ def small_csv(tmp_path: Path, small_frame: pd.DataFrame) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty SQLite MLflow store, its schema made once per test session (both xdist workers
+    share it): creating a store runs MLflow's schema migrations, seconds of CPU and of waiting for
+    the disk to sync each one (11 s seen on a busy machine; 5 s in memory, /dev/shm, where there
+    is one), where a copy of this file takes milliseconds."""
+    import tempfile
+
+    import filelock
+    from mlflow import MlflowClient
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base  # the session's folder
+    template = shared / "mlflow-empty.db"
+    in_memory = Path("/dev/shm")
+    with filelock.FileLock(f"{template}.lock"):
+        if not template.is_file():
+            scratch = in_memory if in_memory.is_dir() and os.access(in_memory, os.W_OK) else shared
+            with tempfile.TemporaryDirectory(dir=scratch) as building:
+                store = Path(building) / "mlflow.db"
+                MlflowClient(f"sqlite:///{store}").search_experiments()  # creates and migrates it
+                shutil.copyfile(store, shared / "mlflow-empty.db.part")
+            (shared / "mlflow-empty.db.part").replace(template)
+    return template
+
+
 @pytest.fixture()
-def tracking_uri(tmp_path: Path) -> str:
+def tracking_uri(tmp_path: Path, empty_store: Path) -> str:
+    """A SQLite MLflow store of the test's own at ``tmp_path / "mlflow.db"`` (a copy of
+    ``empty_store``): its URI. A test that builds that URI itself can take the copy with
+    ``@pytest.mark.usefixtures("tracking_uri")``."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
 
 
@@ -97,6 +129,26 @@ def logged_bundle(tracking_uri: str, run_id: str, dst: Path) -> Path:
         artifact_uri=reference["bundle_uri"], dst_path=str(dst / "bundle-from-model"), tracking_uri=tracking_uri
     )
     return Path(fetched)
+
+
+@contextmanager
+def few_trees(n: int = 20) -> Iterator[None]:
+    """Forests fitted inside grow ``n`` trees instead of ``forests.N_TREES`` (200): ten times less
+    to fit, store and load, for tests about something else than the forests' size (the bundle's
+    files, the steps that hand the forests on). The scoring code still assumes N_TREES trees
+    (the stacked fusion's clipping of the vote share), the same at fitting and at scoring."""
+    from threat_ensemble.models import forests
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(forests, "N_TREES", n)
+        yield
+
+
+@pytest.fixture()
+def small_forests() -> Iterator[None]:
+    """:func:`few_trees` for the whole test (``@pytest.mark.usefixtures("small_forests")``)."""
+    with few_trees():
+        yield
 
 
 def saved_autoencoder(bundle: Path) -> dict:

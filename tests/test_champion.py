@@ -87,7 +87,9 @@ def test_promote_needs_a_registered_model_name() -> None:
     ]
 
 
-def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_out(tmp_path: Path) -> None:
+def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_out(
+    tmp_path: Path, tracking_uri: str
+) -> None:
     """With the champion's artifacts deleted no version could ever be promoted, and the line only said
     'could not score these rows (MlflowException)'. It says so and names --promote-force, which
     promotes a version whose gate passed without the comparison (never one whose gate failed)."""
@@ -98,7 +100,7 @@ def test_a_champion_whose_bundle_is_gone_is_said_and_promote_force_is_the_way_ou
     from threat_ensemble.evaluation.scoring import LabelledRows
     from threat_ensemble.tracking.champion import promote
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = tracking_uri
     client = mlflow.MlflowClient(tracking_uri=uri)
     client.create_registered_model("detector")
     for n in (1, 2, 3, 4):

@@ -197,8 +197,10 @@ def test_usage_and_input_errors_exit_2_with_one_line(
 ) -> None:
     if torch.cuda.is_available() and args[0] == "--gpus":
         pytest.skip("this machine has a GPU")
+    from in_process import run_train  # train.py's main in this process (no interpreter start and imports)
+
     assert small_csv == tmp_path / "flows.csv"
-    proc = _run([*args, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}"], tmp_path, timeout=120)
+    proc = run_train(tmp_path, *args, "--tracking-uri", f"sqlite:///{tmp_path / 'm.db'}")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
@@ -258,21 +260,24 @@ def test_python_api_takes_arrays(tmp_path: Path, small_frame: pd.DataFrame, monk
     assert result.summary["n_samples"] == len(y)
 
 
-def test_the_nsl_kdd_folder_is_read_from_the_environment_and_a_skip_names_it(tmp_path: Path) -> None:
+def test_the_nsl_kdd_folder_is_read_from_the_environment_and_a_skip_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Outside a clone that sits beside shared/, THREAT_ENSEMBLE_NSL_KDD says where the files are."""
-    import os
+    import importlib.util
     import sys
 
     files = ("KDDTrain+_20Percent.txt", "KDDTest+.txt")
-    code = "import conftest; print(conftest.NSL_KDD); print(conftest.nsl_kdd_missing())"
-    env = {**os.environ, "THREAT_ENSEMBLE_NSL_KDD": str(tmp_path)}
+    monkeypatch.setenv("THREAT_ENSEMBLE_NSL_KDD", str(tmp_path))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # conftest adds datasets/ to it
 
     def ask() -> list[str]:
-        proc = subprocess.run(
-            [sys.executable, "-c", code], cwd=ROOT / "tests", env=env, capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        return proc.stdout.splitlines()
+        """What a fresh import of conftest.py finds (its folder is read when it is imported)."""
+        spec = importlib.util.spec_from_file_location("conftest_imported_again", ROOT / "tests" / "conftest.py")
+        assert spec is not None and spec.loader is not None
+        fresh = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(fresh)
+        return [str(fresh.NSL_KDD), str(fresh.nsl_kdd_missing())]
 
     assert ask() == [
         str(tmp_path),

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import fit_autoencoder, logged_bundle
+from conftest import few_trees, fit_autoencoder, logged_bundle
 from threat_ensemble.callbacks.end_of_fit import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
 from threat_ensemble.checkpointing import RunState
 from threat_ensemble.config import TrainConfig
@@ -24,10 +24,11 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     frame = make_default_dataset(3000, seed=7).drop(columns=["family"])
     module, dm, _ = fit_autoencoder(frame, tmp_path_factory.mktemp("ae"), max_epochs=3)
     module.restore_best_weights()
-    forests = {
-        "random_forest": fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=0, n_jobs=1),
-        "isolation_forest": fit_isolation_forest(dm.x_normal_train, seed=0, n_jobs=1),
-    }
+    with few_trees():  # the steps' subject is what they hand on, not the forests' size
+        forests = {
+            "random_forest": fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=0, n_jobs=1),
+            "isolation_forest": fit_isolation_forest(dm.x_normal_train, seed=0, n_jobs=1),
+        }
     return module, dm, forests
 
 
@@ -163,6 +164,7 @@ def test_a_resumed_finished_autoencoder_trains_no_further_epoch(tmp_path: Path, 
     assert trainer.should_stop is finished
 
 
+@pytest.mark.usefixtures("tracking_uri")  # the store at tmp_path / "mlflow.db", made once
 def test_a_run_stores_each_bundle_file_once_and_its_bundle_folder_refers_to_the_model(
     fitted: tuple, tmp_path: Path
 ) -> None:
@@ -202,6 +204,7 @@ def test_a_run_stores_each_bundle_file_once_and_its_bundle_folder_refers_to_the_
     assert reference["bundle_digest"] == state.bundle_digest and reference["model_uri"].startswith("models:/")
 
 
+@pytest.mark.usefixtures("tracking_uri")  # the store at tmp_path / "mlflow.db", made once
 def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
     fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -359,6 +359,15 @@ def test_generated_traffic_is_seeded_and_featurized() -> None:
 
 # ----------------------------------------------------------------------------- the command line
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """featurize.py's main run in this process (tests/in_process.py: no interpreter start)."""
+    from in_process import run_main
+    from threat_ensemble.cli.featurize import main
+
+    return run_main(main, cwd, *args)
+
+
+def _script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """scripts/featurize.py in its own process, as a user runs it."""
     cmd = [sys.executable, str(ROOT / "scripts" / "featurize.py"), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120)
 
@@ -366,7 +375,7 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_cli_round_trip_to_a_training_table(tmp_path: Path) -> None:
     (tmp_path / "normal.txt").write_text(csic_pair() * 3, encoding="latin-1")
     (tmp_path / "attack.log").write_text(COMBINED, encoding="latin-1")
-    proc = _cli("--normal", "normal.txt", "--attack", "attack.log", "--output", "features.parquet", cwd=tmp_path)
+    proc = _script("--normal", "normal.txt", "--attack", "attack.log", "--output", "features.parquet", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "6 normal, 5 attack" in proc.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["attack.log", "features.parquet", "normal.txt"]

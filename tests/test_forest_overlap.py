@@ -38,6 +38,7 @@ def _record_fitting_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     return threads
 
 
+@pytest.mark.usefixtures("small_forests")  # 20 trees: still grown in steps of 10
 def test_forests_fit_beside_the_autoencoder_and_equal_a_fit_after_it(
     small_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -60,6 +61,7 @@ def test_forests_fit_beside_the_autoencoder_and_equal_a_fit_after_it(
     )
 
 
+@pytest.mark.usefixtures("small_forests")  # 20 trees: still grown in steps of 10
 def test_without_a_spare_core_the_forests_fit_after_training(
     small_frame: pd.DataFrame, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -141,6 +143,7 @@ def test_calibration_on_a_small_split_gives_the_default_folds_result_without_the
     assert np.array_equal(model.predict_proba(x), default.predict_proba(x))
 
 
+@pytest.mark.usefixtures("small_forests")  # 20 trees: still grown in steps of 10
 def test_a_forest_stored_by_the_previous_release_loads_and_scores_the_same() -> None:
     """Format-2 bundles written before the frozen forest's duplicate was dropped (plain skops dump of
     the calibrated forest) still load, with the same scores; the new files are about half the size."""

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, train_cmd
-from in_process import run_train
+from conftest import train_cmd
+from in_process import run_main, run_train
 from threat_ensemble.data.tables import LabelCaseWarning, binary_labels, load_labelled_table, read_raw_table
 from threat_ensemble.errors import InputError, listed, quote
 
@@ -37,21 +37,24 @@ def test_a_gzip_table_is_refused_past_the_decompression_limit(tmp_path: Path) ->
 
 @pytest.mark.parametrize("tool", ["train", "featurize"])
 def test_train_and_featurize_bound_decompression_with_their_option(tmp_path: Path, tool: str) -> None:
+    """The option's bound, the CLIs' mains run in this process (tests/in_process.py)."""
     if tool == "featurize":
+        from threat_ensemble.cli.featurize import main
+
         line = '1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET /a HTTP/1.0" 200 2326\n'
         bomb = tmp_path / "access.log.gz"
         bomb.write_bytes(gzip.compress((line * 30000).encode()) + gzip.compress(line.encode()))  # two members
-        args = [str(ROOT / "scripts" / "featurize.py"), "--input", str(bomb), "--output", str(tmp_path / "f.csv")]
+        args = ["--input", str(bomb), "--output", str(tmp_path / "f.csv")]
     else:
+        from threat_ensemble.cli.train import main
+
         bomb = _gzip_bomb(tmp_path / "bomb.csv.gz")
-        args = train_cmd("--data", str(bomb))[1:]
-    proc = subprocess.run(
-        [sys.executable, *args, "--max-decompressed-mb", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=120
-    )
+        args = ["--data", str(bomb)]
+    proc = run_main(main, tmp_path, *args, "--max-decompressed-mb", "1")
     expected = f"error: {bomb}: expands beyond 1 MB when decompressed; raise --max-decompressed-mb if that is expected"
     assert proc.returncode == 2 and proc.stderr.strip() == expected, proc.stderr[-2000:]
     if tool == "featurize":
-        ok = subprocess.run([sys.executable, *args], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        ok = run_main(main, tmp_path, *args)
         assert ok.returncode == 0 and "30001 unlabelled rows" in ok.stdout, ok.stderr  # every gzip member
 
 

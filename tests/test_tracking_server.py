@@ -176,14 +176,10 @@ def test_unreachable_server_fails_fast_with_one_line(tmp_path: Path) -> None:
     """A closed local port: exit 2 with one line naming the URI and why, before the run has a
     checkpoint folder (so before any training; without the check a run trains and its logger's
     bounded retries end in exit 0 and warnings), nothing written."""
+    from in_process import run_train  # train.py's main in this process: no interpreter start and imports
+
     url = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.run(
-        train_cmd("--default-rows", "3000", "--max-epochs", "1", "--quiet", "--tracking-uri", url),
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,  # a hang guard only: the interpreter and its imports, on a busy 2-core machine
-    )
+    proc = run_train(tmp_path, "--default-rows", "3000", "--max-epochs", "1", "--quiet", "--tracking-uri", url)
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and url in lines[0], proc.stderr
