@@ -158,3 +158,22 @@ def test_the_autoencoder_trains_beside_a_column_constant_in_its_training_rows(sm
     assert dm.preprocessing.scaler.scale[odd] == 1.0
     assert float(dm.ae_val[:, odd].abs().max()) < 20
     assert float(model.best_val_loss) < 2.0
+
+
+def test_unseen_categories_added_in_place_reach_the_callers_accumulator() -> None:
+    """``unseen += found`` inside a callee must add to the caller's object (score_rows hands one to
+    every chunk's scoring and warns once at the end): with only ``__add__`` it rebound the callee's
+    name and the test rows' unseen categories were never warned about."""
+    import numpy as np
+
+    from threat_ensemble.data.preprocessing import UnseenCategories
+
+    def callee(unseen: UnseenCategories) -> None:
+        found = UnseenCategories()
+        found.add("method", np.array(["PROPFIND", "PROPFIND", "MOVE"], dtype=object))
+        unseen += found
+
+    accumulator = UnseenCategories()
+    callee(accumulator)
+    callee(accumulator)
+    assert accumulator.counts == {"method": 6} and accumulator.values == {"method": {"PROPFIND": 4, "MOVE": 2}}

@@ -183,6 +183,12 @@ class UnseenCategories:
             total._merge(column, other.values.get(column, {}))
         return total
 
+    def __iadd__(self, other: UnseenCategories) -> UnseenCategories:
+        """Add ``other``'s counts into this one, in place (an accumulator handed to a callee keeps them)."""
+        total = self + other
+        self.counts, self.values, self.uncounted = total.counts, total.values, total.uncounted
+        return self
+
     def message(self, source: str) -> str:
         """One line: how many, then the columns (most unseen first) with a few of their values."""
         columns = sorted(self.counts, key=lambda c: (-self.counts[c], c))
