@@ -6,6 +6,8 @@ the same rows in the same run, each cut at the same validation false-positive bu
     python benchmarks/bench_novel.py --splits nsl-dos --seeds 42 --max-epochs 3   # one quick look
     python benchmarks/bench_novel.py --quick                  # a smoke test (one small split, ~1 min)
     python benchmarks/bench_novel.py --write-doc              # also rewrite the table in docs/quality.md
+    python benchmarks/bench_novel.py --splits default-unseen,default-known --candidates \
+        --merge benchmarks/results/bench_novel-last-run.json --write-doc   # rerun two splits, keep the others
 
 Splits (NSL-KDD from --nsl-kdd, default ``../shared/data/nsl-kdd``; skipped when absent):
 
@@ -587,6 +589,33 @@ def candidates_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """The runs of an earlier report whose splits were not run now, beside ``rows``, in the order of
+    SPLITS (seeds in run order). An earlier report measured otherwise (another FPR budget, epoch
+    count or held-out kind) is refused by name: its figures would not compare."""
+    runs = earlier.get("runs") if isinstance(earlier, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and "split" in r for r in runs):
+        raise ValueError(f"{source}: not a bench_novel report (no list of runs with a split each)")
+    ran = {r["split"] for r in rows}
+    merged = [r for r in runs if r["split"] not in ran] + rows
+    order = {split: i for i, split in enumerate(SPLITS)}
+    return sorted(merged, key=lambda r: order.get(r["split"], len(SPLITS)))
+
+
+def earlier_options(earlier: Any) -> dict[str, Any]:
+    """The options an earlier report was run with (empty when it records none)."""
+    options = earlier.get("options") if isinstance(earlier, dict) else None
+    return options if isinstance(options, dict) else {}
+
+
+def check_mergeable(earlier: dict[str, Any], options: dict[str, Any], source: str) -> None:
+    """Refuse to merge with a report whose runs used another budget, epoch count or held-out kind."""
+    before = earlier_options(earlier)
+    for key in ("target_fpr", "max_epochs", "default_holdout"):
+        if key in before and before[key] != options[key]:
+            raise ValueError(f"{source}: its runs used {key} {before[key]!r}, this run {options[key]!r}; not merged")
+
+
 def write_doc(name: str, table: str) -> None:
     """Replace the block between ``<!-- bench_novel: NAME -->`` and ``<!-- /bench_novel: NAME -->``."""
     text = DOC.read_text()
@@ -611,7 +640,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json-out", type=Path, default=RESULTS)
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
     parser.add_argument("--quick", action="store_true", help="smoke test: nsl-dos or default-unseen, 4,000 rows")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="keep the runs of the other splits in this earlier report (such as the last run's): the summary, "
+        "--json-out and --write-doc's tables then cover them all",
+    )
     args = parser.parse_args(argv)
+    earlier = None
+    if args.merge is not None:
+        try:
+            earlier = json.loads(args.merge.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--merge {args.merge}: unreadable ({type(exc).__name__}); expected a bench_novel JSON report")
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     unknown = sorted(set(splits) - set(SPLITS))
     if unknown:
@@ -625,21 +668,29 @@ def main(argv: list[str] | None = None) -> int:
         splits, seeds = (["nsl-dos"] if have_nsl else ["default-unseen"]), seeds[:1]
         args.max_epochs = args.max_epochs or 2
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    options = {"splits": splits, "seeds": seeds, "target_fpr": args.target_fpr, "max_epochs": args.max_epochs,
+               "default_holdout": args.default_holdout, "quick": args.quick}  # fmt: skip
+    if earlier is not None:
+        try:
+            check_mergeable(earlier, options, str(args.merge))
+            merge_runs(earlier, [], str(args.merge))  # refuse a file that is no report before the long runs
+        except ValueError as exc:
+            parser.error(f"--merge {exc}")
     with tempfile.TemporaryDirectory(prefix="bench-novel-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         rows = [one_run(split, seed, args, work) for split in splits for seed in seeds]
+    if earlier is not None:
+        rows = merge_runs(earlier, rows, str(args.merge))
+        kept = [s for s in dict.fromkeys(r["split"] for r in rows) if s not in splits]
+        options["merged"] = f"runs of {', '.join(kept) or 'no split'} kept from an earlier report"
+        if earlier_options(earlier).get("note"):
+            options["note"] = earlier_options(earlier)["note"]
+        options["splits"] = list(dict.fromkeys(r["split"] for r in rows))
     summary = summarise(rows)
     report = {
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "options": {
-            "splits": splits,
-            "seeds": seeds,
-            "target_fpr": args.target_fpr,
-            "max_epochs": args.max_epochs,
-            "default_holdout": args.default_holdout,
-            "quick": args.quick,
-        },  # fmt: skip
+        "options": options,
         "summary": summary,
         "runs": rows,
     }

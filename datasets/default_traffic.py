@@ -6,9 +6,15 @@ and the package's default data set made by passing that text through
     python datasets/default_traffic.py traffic/           # raw dumps and access logs to featurize
     python datasets/default_traffic.py --write-default    # the shipped default data set, again
 
-Normal traffic is browsing sessions with benign oddities (long and quoted search queries, encoded
-but harmless characters, phrases that look like SQL, link previews of outside URLs, crawlers,
-monitors and API clients). Attacks come from their own clients: SQL injection, XSS, path
+Normal traffic is what a real site sees: browsing sessions by desktop and mobile Chrome, Firefox,
+Safari, Edge and others, arriving from search engines, social sites or campaign links (``utm_*``,
+``gclid``), each page loading its static files (js, mjs, map, css, woff2, woff, ttf, eot, png, jpg,
+jpeg, gif, svg, webp, ico, json, mp4, ... under ``/assets/<hash>/``, ``/img/``,
+``/wp-content/uploads/2024/..``), 304s from the cache, 206s for video, CORS preflights; downloads
+(pdf), crawlers (robots.txt, sitemap.xml, pages and images), link previews, feed readers, uptime
+monitors (GET and HEAD) and API clients (curl, python-requests, axios, apps); with benign oddities
+(long and quoted search queries, encoded but harmless characters, phrases that look like SQL, link
+previews of outside URLs). Attacks come from their own clients: SQL injection, XSS, path
 traversal, command injection, JNDI lookups and SSRF in query parameters, headers or only in POST
 bodies, scanners (tool agents or spoofed browsers), credential stuffing and slow order-id
 enumeration. About a quarter of the payloads are written to slip past the extractor's signatures,
@@ -48,30 +54,117 @@ ATTACK_MIX = {  # share of the attack requests
     "stuffing": 0.09,
     "enumeration": 0.05,
 }
-NORMAL_MIX = {"browser": 0.78, "crawler": 0.09, "monitor": 0.04, "api": 0.09}
+NORMAL_MIX = {"browser": 0.76, "crawler": 0.09, "preview": 0.01, "monitor": 0.04, "api": 0.09, "feed": 0.01}
 
-BROWSERS = [
+BROWSERS = [  # desktop and mobile Chrome, Firefox, Safari, Edge, Samsung Internet, Opera
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/121.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:123.0) Gecko/20100101 Firefox/123.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14.3; rv:123.0) Gecko/20100101 Firefox/123.0",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:123.0) Gecko/20100101 Firefox/123.0",
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_3) AppleWebKit/605.1.15 (KHTML, like Gecko) "
     "Version/17.3 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/122.0.0.0 Mobile Safari/537.36",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:122.0) Gecko/20100101 Firefox/122.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/16.6 Safari/605.1.15",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Safari/537.36 Edg/122.0.2365.66",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/121.0.0.0 Safari/537.36 Edg/121.0",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/121.0.0.0 Safari/537.36 OPR/107.0.0.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.3 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_3 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_2 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "CriOS/122.0.6261.89 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/122.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Linux; Android 14; SAMSUNG SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "SamsungBrowser/23.0 Chrome/115.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Android 14; Mobile; rv:123.0) Gecko/123.0 Firefox/123.0",
+    "Mozilla/5.0 (Linux; Android 13; SM-A536B) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/121.0.6167.178 Mobile Safari/537.36 EdgA/121.0.2277.107",
 ]
 CRAWLERS = [
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/122.0.6261.94 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Googlebot-Image/1.0",
     "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
     "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
     "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
     "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "Mozilla/5.0 (compatible; SemrushBot/7~bl; +http://www.semrush.com/bot.html)",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_5) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/13.1.1 Safari/605.1.15 (Applebot/0.1; +http://www.apple.com/go/applebot)",
+    "Mozilla/5.0 (compatible; Baiduspider/2.0; +http://www.baidu.com/search/spider.html)",
+    "Mozilla/5.0 (Linux; Android 7.0;) AppleWebKit/537.36 (KHTML, like Gecko) Mobile Safari/537.36 "
+    "(compatible; PetalBot;+https://webmaster.petalsearch.com/site/petalbot)",
 ]
-MONITORS = ["Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)", "curl/8.5.0"]
-API_CLIENTS = ["python-requests/2.31.0", "okhttp/4.12.0", "Go-http-client/1.1", "HarborPineApp/3.2 (iOS 17.3)"]
+PREVIEWERS = [  # link previews: a page and its share image
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Twitterbot/1.0",
+    "Slackbot-LinkExpanding 1.0 (+https://api.slack.com/robots)",
+    "Mozilla/5.0 (compatible; Discordbot/2.0; +https://discordapp.com)",
+    "WhatsApp/2.23.20.0",
+    "TelegramBot (like TwitterBot)",
+    "LinkedInBot/1.0 (compatible; Mozilla/5.0; Apache-HttpClient +http://www.linkedin.com)",
+]
+FEED_READERS = [
+    "Feedly/1.0 (+http://www.feedly.com/fetcher.html; 12 subscribers)",
+    "Inoreader/1.0 (+http://www.inoreader.com/feed-fetcher; 3 subscribers; )",
+    "NewsBlur Feed Fetcher - 5 subscribers - https://www.newsblur.com/site/1234/harbor-pine",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) NetNewsWire/6.1",
+]
+MONITORS = [
+    "Mozilla/5.0+(compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+    "Pingdom.com_bot_version_1.4_(http://www.pingdom.com/)",
+    "Mozilla/5.0 (compatible; StatusCake)",
+    "kube-probe/1.29",
+    "ELB-HealthChecker/2.0",
+    "Datadog/Synthetics",
+    "curl/8.5.0",
+    "Blackbox Exporter/0.24.0",
+]
+MONITOR_PATHS = ["/", "/", "/healthz", "/status", "/api/v1/health", "/ping"]
+API_CLIENTS = [
+    "python-requests/2.31.0",
+    "python-httpx/0.26.0",
+    "okhttp/4.12.0",
+    "Go-http-client/1.1",
+    "Go-http-client/2.0",
+    "HarborPineApp/3.2 (iOS 17.3)",
+    "HarborPineApp/3.2.1 (Android 14; okhttp/4.12.0)",
+    "axios/1.6.7",
+    "node-fetch/1.0 (+https://github.com/bitinn/node-fetch)",
+    "PostmanRuntime/7.36.3",
+    "curl/8.5.0",
+    "curl/7.81.0",
+    "Dart/3.2 (dart:io)",
+]
+REFERERS = [  # where a browsing session comes from ("" = typed or bookmarked)
+    "",
+    "",
+    "",
+    "https://www.google.com/",
+    "https://www.google.com/",
+    "https://www.google.de/",
+    "https://www.bing.com/",
+    "https://duckduckgo.com/",
+    "https://l.facebook.com/",
+    "https://t.co/",
+    "https://www.instagram.com/",
+    "https://www.reddit.com/r/CampingGear/",
+    "https://news.ycombinator.com/",
+    "android-app://com.google.android.gm/",
+    "https://mail.example-webmail.com/",
+]
 ATTACK_TOOLS = {
     "sqli": "sqlmap/1.8.2#stable (https://sqlmap.org)",
     "xss": "Mozilla/5.0 (compatible; XSStrike)",
@@ -133,12 +226,81 @@ BENIGN_ODD_SEARCHES = [  # benign text with quotes, symbols, SQL-like words and 
     'quote "harbor pine" catalogue',
     "1=1 deal",
 ]
-STATIC = [
-    "/static/css/site.css",
-    "/static/js/app.js",
-    "/static/js/vendor.js",
-    "/favicon.ico",
-    "/static/fonts/inter.woff2",
+BUILDS = ["3f9c2a1b", "a7e41d09"]  # two deploys' hashed asset folders
+ICONS = ["cart", "search", "user", "menu", "close", "star", "heart", "arrow-right", "truck", "chevron-down"]
+LANGUAGES = ["en", "de", "fr", "nl"]
+# The static files a page of the site loads, with their shares of asset requests. Placeholders: {h}
+# a build hash, {n} a number, {noun}, {product}, {mm} a month, {icon}, {lang}, {weight} a font
+# weight, {ver} a version, {w} an image width.
+ASSETS: list[tuple[str, float]] = [
+    ("/assets/{h}/app.{h}.js", 8.0),
+    ("/assets/{h}/vendor.{h}.js", 6.0),
+    ("/assets/{h}/chunk-{n}.{h}.mjs", 3.0),
+    ("/assets/{h}/app.{h}.js.map", 0.6),
+    ("/static/js/app.js", 2.0),
+    ("/static/js/analytics.js?v={ver}", 2.5),
+    ("/assets/{h}/main.{h}.css", 8.0),
+    ("/static/css/site.css", 2.5),
+    ("/static/css/print.css?ver={ver}", 0.8),
+    ("/static/fonts/inter-{weight}.woff2", 6.0),
+    ("/static/fonts/inter-{weight}.woff", 1.5),
+    ("/static/fonts/icons.ttf", 1.2),
+    ("/static/fonts/icons.eot", 0.8),
+    ("/img/logo.png", 6.0),
+    ("/img/logo.svg", 3.0),
+    ("/img/icons/{icon}.svg", 5.0),
+    ("/img/hero-{n}.webp", 4.0),
+    ("/img/spinner.gif", 1.2),
+    ("/img/pixel.gif?page={n}&t={ver}", 1.0),
+    ("/images/products/{product}-{n}.jpg", 7.0),
+    ("/images/products/{product}-{n}.jpeg", 2.0),
+    ("/images/products/{product}-{n}.webp?w={w}", 3.0),
+    ("/static/img/{noun}-{n}.jpg", 2.0),
+    ("/wp-content/uploads/2024/{mm}/{noun}-{n}.jpg", 3.0),
+    ("/wp-content/uploads/2024/{mm}/{noun}-{n}-300x200.png", 1.5),
+    ("/wp-content/uploads/2023/{mm}/IMG_{n}{n}.JPG", 0.8),
+    ("/favicon.ico", 5.0),
+    ("/favicon-32x32.png", 1.5),
+    ("/apple-touch-icon.png", 1.5),
+    ("/site.webmanifest", 1.2),
+    ("/manifest.json", 0.8),
+    ("/static/i18n/{lang}.json", 1.5),
+    ("/media/{noun}-in-action.mp4", 0.8),
+    ("/downloads/catalogue-2026.pdf", 0.6),
+    ("/static/licenses.txt", 0.2),
+]
+FILES: list[tuple[str, float]] = [  # files reached by a link of their own: downloads, feeds, crawler files
+    ("/downloads/catalogue-2026.pdf", 3.0),
+    ("/downloads/size-guide.pdf", 2.0),
+    ("/downloads/manuals/{noun}-x{n}.pdf", 2.0),
+    ("/media/{noun}-in-action.mp4", 1.5),
+    ("/images/products/{product}-{n}.jpg", 3.0),
+    ("/wp-content/uploads/2024/{mm}/{noun}-{n}.jpg", 2.0),
+    ("/img/og/{noun}-{n}.png", 1.5),
+    ("/robots.txt", 1.0),
+    ("/sitemap.xml", 0.8),
+    ("/feed.xml", 0.8),
+    ("/blog/feed.xml", 0.5),
+    ("/ads.txt", 0.3),
+    ("/.well-known/security.txt", 0.2),
+    ("/static/data/stores.json", 0.6),
+]
+INFO_PAGES = [
+    "/about", "/faq", "/shipping-returns", "/privacy", "/terms", "/contact-us", "/careers", "/gift-cards",
+    "/sale", "/new-arrivals", "/blog/", "/stores/", "/help/sizing", "/account", "/account/orders", "/cart",
+    "/wishlist", "/products/", "/brands/harbor-pine", "/en-gb/", "/de/", "/index.html",
+]  # fmt: skip
+CAMPAIGN_QUERIES = [  # query strings that ride along with a landing page
+    "utm_source=newsletter&utm_medium=email&utm_campaign=spring-sale-2026",
+    "utm_source=google&utm_medium=cpc&utm_campaign=tents&utm_term=2+person+tent",
+    "utm_source=facebook&utm_medium=social&utm_content=carousel-{n}",
+    "gclid={token}",
+    "fbclid={token}",
+    "ref=hp-banner",
+    "lang=de",
+    "page={n}",
+    "color=green&size=m",
+    "mc_cid={hex}&mc_eid={hex}",
 ]
 PROBES = [
     "/.env",
@@ -306,8 +468,36 @@ NORMAL_PAGES = {  # page kind -> share of normal page views
     "preview": 0.02,
     "image": 0.03,
     "avatar": 0.01,
-    "image_file": 0.06,
+    "info": 0.07,
+    "landing": 0.04,
+    "file": 0.04,
 }
+# Response sizes of static files by extension: (mu, sigma) of a lognormal, in bytes.
+STATIC_SIZES = {
+    "js": (11.0, 0.8),
+    "mjs": (9.5, 0.8),
+    "map": (13.0, 0.4),
+    "css": (10.3, 0.5),
+    "woff2": (10.4, 0.2),
+    "woff": (10.7, 0.2),
+    "ttf": (10.2, 0.2),
+    "eot": (10.2, 0.2),
+    "png": (9.5, 1.0),
+    "svg": (6.8, 0.6),
+    "webp": (10.8, 0.7),
+    "gif": (7.0, 1.5),
+    "jpg": (10.8, 0.7),
+    "jpeg": (10.8, 0.7),
+    "ico": (8.5, 0.3),
+    "webmanifest": (6.0, 0.2),
+    "json": (8.5, 1.0),
+    "mp4": (13.5, 1.0),
+    "pdf": (13.5, 0.7),
+    "txt": (6.0, 0.8),
+    "xml": (9.0, 1.0),
+}
+IMAGE_TYPES = ("png", "jpg", "jpeg", "gif", "webp", "svg", "ico")
+FONT_TYPES = ("woff2", "woff", "ttf", "eot")
 REVIEWS = [
     "Great tent, survived a storm!",
     "I'd select this one from all the others - light & warm <3",
@@ -316,6 +506,12 @@ REVIEWS = [
     "Comfortable, but runs small - order +1 size",
     "Works at -10C. Packs to 30x15cm.",
 ]
+
+
+def _extension(target: str) -> str:
+    """The lower-case extension of a target's last path segment, ``none`` without one."""
+    last = target.split("?", 1)[0].rsplit("/", 1)[-1]
+    return last.rsplit(".", 1)[-1].lower() if "." in last.strip(".") else "none"
 
 
 @dataclass
@@ -455,6 +651,37 @@ class _Generator:
         )
 
     # --------------------------------------------------------------- normal clients
+    def fill(self, template: str) -> str:
+        """A path of :data:`ASSETS` or :data:`FILES` with its placeholders filled."""
+        rng = self.rng
+        fillers = {
+            "{h}": lambda: str(self.pick(BUILDS)),
+            "{n}": lambda: str(rng.integers(1, 40)),
+            "{noun}": lambda: str(self.pick(NOUNS)),
+            "{product}": lambda: str(self.pick(self.products)),
+            "{mm}": lambda: f"{rng.integers(1, 13):02d}",
+            "{icon}": lambda: str(self.pick(ICONS)),
+            "{lang}": lambda: str(self.pick(LANGUAGES)),
+            "{weight}": lambda: str(self.pick(["regular", "regular", "bold", "italic"])),
+            "{ver}": lambda: f"{rng.integers(1, 7)}.{rng.integers(0, 10)}.{rng.integers(0, 20)}",
+            "{w}": lambda: str(self.pick([320, 640, 960, 1280])),
+        }
+        for key, value in fillers.items():
+            if key in template:
+                template = template.replace(key, value())
+        return template
+
+    def pick_weighted(self, table: list[tuple[str, float]], k: int = 1) -> list[str]:
+        weights = np.array([w for _, w in table])
+        chosen = self.rng.choice(len(table), size=min(k, len(table)), replace=False, p=weights / weights.sum())
+        return [self.fill(table[int(i)][0]) for i in chosen]
+
+    def campaign_query(self) -> str:
+        query = str(self.pick(CAMPAIGN_QUERIES)).replace("{n}", str(self.rng.integers(1, 9)))
+        query = query.replace("{hex}", self.rng.bytes(5).hex())
+        token = "".join(self.rng.choice(list("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"), 40))
+        return query.replace("{token}", token)
+
     def normal_page(self, error_rate: float = 0.03) -> tuple[str, str, str, int]:
         """(method, target, body, status) of one page view, benign oddities included."""
         kind = self.page_kinds[int(self.rng.choice(len(self.page_kinds), p=self.page_p))]
@@ -463,10 +690,17 @@ class _Generator:
             return "GET", "/", "", status
         if kind == "product":
             return "GET", f"/products/{self.pick(CATEGORIES)}/{self.pick(self.products)}.html", "", status
+        if kind == "listing" and self.chance(0.4):  # a category page without a query
+            return "GET", f"/products/{self.pick(CATEGORIES)}{self.pick(['', '/'])}", "", status
         if kind == "blog_post":
             return "GET", f"/blog/2026/{self.pick(ADJECTIVES)}-{self.pick(NOUNS)}-guide", "", status
-        if kind == "image_file":
-            return "GET", f"/static/img/{self.pick(NOUNS)}-{self.rng.integers(1, 99)}.jpg", "", status
+        if kind == "info":
+            return "GET", str(self.pick(INFO_PAGES)), "", status
+        if kind == "landing":
+            page = str(self.pick(["/", "/sale", f"/products/{self.pick(CATEGORIES)}", "/blog/"]))
+            return "GET", f"{page}?{self.campaign_query()}", "", status
+        if kind == "file":
+            return "GET", self.pick_weighted(FILES)[0], "", status
         if kind == "cart":
             body = f"product_id={self.rng.integers(1, 900)}&qty={self.rng.integers(1, 4)}&variant=std"
             return "POST", "/cart/add", body, status
@@ -486,35 +720,67 @@ class _Generator:
             return "POST", "/api/v1/reviews", body, 201 if status == 200 else status
         return "GET", self.endpoint_target(kind), "", status
 
+    def static_file(
+        self, t: float, client: str, method: str, target: str, ua: str, referer: str, cached: float
+    ) -> None:
+        """One static file: a 304 when the client's cache holds it (``cached`` is the chance), a
+        partial 206 for video, now and then a 404 for a file that went away."""
+        ext = _extension(target)
+        headers: list[tuple[str, str]] = []
+        status = 200
+        if ext == "mp4":
+            status, headers = 206, [("Range", "bytes=0-")]
+        elif self.chance(cached):
+            status = 304
+            headers = [("If-None-Match", f'W/"{self.rng.bytes(6).hex()}"')]
+            if self.chance(0.5):
+                headers.append(("If-Modified-Since", "Tue, 24 Feb 2026 09:12:44 GMT"))
+        elif self.chance(0.01):
+            status = 404
+        size = 0 if status == 304 else (int(self.rng.lognormal(6.5, 0.3)) if status == 404 else self.static_size(ext))
+        self.add(t, client, method, target, ua, status=status, size=size, referer=referer, headers=headers)
+
+    def static_size(self, ext: str) -> int:
+        mu, sigma = STATIC_SIZES.get(ext, (9.3, 0.6))
+        return max(1, int(self.rng.lognormal(mu, sigma)))
+
     def browser_session(self, budget: int) -> int:
         staff = self.chance(0.05)
         client = self.ip(private=1.0 if staff else 0.05)
         ua = str(self.pick(BROWSERS))
         t = self.start_time(diurnal=0.9)
         error_rate = float(self.pick([0.01, 0.03, 0.03, 0.08, 0.2]))  # some users follow many dead links
+        cached = float(self.pick([0.0, 0.2, 0.4, 0.6]))  # a first visit, or a returning one
         n = 0
-        referer = ""
-        for _ in range(int(self.rng.geometric(1 / 7))):
+        referer = str(self.pick(REFERERS))
+        for page in range(int(self.rng.geometric(1 / 7))):
             if staff and self.chance(0.5):
                 method, body, status = "GET", "", self.status(error_rate)
                 target = f"/admin/{self.pick(['orders', 'stock', 'reports', 'users'])}?page={self.rng.integers(1, 9)}"
+            elif page == 0 and referer and self.chance(0.3):  # from a search or a campaign
+                method, body, status = "GET", "", self.status(error_rate)
+                target = str(self.pick(["/", "/sale", f"/products/{self.pick(CATEGORIES)}"]))
+                target += f"?{self.campaign_query()}"
             else:
                 method, target, body, status = self.normal_page(error_rate)
-            self.add(t, client, method, target, ua, body=body, status=status, referer=referer)
-            n += 1
-            for asset in self.rng.choice(STATIC, int(self.rng.integers(0, 3)), replace=False):
-                cached = self.chance(0.4)
-                self.add(
-                    t + self.rng.uniform(0.05, 1.0),
-                    client,
-                    "GET",
-                    str(asset),
-                    ua,
-                    status=304 if cached else 200,
-                    size=0 if cached else int(self.rng.lognormal(9, 1)),
-                    referer=f"https://{HOST}{target.split('?')[0]}",
-                )
+            if method == "POST" and target.startswith("/api/") and self.chance(0.3):  # a CORS preflight
+                self.add(t - 0.05, client, "OPTIONS", target, ua, status=204, size=0, referer=referer)
                 n += 1
+            if method == "GET" and status == 200 and self.chance(0.05):  # a revisit the browser had cached
+                status = 304
+            self.add(t, client, method, target, ua, body=body, status=status, referer=referer,
+                     size=0 if status == 304 else self.page_size())  # fmt: skip
+            n += 1
+            page_url = f"https://{HOST}{target.split('?')[0]}"
+            if method == "GET" and _extension(target) == "none" and status < 400:
+                k = int(self.rng.integers(3, 11)) if page == 0 else int(self.rng.integers(0, 4))
+                for asset in self.pick_weighted(ASSETS, k):
+                    ext = _extension(asset)
+                    from_css = ext in FONT_TYPES or (ext == "svg" and self.chance(0.3))
+                    css = f"https://{HOST}/assets/{self.pick(BUILDS)}/main.css" if from_css else page_url
+                    self.static_file(t + float(self.rng.uniform(0.05, 1.5)), client, "GET", asset, ua, css, cached)
+                    n += 1
+                cached = max(cached, 0.5)  # later pages find the shared files in the cache
             referer = f"https://{HOST}{target}"
             t += float(self.rng.lognormal(2.8, 1.0))
             if n >= budget:
@@ -523,29 +789,69 @@ class _Generator:
 
     def crawler(self, budget: int) -> int:
         client, ua = self.ip(), str(self.pick(CRAWLERS))
+        images_only = ua.startswith("Googlebot-Image")
         t = self.start_time(diurnal=0.0)
         n = int(min(budget, self.rng.integers(20, 120)))
         for i in range(n):
             if i == 0:
                 target = "/robots.txt"
-            elif i == 1:
-                target = "/sitemap.xml"
+            elif i == 1 and not images_only:
+                target = str(self.pick(["/sitemap.xml", "/sitemap.xml", "/sitemap-products.xml", "/blog/feed.xml"]))
+            elif images_only or self.chance(0.12):
+                target = self.pick_weighted(ASSETS if self.chance(0.5) else FILES)[0]
             else:
                 _, target, body, _ = self.normal_page()
                 if body:
                     target = f"/products/{self.pick(CATEGORIES)}"
-            status = 404 if self.chance(0.06) else (301 if self.chance(0.04) else 200)
-            self.add(t, client, "GET", target, ua, status=status)
+            method = "HEAD" if self.chance(0.04) else "GET"
+            status = 404 if self.chance(0.06) else (301 if self.chance(0.04) else (304 if self.chance(0.08) else 200))
+            ext = _extension(target)
+            size = 0 if status == 304 else (self.static_size(ext) if ext in STATIC_SIZES else self.page_size())
+            self.add(t, client, method, target, ua, status=status, size=size)
             t += float(self.rng.uniform(1.0, 12.0))
+        return n
+
+    def previewer(self, budget: int) -> int:
+        """A link preview: a shared page, then its share image and sometimes the icon."""
+        client, ua = self.ip(), str(self.pick(PREVIEWERS))
+        t = self.start_time(diurnal=0.8)
+        _, page, body, _ = self.normal_page()
+        if body:
+            page = f"/products/{self.pick(CATEGORIES)}/{self.pick(self.products)}.html"
+        targets = [page, str(self.pick(["/img/og/{noun}-{n}.png", "/images/products/{product}-{n}.jpg"]))]
+        if self.chance(0.4):
+            targets.append(str(self.pick(["/favicon.ico", "/apple-touch-icon.png"])))
+        n = min(budget, len(targets))
+        for target in targets[:n]:
+            target = self.fill(target)
+            ext = _extension(target)
+            size = self.static_size(ext) if ext in STATIC_SIZES else self.page_size()
+            self.add(t, client, "GET", target, ua, size=size)
+            t += float(self.rng.uniform(0.1, 2.0))
+        return n
+
+    def feed_reader(self, budget: int) -> int:
+        client, ua = self.ip(), str(self.pick(FEED_READERS))
+        t = self.start_time(diurnal=0.0)
+        feed = str(self.pick(["/feed.xml", "/blog/feed.xml", "/blog/feed.xml?format=atom"]))
+        n = int(min(budget, self.rng.integers(3, 30)))
+        for _ in range(n):
+            status = 304 if self.chance(0.6) else 200
+            size = 0 if status == 304 else self.static_size("xml")
+            self.add(t, client, "GET", feed, ua, status=status, size=size)
+            t += float(self.rng.uniform(900.0, 3600.0))
         return n
 
     def monitor(self, budget: int) -> int:
         client, ua = self.ip(private=0.5), str(self.pick(MONITORS))
         t = self.start_time(diurnal=0.0)
         n = int(min(budget, self.rng.integers(20, 80)))
+        path = str(self.pick(MONITOR_PATHS))
+        method = "HEAD" if self.chance(0.4) else "GET"
+        every = float(self.pick([30.0, 60.0, 60.0, 300.0]))
         for _ in range(n):
-            self.add(t, client, "HEAD" if self.chance(0.5) else "GET", self.pick(["/", "/healthz"]), ua, size=2)
-            t += 60.0 + float(self.rng.normal(0, 0.5))
+            self.add(t, client, method, path, ua, size=int(self.rng.integers(2, 400)))
+            t += every + float(self.rng.normal(0, 0.5))
         return n
 
     def api_client(self, budget: int) -> int:
@@ -554,9 +860,14 @@ class _Generator:
         n = int(min(budget, self.rng.integers(3, 40)))
         for _ in range(n):
             r = self.rng.random()
-            if r < 0.6:
+            if r < 0.55:
                 target = self.endpoint_target(str(self.pick(["api_products", "api_products", "track", "stores"])))
                 self.add(t, client, "GET", target, ua, status=self.status(0.03), size=int(self.rng.lognormal(8, 0.8)))
+            elif r < 0.62:
+                target = str(self.pick(["/static/data/stores.json", "/manifest.json", "/static/i18n/en.json"]))
+                self.add(t, client, "GET", target, ua, size=self.static_size("json"))
+            elif r < 0.65:
+                self.add(t, client, "OPTIONS", "/api/v1/cart", ua, status=204, size=0)
             elif r < 0.8:
                 item = {"product_id": int(self.rng.integers(1, 900)), "qty": int(self.rng.integers(1, 4))}
                 body = json.dumps({"items": [item], "coupon": None})
@@ -688,13 +999,18 @@ class _Generator:
             "crawler": self.crawler,
             "monitor": self.monitor,
             "api": self.api_client,
+            "preview": self.previewer,
+            "feed": self.feed_reader,
             "scanner": self.scanner,
             "body": self.body_attack,
             "stuffing": self.stuffing,
             "enumeration": self.enumeration,
         }
         # weights by requests, not by clients: divide by each kind's typical requests per client
-        per_client = {"browser": 12, "crawler": 70, "monitor": 50, "api": 20, "scanner": 80, "body": 4, "stuffing": 45}
+        per_client = {
+            "browser": 20, "crawler": 70, "preview": 3, "feed": 16, "monitor": 50, "api": 20, "scanner": 80, "body": 4,
+            "stuffing": 45,
+        }  # fmt: skip
         for side, mix in (("normal", NORMAL_MIX), ("attack", ATTACK_MIX)):
             kinds = list(mix)
             weights = np.array([mix[k] / per_client.get(k, 10) for k in kinds])
@@ -735,7 +1051,7 @@ def to_raw_dump(requests: pd.DataFrame, seed: int = 0) -> str:
         lines.append(f"Host: {HOST}")
         if row.ua.startswith("Mozilla/5.0 ("):  # browsers send more headers than scripts and tools
             lines += [
-                "Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+                f"Accept: {_accept(_extension(row.target))}",
                 "Accept-Language: en-US,en;q=0.5",
                 "Accept-Encoding: gzip, deflate",
             ]
@@ -751,6 +1067,17 @@ def to_raw_dump(requests: pd.DataFrame, seed: int = 0) -> str:
         eol = "\r\n" if use_crlf else "\n"
         chunks.append(eol.join(lines))
     return "\n".join(chunks)
+
+
+def _accept(ext: str) -> str:
+    """A browser's Accept header for a file of this extension."""
+    if ext in IMAGE_TYPES:
+        return "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8"
+    if ext == "css":
+        return "text/css,*/*;q=0.1"
+    if ext in STATIC_SIZES:
+        return "*/*"
+    return "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
 
 
 def _log_quote(value: str) -> str:

@@ -72,3 +72,46 @@ def test_the_anomaly_side_of_stack_then_gets_only_the_budget_the_stack_left() ->
     flagged[190:] = True  # it spent all ten on the highest: nothing left, the cut is past every other row
     cut = bench_novel.leftover_cut(normal, flagged, 0.05)
     assert not ((normal >= cut) & ~flagged).any() and cut < 190
+
+
+def _run(split: str, seed: int, f1: float) -> dict:
+    figures = {"precision": f1, "recall": f1, "f1": f1, "pr_auc": f1, "fpr": 0.01}
+    baselines = {b: dict(figures) for b in bench_novel.BASELINES}
+    return {"split": split, "seed": seed, "test": f"{split} rows", "ensemble": figures, "members": {},
+            "baselines": baselines}  # fmt: skip
+
+
+def test_merge_keeps_the_other_splits_runs_and_replaces_the_rerun_ones() -> None:
+    earlier = {
+        "options": {"target_fpr": 0.01, "max_epochs": None, "default_holdout": "scanner"},
+        "runs": [_run("default-known", 42, 0.5), _run("nsl-dos", 42, 0.9), _run("nsl-dos", 1, 0.8),
+                 _run("default-unseen", 42, 0.1)],
+    }  # fmt: skip
+    now = [_run("default-unseen", 42, 0.6), _run("default-unseen", 1, 0.7), _run("default-known", 42, 0.95)]
+    merged = bench_novel.merge_runs(earlier, now, "last.json")
+    assert [(r["split"], r["seed"], r["ensemble"]["f1"]) for r in merged] == [
+        ("nsl-dos", 42, 0.9), ("nsl-dos", 1, 0.8), ("default-unseen", 42, 0.6), ("default-unseen", 1, 0.7),
+        ("default-known", 42, 0.95),
+    ]  # fmt: skip
+    summary = bench_novel.summarise(merged)
+    assert summary["nsl-dos"]["ensemble"]["f1"]["mean"] == pytest.approx(0.85)
+    assert summary["default-unseen"]["ensemble"]["f1"]["mean"] == pytest.approx(0.65)
+    options = {"target_fpr": 0.01, "max_epochs": None, "default_holdout": "scanner"}
+    bench_novel.check_mergeable(earlier, options, "last.json")
+    with pytest.raises(ValueError, match=r"last.json: its runs used target_fpr 0.01, this run 0.05; not merged"):
+        bench_novel.check_mergeable(earlier, {**options, "target_fpr": 0.05}, "last.json")
+    with pytest.raises(ValueError, match="last.json: not a bench_novel report"):
+        bench_novel.merge_runs({"summary": {}}, now, "last.json")
+
+
+def test_merge_with_a_file_that_is_no_report_stops_before_any_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for name, text in (("broken.json", "{"), ("other.json", '{"runs": 3}')):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(SystemExit) as stopped:
+            bench_novel.main(["--splits", "default-unseen", "--merge", str(tmp_path / name), "--work", str(tmp_path)])
+        assert stopped.value.code == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"--merge {tmp_path / name}: " in last and ("unreadable" in last or "not a bench_novel report" in last)
+    assert not (tmp_path / "default-unseen-42").exists()

@@ -1,9 +1,9 @@
-"""The built-in default data set: 20,000 generated HTTP requests to a made-up outdoor-gear shop
-(normal browsing with its oddities, and attacks: injections, scanners, credential stuffing,
-enumeration), featurized by :mod:`threat_ensemble.http.features` and shipped as
-``default_traffic.parquet`` beside this module. The repository's ``datasets/default_traffic.py``
-generates the requests and writes the file again (``--write-default``);
-``tests/test_default_data.py`` checks that the file is what it generates."""
+"""The built-in default data set: 20,000 generated HTTP requests to a made-up outdoor-gear shop (normal
+browsing with its pages' static files of the common types, crawlers, monitors and API clients, and
+its oddities; attacks: injections, scanners, credential stuffing, enumeration), featurized by
+:mod:`threat_ensemble.http.features` and shipped as ``default_traffic.parquet`` beside this module.
+The repository's ``datasets/default_traffic.py`` generates the requests and writes the file again
+(``--write-default``); ``tests/test_default_data.py`` checks that the file is what it generates."""
 
 from __future__ import annotations
 
