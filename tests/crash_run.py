@@ -33,6 +33,7 @@ def install(point: str) -> None:
         point, SIGNAL = point.removesuffix("+sigterm"), signal.SIGTERM
     import threat_ensemble.callbacks.end_of_fit as end_of_fit
     import threat_ensemble.callbacks.run_state as run_state
+    import threat_ensemble.evaluation.test_loop as test_loop
     import threat_ensemble.models.bundle as artifacts
 
     if point == "none":
@@ -67,7 +68,7 @@ def install(point: str) -> None:
 
         end_of_fit.ForestCallback._save_side_file = save_then_die
     elif point == "validation":
-        end_of_fit.gate_report = lambda *args, **kwargs: _kill()
+        test_loop.gate_report = lambda *args, **kwargs: _kill()
     elif point == "bundle":
         artifacts.sha256_file = lambda path: _kill()  # the manifest's first hash: all files written
     else:

@@ -1,8 +1,10 @@
-"""Each end-of-fit step on small fitted members, without a Trainer: the steps hand on their results
-through FitOutcome only (the forests, the ensemble and its fusion, the gate, the bundle)."""
+"""Each end-of-fit step on small fitted members: the steps hand on their results through FitOutcome
+only (the forests, the ensemble and its fusion, the gate, the bundle). The gate is made by
+Lightning's test loop (a real ``Trainer.test``), the other steps are called directly."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +12,10 @@ import pandas as pd
 import pytest
 
 from conftest import few_trees, fit_autoencoder, logged_bundle
-from threat_ensemble.callbacks.end_of_fit import BundleCallback, EnsembleValidationCallback, FitOutcome, FusionCallback
+from threat_ensemble.callbacks.end_of_fit import BundleCallback, FitOutcome, FusionCallback
 from threat_ensemble.checkpointing import RunState
 from threat_ensemble.config import TrainConfig
+from threat_ensemble.evaluation.test_loop import EnsembleEvaluation
 from threat_ensemble.models.ensemble import ThreatEnsemble
 from threat_ensemble.models.forests import fit_isolation_forest, fit_random_forest, forest_to_bytes
 
@@ -36,12 +39,21 @@ def _outcome(forests: dict) -> FitOutcome:
     return FitOutcome(forests=dict(forests), forest_bytes={k: forest_to_bytes(v) for k, v in forests.items()})
 
 
+def _test_loop(evaluation: EnsembleEvaluation, dm: object, tmp_path: Path) -> None:
+    """Lightning's test loop, as the engine runs it after the fit (no logger here)."""
+    import lightning as L
+
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = L.Trainer(accelerator="cpu", devices=1, enable_checkpointing=False, default_root_dir=tmp_path, **quiet)
+    trainer.test(evaluation, datamodule=dm, verbose=False)
+
+
 def _steps(fitted: tuple, tmp_path: Path, **options: object) -> tuple[FitOutcome, TrainConfig, RunState]:
     module, dm, forests = fitted
     cfg = TrainConfig(output_dir=str(tmp_path / "bundle"), checkpoint_dir=str(tmp_path / "ckpt"), quiet=True, **options)
     outcome = _outcome(forests)
     outcome.ensemble = FusionCallback(cfg.fusion_options, outcome, quiet=True).build(dm, module)
-    EnsembleValidationCallback(cfg.gate_options, outcome, quiet=True).validate(dm, run_id="run-1")
+    _test_loop(EnsembleEvaluation(cfg.gate_options, outcome, quiet=True), dm, tmp_path)
     return outcome, cfg, RunState("fp", {})
 
 
@@ -61,11 +73,76 @@ def test_validation_step_gates_the_test_rows_it_scored(fitted: tuple, tmp_path: 
     gate, scores = outcome.gate, outcome.scores
     assert gate is not None and scores is not None
     assert gate["n_test"] == len(dm.y_test) == len(scores["ensemble"])
-    assert set(gate["per_model"]) == {"ae", "rf", "if"} and gate["mlflow_run_id"] == "run-1"
+    assert set(gate["per_model"]) == {"ae", "rf", "if"} and gate["mlflow_run_id"] is None  # no MLflow run here
     flagged = scores["ensemble"] >= gate["cutoff"]
     recall = float((flagged & (dm.y_test == 1)).sum() / (dm.y_test == 1).sum())
     assert gate["metrics"]["recall"] == pytest.approx(recall)
     assert gate["passed"] == (gate["metrics"]["f1"] >= 0.80 and gate["metrics"]["pr_auc"] >= 0.85)
+
+
+def test_the_gate_is_made_in_lightnings_test_loop_from_its_metric_state(
+    fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 33, 4: Lightning's test loop runs the gate. The DataModule's test_dataloader serves the
+    test rows a labelled raw chunk a step (here three chunks, as a streamed table's row groups
+    come), each test_step scores one through score_rows into the metric state, and at the epoch's
+    end gate_report gets exactly that state: every chunk's scores and labels, in order."""
+    from threat_ensemble.evaluation import test_loop
+    from threat_ensemble.evaluation.metrics import gate_report
+    from threat_ensemble.evaluation.scoring import score_rows
+
+    module, dm, forests = fitted
+    cfg = TrainConfig(quiet=True)
+    outcome = _outcome(forests)
+    outcome.ensemble = FusionCallback(cfg.fusion_options, outcome, quiet=True).build(dm, module)
+    frame, y = dm.test_frame, dm.y_test
+    cuts = [0, len(y) // 3, 2 * len(y) // 3, len(y)]
+
+    def three_chunks() -> object:
+        return ((frame.iloc[a:b].reset_index(drop=True), y[a:b]) for a, b in zip(cuts, cuts[1:], strict=False))
+
+    monkeypatch.setattr(dm, "test_chunks", three_chunks)
+    hooks: list[str] = []
+    gated: list[tuple] = []
+
+    class Recorded(EnsembleEvaluation):
+        def on_test_epoch_start(self) -> None:
+            hooks.append("epoch start")
+            super().on_test_epoch_start()
+
+        def test_step(self, batch: tuple, batch_idx: int) -> None:
+            hooks.append(f"step {batch_idx}: {len(batch[1])} rows")
+            super().test_step(batch, batch_idx)
+
+        def on_test_epoch_end(self) -> None:
+            hooks.append("epoch end")
+            super().on_test_epoch_end()
+
+    def spy(y_true: np.ndarray, scores: dict, source: str, **bounds: object) -> dict:
+        gated.append((y_true, scores))
+        return gate_report(y_true, scores, source, **bounds)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(test_loop, "gate_report", spy)
+    evaluation = Recorded(cfg.gate_options, outcome, quiet=True)
+    _test_loop(evaluation, dm, tmp_path)
+    steps = [f"step {i}: {b - a} rows" for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False))]
+    assert hooks == ["epoch start", *steps, "epoch end"]
+    assert len(gated) == 1
+    y_gated, scores_gated = gated[0]
+    state_scores, state_y = evaluation.rows.compute()
+    expected, y_expected = score_rows(outcome.ensemble, three_chunks(), "test split")
+    assert y_expected is not None and len(y_expected) == len(y)
+    for got in (y_gated, state_y, outcome.y_test):
+        assert got is not None and got.dtype == np.int64
+        np.testing.assert_array_equal(got, y_expected)
+    assert outcome.scores is not None and set(scores_gated) == set(expected)
+    for key, values in expected.items():
+        for got in (scores_gated[key], state_scores[key], outcome.scores[key]):
+            assert got.dtype == values.dtype, key
+            np.testing.assert_array_equal(got, values, err_msg=key)
+    assert outcome.gate is not None
+    report = gate_report(y_expected, expected, "test split", **dataclasses.asdict(cfg.gate_options))
+    assert {k: outcome.gate[k] for k in report} == report
 
 
 def test_the_gate_holds_the_weights_of_the_fusion_the_run_used(fitted: tuple, tmp_path: Path) -> None:
@@ -290,7 +367,7 @@ def test_the_steps_run_in_the_order_their_needs_give_whatever_order_they_are_lis
     steps = [
         ForestCallback(0, state, tmp_path, outcome, quiet=True),
         FusionCallback(cfg.fusion_options, outcome),
-        EnsembleValidationCallback(cfg.gate_options, outcome),
+        EnsembleEvaluation(cfg.gate_options, outcome),
         BundleCallback(cfg, outcome, state, tmp_path, {}),
         TrackingCallback(cfg.tracking_options, outcome, state, tmp_path, "sqlite:///x.db"),
     ]

@@ -80,6 +80,19 @@ class TrainingBar(RichProgressBar):
         metrics.pop("v_num", None)
         return metrics
 
+    # no bar for the gate's test loop: it says its own start and done lines, as the forests do
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
+    def on_test_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        pass
+
+    def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        pass
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        pass
+
 
 def progress_callback(quiet: bool, stream: Any = None) -> ProgressBar | None:
     """Rich's bar when the output is a terminal, plain epoch lines when it is not, none if quiet."""

@@ -1,7 +1,7 @@
 """The engine: a training run end to end. Tables (data/training_data.py) -> DataModule -> one
-Trainer (the autoencoder, then the end-of-fit callbacks) -> bundle, gate and MLflow run, the gate
-returned from memory. ``train`` backs the CLI; ``run`` takes arrays or a DataFrame, like the
-reference's ``TrainingOrchestrator.run(X, y)``."""
+Trainer (``fit``: the autoencoder, then the forests and the fusion; ``test``: the gate, then the
+bundle and the MLflow run), the gate returned from memory. ``train`` backs the CLI; ``run`` takes
+arrays or a DataFrame, like the reference's ``TrainingOrchestrator.run(X, y)``."""
 
 from __future__ import annotations
 
@@ -145,8 +145,9 @@ class Engine:
     """One training run as a few short steps: the run prepared (tracking store checked, hardware, the
     data's fingerprint, the run state and the checkpoint to resume from), then :meth:`fit`: the
     DataModule, the autoencoder, the MLflow logger and the callbacks handed to one Lightning
-    ``Trainer``, whose ``fit`` trains the autoencoder and runs the end-of-fit steps (forests, fusion,
-    gate, bundle, MLflow), and the result read back from memory."""
+    ``Trainer``, whose ``fit`` trains the autoencoder and ends with the forests and the fusion, and
+    whose ``test`` (``evaluation/test_loop.py``) makes the gate, then writes the bundle and logs to
+    MLflow; the result read back from memory."""
 
     def __init__(self, cfg: TrainConfig, table: Table, test: Table | None, rank_zero: bool) -> None:
         from threat_ensemble.tracking.store import check_tracking_uri
@@ -204,15 +205,17 @@ class Engine:
         )
 
     def end_of_fit(self, outcome: Any, manifest_extra: dict[str, Any]) -> list[Any]:
-        """The steps after the autoencoder, each after the steps that make what it needs."""
+        """The steps after the autoencoder, each after the steps that make what it needs: the forests
+        and the fusion when the fit ends, the gate in Lightning's test loop (the one LightningModule
+        here), then the bundle and MLflow."""
         from threat_ensemble.callbacks.end_of_fit import (
             BundleCallback,
-            EnsembleValidationCallback,
             ForestCallback,
             FusionCallback,
             TrackingCallback,
             in_dependency_order,
         )
+        from threat_ensemble.evaluation.test_loop import EnsembleEvaluation
 
         cfg, state, folder = self.cfg, self.state, self.cfg.checkpoint_dir
         read = {"impute": cfg.impute, "quiet": cfg.quiet}  # how the rows were read; how much to print
@@ -220,7 +223,7 @@ class Engine:
             [
                 ForestCallback(cfg.seed, state, folder, outcome, quiet=cfg.quiet),
                 FusionCallback(cfg.fusion_options, outcome, **read),
-                EnsembleValidationCallback(cfg.gate_options, outcome, **read),
+                EnsembleEvaluation(cfg.gate_options, outcome, **read),
                 BundleCallback(cfg, outcome, state, folder, manifest_extra),  # it writes the whole config
                 TrackingCallback(cfg.tracking_options, outcome, state, folder, self.uri, **read),
             ]
@@ -228,7 +231,7 @@ class Engine:
 
     def callbacks(self, run_state: Any, end_of_fit: list[Any]) -> list[Any]:
         """Progress, the run state, early stopping, the checkpoints, then the end-of-fit steps."""
-        from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+        from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
         from threat_ensemble.callbacks.run_state import EpochCheckpoint
         from threat_ensemble.checkpointing import LAST_CHECKPOINT
@@ -257,12 +260,13 @@ class Engine:
                 enable_version_counter=False,
             ),
             *_step_checkpoints(cfg),
-            *end_of_fit,
+            *(step for step in end_of_fit if isinstance(step, Callback)),
         ]
 
     def fit(self) -> TrainResult:
-        """Train the autoencoder (from ``ckpt_path`` when resuming), run the end-of-fit steps, and
-        return the gate from memory (rank 0; other ranks return their summary)."""
+        """Train the autoencoder (from ``ckpt_path`` when resuming; the forests and the fusion at the
+        fit's end), then run Lightning's test loop (the gate, then the bundle and MLflow), and return
+        the gate from memory (rank 0; other ranks return their summary)."""
         import lightning as L
         from lightning.pytorch.loggers import MLFlowLogger
 
@@ -286,6 +290,7 @@ class Engine:
         outcome = FitOutcome()
         manifest_extra = {**fingerprinted, "config": cfg.to_dict(), "data_summary": summary}
         end_of_fit = self.end_of_fit(outcome, manifest_extra)
+        evaluation = next(step for step in end_of_fit if isinstance(step, L.LightningModule))
         ckpt_path = self.ckpt_path
         if ckpt_path is not None:
             ckpt_path = _readable_checkpoint(ckpt_path)
@@ -307,6 +312,9 @@ class Engine:
         try:
             with stop.installed():
                 trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+                if self.rank_zero and outcome.ensemble is None:  # ddp_spawn: the fit's end ran elsewhere
+                    logger = self.after_spawned_fit(trainer, model, datamodule, end_of_fit)
+                trainer.test(evaluation, datamodule=datamodule, verbose=False)
         except (SystemExit, KeyboardInterrupt) as exc:
             if stop.received:
                 if isinstance(logger, MLFlowLogger):
@@ -318,6 +326,30 @@ class Engine:
         result = _result(outcome, Path(cfg.checkpoint_dir), summary)
         result.tracking_failure = getattr(logger, "failure", None)
         return result
+
+
+    def after_spawned_fit(self, trainer: Any, model: Any, datamodule: Any, end_of_fit: list[Any]) -> Any:
+        """ddp_spawn: ``fit`` ran in processes it spawned, and what the end-of-fit steps made there
+        went with them. Lightning hands back the autoencoder (the best epoch's weights: the fusion
+        step restored them there) and the training's last metrics; the run state on disk names the
+        MLflow run and the forests' side files with their digests. The end-of-fit steps run again
+        here from those (the forests read back, not fitted again), so that the test loop, spawned
+        in turn, gets the ensemble and continues the run. Returns the run's logger."""
+        from dataclasses import fields
+
+        from threat_ensemble.callbacks.end_of_fit import EndOfFitStep
+        from threat_ensemble.checkpointing import RunState
+
+        saved = RunState.load(self.cfg.checkpoint_dir)
+        if saved is None or saved.mlflow_run_id is None:
+            raise RuntimeError("the fit ended without its run state")
+        for name in (f.name for f in fields(RunState)):
+            setattr(self.state, name, getattr(saved, name))  # the steps hold this state: updated in place
+        trainer.logger = logger = self.logger()
+        for step in end_of_fit:
+            if isinstance(step, EndOfFitStep):
+                step.after_fit(datamodule, model, trainer)
+        return logger
 
 
 def _step_checkpoints(cfg: TrainConfig) -> list[Any]:

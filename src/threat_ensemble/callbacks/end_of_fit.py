@@ -1,6 +1,7 @@
-"""The steps after the autoencoder, one callback each, in ``on_fit_end``: forests, fusion,
-validation and the gate, bundle, MLflow. Each says what it reads of the engine's ``FitOutcome``
-(``needs``) and what it fills (``makes``), the engine orders them by that
+"""The steps after the autoencoder, one callback each: the forests and the fusion in ``on_fit_end``,
+then (after Lightning's test loop has made the gate: ``evaluation/test_loop.py``) the bundle and
+MLflow in ``on_test_end``. Each says what it reads of the engine's ``FitOutcome`` (``needs``) and
+what it fills (``makes``), the engine orders them and the test loop by that
 (:func:`in_dependency_order`), and no step reads another step's attributes.
 
 Lightning calls ``on_fit_end`` after every fit: one that trained, and one resumed (through
@@ -15,10 +16,11 @@ import hashlib
 import math
 import os
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
@@ -28,11 +30,10 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from threat_ensemble.callbacks.run_state import announcer, mark_run
 from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_bytes
-from threat_ensemble.config import FusionOptions, GateOptions, TrackingOptions, TrainConfig
+from threat_ensemble.config import FusionOptions, TrackingOptions, TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data.datamodule import LabelledDataModule
 from threat_ensemble.errors import first_line
-from threat_ensemble.evaluation.metrics import gate_report, small_test_warning
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.evaluation.scoring import LabelledRows
 from threat_ensemble.models.autoencoder import AutoencoderModule
@@ -45,7 +46,7 @@ from threat_ensemble.models.forests import (
     forest_from_bytes,
     forest_to_bytes,
 )
-from threat_ensemble.models.fusion import CUTOFF, describe_stacked_fusion, fusion_weights
+from threat_ensemble.models.fusion import describe_stacked_fusion
 from threat_ensemble.tracking.logger import ResilientMLFlowLogger
 
 CONFIG_FILE = "config.yaml"
@@ -54,7 +55,7 @@ MODEL_REFERENCE = "model.json"  # in it: where the bundle's files are
 BUNDLE_IN_MODEL = "artifacts/bundle"  # where a pyfunc model keeps its "bundle" artifact
 
 
-def _datamodule(trainer: L.Trainer) -> LabelledDataModule:
+def labelled_datamodule(trainer: L.Trainer) -> LabelledDataModule:
     dm = trainer.datamodule
     if not isinstance(dm, LabelledDataModule):
         raise TypeError("threat-ensemble callbacks need a ThreatDataModule or a StreamDataModule")
@@ -86,15 +87,32 @@ class FitOutcome:
 
 
 class EndOfFitStep(Callback):
-    """One job after the autoencoder, run in ``on_fit_end`` (rank 0). ``needs``: the fields of the
-    engine's :class:`FitOutcome` it reads; ``makes``: those it fills. The engine orders the steps by
-    these (:func:`in_dependency_order`), never by their place in a hand-kept list."""
+    """One job after the autoencoder, on rank 0. ``needs``: the fields of the engine's
+    :class:`FitOutcome` it reads; ``makes``: those it fills. The engine orders the steps by these
+    (:func:`in_dependency_order`), never by their place in a hand-kept list. What a step does when
+    the fit ends is :meth:`after_fit`, which Lightning's ``on_fit_end`` calls (and the engine, in
+    the main process, after a ``ddp_spawn`` fit whose processes took their results with them)."""
 
     needs: tuple[str, ...] = ()
     makes: tuple[str, ...] = ()
 
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.is_global_zero:
+            assert isinstance(pl_module, AutoencoderModule)
+            self.after_fit(labelled_datamodule(trainer), pl_module, trainer)
 
-def in_dependency_order(steps: list[EndOfFitStep]) -> list[EndOfFitStep]:
+    def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
+        """The step's work when the fit ends (rank 0); none by default."""
+
+
+class Step(Protocol):
+    """What :func:`in_dependency_order` orders: an end-of-fit step, or the test loop's module."""
+
+    needs: tuple[str, ...]
+    makes: tuple[str, ...]
+
+
+def in_dependency_order(steps: Sequence[Step]) -> list[Step]:
     """``steps`` ordered so that each comes after every step that makes what it needs (the standard
     library's topological sort; steps that do not depend on each other keep their given order). A
     need that no step makes, two steps making one field, or a circle: ValueError naming them."""
@@ -193,14 +211,13 @@ class ForestCallback(EndOfFitStep):
             return
         self._cores = CoreShare(spare)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="forests")
-        for name, (_label, fit) in self._fitters(_datamodule(trainer), self._cores).items():
+        for name, (_label, fit) in self._fitters(labelled_datamodule(trainer), self._cores).items():
             if name in todo:
                 self._pending[name] = self._executor.submit(_timed_call, fit)
         self.say(f"forests: fitting on {spare} spare core{'s' if spare > 1 else ''} while the autoencoder trains")
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            self.fit_or_load(_datamodule(trainer))
+    def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
+        self.fit_or_load(dm)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._stop_background()
@@ -262,7 +279,7 @@ class ForestCallback(EndOfFitStep):
         self.state.save(self.checkpoint_dir)
 
 
-def _mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
+def mlflow_logger(trainer: L.Trainer) -> MLFlowLogger | None:
     return trainer.logger if isinstance(trainer.logger, MLFlowLogger) else None
 
 
@@ -282,9 +299,12 @@ class FusionCallback(EndOfFitStep):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
-        pl_module.restore_best_weights()
-        if trainer.is_global_zero:
-            self.outcome.ensemble = self.build(_datamodule(trainer), pl_module)
+        pl_module.restore_best_weights()  # every rank: under ddp_spawn rank 0's weights go back to the caller
+        super().on_fit_end(trainer, pl_module)
+
+    def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
+        module.restore_best_weights()
+        self.outcome.ensemble = self.build(dm, module)
 
     def build(self, dm: LabelledDataModule, module: AutoencoderModule) -> ThreatEnsemble:
         assert dm.preprocessing is not None
@@ -317,52 +337,11 @@ class FusionCallback(EndOfFitStep):
         return ensemble
 
 
-class EnsembleValidationCallback(EndOfFitStep):
-    """Scores the test rows with the ensemble, computes each member's and the ensemble's metrics
-    and evaluates the gate (rank 0)."""
-
-    needs, makes = ("ensemble",), ("scores", "y_test", "gate")
-
-    def __init__(self, options: GateOptions, outcome: FitOutcome, *, impute: bool = False, quiet: bool = False) -> None:
-        self.options = options  # the gate's section of the configuration, nothing else of it
-        self.impute = impute
-        self.outcome = outcome
-        self.say = announcer(quiet)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.is_global_zero:
-            logger = _mlflow_logger(trainer)
-            self.validate(_datamodule(trainer), logger.run_id if logger is not None else None)
-
-    def validate(self, dm: LabelledDataModule, run_id: str | None) -> dict[str, Any]:
-        ensemble = self.outcome.ensemble
-        assert ensemble is not None
-        scores, y_test = timed(
-            f"ensemble: scoring {dm.n_test} rows of the {dm.test_source}",
-            lambda: test_rows(dm, self.impute).score(ensemble),
-            self.say,
-        )
-        assert y_test is not None
-        small = small_test_warning(y_test, dm.test_source)
-        if small:
-            print(small)
-        self.outcome.scores, self.outcome.y_test = scores, y_test
-        fusion = ensemble.fusion
-        used = {"target_fpr": float(fusion["target_fpr"])} if fusion["kind"] == "stack" else {}
-        self.outcome.gate = {
-            **gate_report(y_test, scores, dm.test_source, **dataclasses.asdict(self.options)),
-            "weights": fusion_weights(fusion),  # the fusion this run used, not --weights when it stacked
-            "fusion": fusion["kind"],
-            **used,
-            "cutoff": CUTOFF,
-            "mlflow_run_id": run_id,
-        }
-        return self.outcome.gate
-
-
 class BundleCallback(EndOfFitStep):
     """Writes the bundle (the ensemble, gate.json, the configuration and the plots) atomically to
-    --output-dir, or beside it when a failed gate would replace a passing bundle (rank 0)."""
+    --output-dir, or beside it when a failed gate would replace a passing bundle (rank 0), once the
+    test loop has made the gate (``on_test_end``); the trained autoencoder (its best validation
+    loss) is noted when the fit ends."""
 
     needs, makes = ("ensemble", "gate", "scores", "y_test", "forest_bytes"), ("bundle_dir",)
 
@@ -375,11 +354,15 @@ class BundleCallback(EndOfFitStep):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.manifest_extra = manifest_extra
         self.say = announcer(cfg.quiet)
+        self.module: AutoencoderModule | None = None
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
+        self.module = module
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.is_global_zero:
-            assert isinstance(pl_module, AutoencoderModule)
-            self.write(_datamodule(trainer), pl_module, _mlflow_logger(trainer))
+            assert self.module is not None, "the fit did not end"
+            self.write(labelled_datamodule(trainer), self.module, mlflow_logger(trainer))
 
     def write(self, dm: LabelledDataModule, module: AutoencoderModule, logger: MLFlowLogger | None) -> Path:
         outcome = self.outcome
@@ -434,7 +417,9 @@ class TrackingCallback(EndOfFitStep):
     """Logs the results to the MLflow run (final metrics, the plots, the bundle's digest), logs the
     ensemble as a pyfunc model holding the bundle, with a reference to it under the run's
     ``bundle/``, registers it (--register-model), then marks the run completed in the run state
-    (rank 0). Tracking trouble never hides the run's result."""
+    (rank 0), after the bundle (``on_test_end``); the training's last losses are noted when the fit
+    ends (the test loop starts with metrics of its own). Tracking trouble never hides the run's
+    result."""
 
     needs = ("ensemble", "gate", "bundle_dir")
 
@@ -456,17 +441,21 @@ class TrackingCallback(EndOfFitStep):
         self.checkpoint_dir = Path(checkpoint_dir)
         self.tracking_uri = tracking_uri
         self.say = announcer(quiet)
+        self.fit_metrics: dict[str, Any] = {}
 
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
+        metrics = dict(trainer.callback_metrics)
+        if "val_loss" not in metrics and module.last_val_loss is not None:  # no epoch ran in this process
+            metrics["val_loss"] = module.last_val_loss
+        self.fit_metrics = metrics
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        assert isinstance(pl_module, AutoencoderModule)
-        logger = _mlflow_logger(trainer)
+        logger = mlflow_logger(trainer)
         if logger is not None:
-            metrics = dict(trainer.callback_metrics)
-            if "val_loss" not in metrics and pl_module.last_val_loss is not None:  # no epoch ran in this process
-                metrics["val_loss"] = pl_module.last_val_loss
-            dm = _datamodule(trainer)
+            metrics = self.fit_metrics
+            dm = labelled_datamodule(trainer)
             log = lambda: self.log_results(logger, metrics, dm)  # noqa: E731
             logger.guard("logging the run's results", log) if isinstance(logger, ResilientMLFlowLogger) else log()
         self.state.completed = True

@@ -38,7 +38,7 @@ class RunStateCallback(Callback):
         self.restored_finished = False  # resumed from a checkpoint whose autoencoder had finished
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if not trainer.is_global_zero:
+        if not trainer.is_global_zero or stage != "fit":  # the test loop after the fit continues its run
             return
         logger = trainer.logger
         if isinstance(logger, MLFlowLogger):
@@ -80,6 +80,9 @@ class RunStateCallback(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.post_training = True  # first of the fit-end hooks: the tree and validation stages follow
 
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.post_training = True  # the gate's test loop (also in processes ddp_spawn starts for it)
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if trainer.is_global_zero and isinstance(trainer.logger, MLFlowLogger) and trainer.logger.run_id:
             stopped = trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)
@@ -89,10 +92,11 @@ class RunStateCallback(Callback):
 
 class StopSignals:
     """Ctrl-C (SIGINT) stops a run as SIGTERM does: during training, Lightning's own graceful stop
-    (the epoch's checkpoint stays the resume point); in the tree and validation stages, at once
-    (the forests' fit is cancelled between steps). Either way ``--resume`` continues it. A second
-    Ctrl-C interrupts at once. SIGTERM when Lightning's own handler is not installed (before
-    training starts, and in those stages) stops at once too."""
+    (the epoch's checkpoint stays the resume point); in the tree and validation stages (the fit's
+    end, then the gate's test loop, the bundle and MLflow), at once (the forests' fit is cancelled
+    between steps). Either way ``--resume`` continues it. A second Ctrl-C interrupts at once.
+    SIGTERM before training starts and after it ends stops at once too: in the test loop, where
+    Lightning's handler runs first and only sets its flag, as where it is not installed."""
 
     def __init__(self, trainer: L.Trainer, run_state: RunStateCallback) -> None:
         self.trainer = trainer
@@ -125,7 +129,9 @@ class StopSignals:
 
     def _on_sigterm(self, signum: int, frame: Any) -> None:
         self.sigterm = True
-        if not self.trainer.received_sigterm:  # set by Lightning's handler, which runs first while installed
+        # while training, Lightning's handler (it runs first while installed) has set its flag: its loop
+        # stops after the step; after training no loop waits for that flag before the bundle is written
+        if self.run_state.post_training or not self.trainer.received_sigterm:
             raise KeyboardInterrupt
 
     def _on_sigint(self, signum: int, frame: Any) -> None:

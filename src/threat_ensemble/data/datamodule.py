@@ -147,6 +147,21 @@ class ResumableLoader(MidEpochLoader):
 Chunk = tuple[pd.DataFrame, np.ndarray]
 
 
+class ChunkStream(IterableDataset):
+    """Labelled raw chunks as a dataset for Lightning's loops: ``chunks()`` serves them anew on
+    every pass (a DataModule's :meth:`LabelledDataModule.test_chunks`)."""
+
+    def __init__(self, chunks: Callable[[], Iterator[Chunk]]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[Chunk]:
+        return iter(self.chunks())
+
+
+def _no_rows() -> Iterator[Chunk]:
+    yield pd.DataFrame(), np.empty(0, np.int64)
+
+
 class LabelledDataModule(L.LightningDataModule):
     """What both DataModules serve, set by each one's ``setup`` (fitted) or ``load_state_dict``
     (restored from a checkpoint) through ``_apply``: the preprocessing; the forests' training rows
@@ -201,6 +216,16 @@ class LabelledDataModule(L.LightningDataModule):
         saved = state_dict.get("preprocessing")
         if saved is not None:
             self._apply(Preprocessing.from_dict(saved, "checkpoint preprocessing"))
+
+    def test_dataloader(self) -> DataLoader:
+        """Lightning's test loop over the test rows (the gate's): one labelled raw chunk a step, as
+        :meth:`test_chunks` serves them (one in memory, one per row group streamed). Rank 0 is
+        served every chunk (it alone holds the forests); any other rank one chunk of no rows, so
+        that its test loop runs too and joins in gathering the rows' results on rank 0."""
+        trainer = self.trainer
+        rank = int(getattr(trainer, "global_rank", 0) or 0) if trainer is not None else 0
+        chunks = ChunkStream(self.test_chunks if rank == 0 else _no_rows)
+        return DataLoader(chunks, batch_size=None, collate_fn=_passthrough)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(

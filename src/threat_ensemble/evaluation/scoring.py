@@ -36,15 +36,20 @@ def score_rows(
     n_rows: int | None = None,
     impute: bool = False,
     warn: bool = True,
+    unseen: UnseenCategories | None = None,
 ) -> tuple[Scores, np.ndarray | None]:
     """Every chunk's scores (each member's, the fused score, the verdict) and labels, in order, as
     one array per score. ``n_rows`` (the total, when known): the arrays are filled in place instead
     of concatenated (a streamed table's millions of rows need no second copy). Text values never
     seen in training are counted over all chunks and warned about once (``warn=False``: not at all,
     for validation rows). A chunk's raw frame is checked by the ensemble (``impute``: non-finite
-numbers are filled with training medians instead of refused), without warnings: a table is
-checked, with warnings, where it is read. Labels: None when any chunk has none."""
-    unseen = UnseenCategories()
+    numbers are filled with training medians instead of refused), without warnings: a table is
+    checked, with warnings, where it is read. ``unseen``: a counter kept by a caller that scores a
+    table over several calls (the test loop, a chunk a step): the values are counted into it and
+    that caller warns, once. Labels: None when any chunk has none."""
+    own = unseen is None
+    if unseen is None:
+        unseen = UnseenCategories()
     parts: list[Scores] = []
     labels: list[np.ndarray] = []
     filled: Scores = {}
@@ -68,7 +73,7 @@ checked, with warnings, where it is read. Labels: None when any chunk has none."
         if y is not None:
             y_filled[at : at + n] = y
         at += n
-    if warn:
+    if warn and own:
         warn_unseen(unseen, source)
     if n_rows is None:
         if not parts:
@@ -78,7 +83,6 @@ checked, with warnings, where it is read. Labels: None when any chunk has none."
     if at != n_rows:
         raise ValueError(f"{source}: {at} rows scored, {n_rows} announced")
     return filled, None if unlabelled else y_filled
-
 
 
 @dataclass(frozen=True)
