@@ -98,9 +98,9 @@ def test_a_plain_site_log_is_known_to_the_default_bundle(default_bundle: dict) -
     features = featurize_text(log, "combined", source="site.log")
     assert set(STATIC_TYPES) <= set(features["file_extension"])
     ensemble = load_ensemble(default_bundle["bundle"])
-    matrix, unseen = ensemble.preprocessing.encoder.transform(features, "site.log")
+    _, unseen = ensemble.preprocessing.encoder.transform(features, "site.log")
     assert unseen.total <= 0.01 * len(features), unseen.message("site.log")
-    scores = ensemble.score(matrix)
+    scores = ensemble.score(features, "site.log")  # raw rows: the ensemble checks and encodes them
     flagged = np.asarray(scores["ensemble"]) >= 0.5
     assert flagged.mean() <= 0.02, [line for line, f in zip(log.splitlines(), flagged, strict=True) if f][:5]
 
