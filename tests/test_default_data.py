@@ -88,6 +88,7 @@ def test_normal_traffic_has_a_real_sites_static_types_methods_and_statuses() -> 
     assert set(STATIC_TYPES) <= set(logged["file_extension"])
 
 
+@pytest.mark.slow  # it scores with the session's trained default bundle (a train.py run)
 def test_a_plain_site_log_is_known_to_the_default_bundle(default_bundle: dict) -> None:
     """Issue 35: an ordinary combined access log met a bundle that had never seen `png` (128 of its
     146 false positives were `GET /img/logo.png`). Now its file types are training categories and

@@ -306,6 +306,7 @@ def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
     assert logged == {f"bundle/{f.name}" for f in bundle.iterdir()}
 
 
+@pytest.mark.usefixtures("tracking_uri")  # the store at tmp_path / "mlflow.db", made once
 def test_fusion_gate_promotion_score_py_and_the_model_all_score_through_score_rows(
     fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
