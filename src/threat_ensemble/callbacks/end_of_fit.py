@@ -33,6 +33,7 @@ from threat_ensemble.checkpointing import TREE_FILES, RunState, atomic_write_byt
 from threat_ensemble.config import FusionOptions, TrackingOptions, TrainConfig
 from threat_ensemble.console import timed
 from threat_ensemble.data.datamodule import LabelledDataModule
+from threat_ensemble.data.preprocessing import UnseenCategories
 from threat_ensemble.errors import first_line
 from threat_ensemble.evaluation.plots import PLOT_FILES, loss_history, write_plots_or_warn
 from threat_ensemble.evaluation.scoring import LabelledRows
@@ -323,7 +324,8 @@ class FusionCallback(EndOfFitStep):
         if self.options.fusion == "stack":
 
             def fit() -> None:
-                scores, y_val = validation_rows(dm, self.impute).score(ensemble, warn=False)
+                # categories unseen in training are counted, not warned about: the test rows' are
+                scores, y_val = validation_rows(dm, self.impute).score(ensemble, UnseenCategories())
                 assert y_val is not None
                 ensemble.fit_fusion_on(scores, y_val, self.options.target_fpr)
 

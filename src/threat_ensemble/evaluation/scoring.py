@@ -35,19 +35,18 @@ def score_rows(
     *,
     n_rows: int | None = None,
     impute: bool = False,
-    warn: bool = True,
     unseen: UnseenCategories | None = None,
 ) -> tuple[Scores, np.ndarray | None]:
     """Every chunk's scores (each member's, the fused score, the verdict) and labels, in order, as
     one array per score. ``n_rows`` (the total, when known): the arrays are filled in place instead
-    of concatenated (a streamed table's millions of rows need no second copy). Text values never
-    seen in training are counted over all chunks and warned about once (``warn=False``: not at all,
-    for validation rows). A chunk's raw frame is checked by the ensemble (``impute``: non-finite
-    numbers are filled with training medians instead of refused), without warnings: a table is
-    checked, with warnings, where it is read. ``unseen``: a counter kept by a caller that scores a
-    table over several calls (the test loop, a chunk a step): the values are counted into it and
-    that caller warns, once. Labels: None when any chunk has none."""
-    own = unseen is None
+    of concatenated (a streamed table's millions of rows need no second copy). A chunk's raw frame
+    is checked by the ensemble (``impute``: non-finite numbers are filled with training medians
+    instead of refused), without warnings: a table is checked, with warnings, where it is read. Text
+    values never seen in training are counted over all chunks and warned about once; with
+    ``unseen`` (a counter of the caller's: the test loop, scoring a table a chunk a step and warning
+    once at its end; the fusion fit, which never warns about validation rows) they are counted into
+    it and not warned about here. Labels: None when any chunk has none."""
+    warn = unseen is None
     if unseen is None:
         unseen = UnseenCategories()
     parts: list[Scores] = []
@@ -73,7 +72,7 @@ def score_rows(
         if y is not None:
             y_filled[at : at + n] = y
         at += n
-    if warn and own:
+    if warn:
         warn_unseen(unseen, source)
     if n_rows is None:
         if not parts:
@@ -95,6 +94,7 @@ class LabelledRows:
     n_rows: int | None = None
     impute: bool = False
 
-    def score(self, ensemble: Scorer, *, warn: bool = True) -> tuple[Scores, np.ndarray | None]:
-        """``ensemble``'s scores of these rows, and their labels (:func:`score_rows`)."""
-        return score_rows(ensemble, self.chunks(), self.source, n_rows=self.n_rows, impute=self.impute, warn=warn)
+    def score(self, ensemble: Scorer, unseen: UnseenCategories | None = None) -> tuple[Scores, np.ndarray | None]:
+        """``ensemble``'s scores of these rows, and their labels (:func:`score_rows`; ``unseen`` as there)."""
+        rows = self.chunks()
+        return score_rows(ensemble, rows, self.source, n_rows=self.n_rows, impute=self.impute, unseen=unseen)
