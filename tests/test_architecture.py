@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 PACKAGE = ROOT / "src" / "threat_ensemble"
@@ -163,7 +165,8 @@ def _third_party_modules() -> list[str]:
 
 
 # Run in a fresh interpreter: the package's other packages first, then every module of the package
-# one at a time (pkgutil.walk_packages), noting what each import changed of the process-wide state.
+# one at a time (pkgutil.walk_packages), noting what each import changed of the process-wide state;
+# then the MLflow model class of tracking/pyfunc.py, built on first use, and what that changed.
 IMPORT_EVERY_MODULE = """
 import importlib, json, logging, os, pkgutil, sys, warnings
 
@@ -180,7 +183,8 @@ def changed(before, after):
     found = [f"environment variable {k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     return found + [key for key in before if key != "environment" and before[key] != after[key]]
 
-for name in json.loads(sys.argv[1]):
+names, offline = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for name in names:
     try:
         importlib.import_module(name)
     except ImportError:  # ``from a import b`` where b is not a module
@@ -195,44 +199,50 @@ for info in pkgutil.walk_packages(threat_ensemble.__path__, "threat_ensemble."):
     importlib.import_module(info.name)
     imported.append(info.name)
     changes[info.name] = changed(before, state())
-print(json.dumps({"imported": imported, "changes": {k: v for k, v in changes.items() if v}}))
+pyfunc = sys.modules["threat_ensemble.tracking.pyfunc"]
+model_before = ["mlflow" in sys.modules, *(os.environ.get(k) for k in offline)]
+from threat_ensemble.tracking.pyfunc import EnsembleModel
+from mlflow.pyfunc import PythonModel
+model_after = [issubclass(EnsembleModel, PythonModel), *(os.environ.get(k) for k in offline)]
+print(json.dumps({
+    "imported": imported,
+    "changes": {k: v for k, v in changes.items() if v},
+    "model": [model_before, model_after, EnsembleModel.__qualname__, pyfunc.EnsembleModel is EnsembleModel],
+}))
 """
 
 
-def test_importing_any_module_changes_no_process_wide_state() -> None:
-    """No environment variable, no level or handler of the root logger, no warnings filter:
-    those change only when the package runs (a training run, a model logged or loaded)."""
+@pytest.fixture(scope="module")
+def imported_everything() -> dict:
+    """:data:`IMPORT_EVERY_MODULE`'s report (one interpreter for the two tests below: about 5 s)."""
     from threat_ensemble.tracking import OFFLINE_MLFLOW
 
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_MLFLOW}  # the package's own setting visible
+    arguments = [json.dumps(_third_party_modules()), json.dumps(list(OFFLINE_MLFLOW))]
     run = subprocess.run(
-        [sys.executable, "-c", IMPORT_EVERY_MODULE, json.dumps(_third_party_modules())],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
+        [sys.executable, "-c", IMPORT_EVERY_MODULE, *arguments], capture_output=True, text=True, env=env, check=False
+    )
     assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert sorted(result["imported"]) == sorted(MODULES)  # every module, none skipped
-    assert result["changes"] == {}
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_the_pyfunc_module_imports_mlflow_and_switches_it_offline_only_when_its_model_is_used() -> None:
+def test_importing_any_module_changes_no_process_wide_state(imported_everything: dict) -> None:
+    """No environment variable, no level or handler of the root logger, no warnings filter:
+    those change only when the package runs (a training run, a model logged or loaded)."""
+    assert sorted(imported_everything["imported"]) == sorted(MODULES)  # every module, none skipped
+    assert imported_everything["changes"] == {}
+
+
+def test_the_pyfunc_module_imports_mlflow_and_switches_it_offline_only_when_its_model_is_used(
+    imported_everything: dict,
+) -> None:
     """tracking/pyfunc.py set MLflow's variables when imported (spark/score.py imports it for its
-    column names); now the model class, an MLflow ``PythonModel``, is built on first use."""
+    column names); now the model class, an MLflow ``PythonModel``, is built on first use: with every
+    module of the package imported, MLflow is not yet, and no variable of it is set."""
     from threat_ensemble.tracking import OFFLINE_MLFLOW
 
-    code = (
-        "import json, os, sys; import threat_ensemble.tracking.pyfunc as pyfunc; "
-        "before = ['mlflow' in sys.modules, *(os.environ.get(k) for k in json.loads(sys.argv[1]))]; "
-        "from threat_ensemble.tracking.pyfunc import EnsembleModel; from mlflow.pyfunc import PythonModel; "
-        "after = [issubclass(EnsembleModel, PythonModel), *(os.environ.get(k) for k in json.loads(sys.argv[1]))]; "
-        "print(json.dumps([before, after, EnsembleModel.__qualname__, pyfunc.EnsembleModel is EnsembleModel]))"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in OFFLINE_MLFLOW}
+    before, after, qualname, same = imported_everything["model"]
     names = list(OFFLINE_MLFLOW)
-    out = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(names)], capture_output=True, text=True, env=env, check=True
-    ).stdout
-    before, after, qualname, same = json.loads(out.strip().splitlines()[-1])
     assert before == [False, *(None for _ in names)]
     assert after == [True, *(OFFLINE_MLFLOW[k] for k in names)]
     assert qualname == "EnsembleModel" and same

@@ -32,11 +32,23 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple:
             "random_forest": fit_random_forest(dm.x_train, dm.y_train, dm.x_val, dm.y_val, seed=0, n_jobs=1),
             "isolation_forest": fit_isolation_forest(dm.x_normal_train, seed=0, n_jobs=1),
         }
+    _FOREST_BYTES[id(forests)] = {k: forest_to_bytes(v) for k, v in forests.items()}  # stored once, not per step
     return module, dm, forests
 
 
+_FOREST_BYTES: dict[int, dict[str, bytes]] = {}
+
+
 def _outcome(forests: dict) -> FitOutcome:
-    return FitOutcome(forests=dict(forests), forest_bytes={k: forest_to_bytes(v) for k, v in forests.items()})
+    return FitOutcome(forests=dict(forests), forest_bytes=dict(_FOREST_BYTES[id(forests)]))
+
+
+def _without_plots(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bundle step writes no plots (about 1.4 s a bundle): for tests whose subject is where a
+    bundle goes, not what it holds."""
+    from threat_ensemble.callbacks import end_of_fit
+
+    monkeypatch.setattr(end_of_fit, "write_plots_or_warn", lambda *args, **kwargs: [])
 
 
 def _test_loop(evaluation: EnsembleEvaluation, dm: object, tmp_path: Path) -> None:
@@ -173,7 +185,10 @@ def test_bundle_step_writes_what_the_earlier_steps_made(fitted: tuple, tmp_path:
     assert (bundle / "config.yaml").is_file() and (bundle / "gate.json").is_file()
 
 
-def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path: Path) -> None:
+def test_a_failed_gate_does_not_replace_a_passing_bundle(
+    fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _without_plots(monkeypatch)
     module, dm, _ = fitted
     outcome, cfg, state = _steps(fitted, tmp_path)
     assert outcome.gate is not None and outcome.gate["passed"], "the small run must pass for this test"
@@ -186,11 +201,14 @@ def test_a_failed_gate_does_not_replace_a_passing_bundle(fitted: tuple, tmp_path
     assert pd.read_json(good / "gate.json", typ="series")["passed"]
 
 
-def test_a_failed_gate_keeps_a_passing_bundle_that_holds_a_users_file(fitted: tuple, tmp_path: Path) -> None:
+def test_a_failed_gate_keeps_a_passing_bundle_that_holds_a_users_file(
+    fitted: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The folder of a passing bundle also holds the user's notes: still a passing bundle, so the
     failing run's bundle goes beside it, and the notes stay."""
     from threat_ensemble.models.bundle import read_bundle
 
+    _without_plots(monkeypatch)
     module, dm, _ = fitted
     outcome, cfg, state = _steps(fitted, tmp_path)
     assert outcome.gate is not None and outcome.gate["passed"], "the small run must pass for this test"
@@ -295,6 +313,7 @@ def test_a_run_whose_model_cannot_be_logged_keeps_the_whole_bundle_under_bundle(
         raise RuntimeError("no model today")
 
     monkeypatch.setattr(pyfunc, "log_pyfunc_model", refuse)
+    _without_plots(monkeypatch)
     module, dm, _ = fitted
     outcome, cfg, state = _steps(fitted, tmp_path)
     bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)
@@ -328,6 +347,7 @@ def test_fusion_gate_promotion_score_py_and_the_model_all_score_through_score_ro
         return real(ensemble, chunks, source, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(scoring, "score_rows", spy)
+    _without_plots(monkeypatch)
     outcome, cfg, state = _steps(fitted, tmp_path)
     assert calls == ["validation split", "test split"]  # the fusion's fit, then the gate
     bundle = BundleCallback(cfg, outcome, state, tmp_path / "ckpt", {"data_fingerprint": "fp"}).write(dm, module, None)

@@ -3,6 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import few_trees
+from threat_ensemble.models import forests
 from threat_ensemble.models.forests import fit_random_forest, forest_scores
 
 
@@ -14,6 +16,7 @@ def data() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
+@pytest.mark.usefixtures("small_forests")  # the calibration, not the size
 def test_one_pass_gives_the_calibrated_probability_and_the_raw_vote(data: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = data
     forest = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=1)
@@ -24,6 +27,7 @@ def test_one_pass_gives_the_calibrated_probability_and_the_raw_vote(data: tuple[
     assert not np.allclose(probability, vote)  # calibration did move the scores
 
 
+@pytest.mark.usefixtures("small_forests")  # the calibration, not the size
 def test_an_uncalibrated_forest_gives_its_vote_twice(data: tuple[np.ndarray, np.ndarray]) -> None:
     x, y = data
     normal_only = np.zeros(500, dtype=np.int64)  # one class: no calibration is possible
@@ -47,16 +51,20 @@ def test_forest_votes_are_the_same_bits_every_time(data: tuple[np.ndarray, np.nd
     sklearn_forest = RandomForestClassifier(n_estimators=60, max_depth=8, random_state=0, n_jobs=2)
     sklearn_forest.fit(x[:2000], y[:2000])
     assert np.allclose(first, sklearn_forest.predict_proba(x_big), rtol=0, atol=1e-12)  # same trees, same votes
-    calibrated = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=2)
+    with few_trees():
+        calibrated = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=0, n_jobs=2)
     assert isinstance(calibrated.calibrated_classifiers_[0].estimator.estimator, DeterministicForest)
 
 
-def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: tuple[np.ndarray, np.ndarray]) -> None:
+def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(
+    data: tuple[np.ndarray, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
     import warnings
 
     from threat_ensemble.models.forests import CoreShare, fit_isolation_forest
 
     x, y = data
+    monkeypatch.setattr(forests, "N_TREES", 130)  # ten one-core steps, the rest on all cores in steps
     whole = fit_random_forest(x[:2000], y[:2000], x[2000:2500], y[2000:2500], seed=3, n_jobs=1)
     cores = CoreShare(spare=1)
     granted = []
@@ -76,11 +84,11 @@ def test_a_forest_grown_in_steps_on_shared_cores_is_the_forest_of_one_fit(data: 
     from joblib import effective_n_jobs
     from sklearn.base import clone
 
-    steps_on_all = -(-100 // max(10, 2 * effective_n_jobs(-1)))
+    steps_on_all = -(-(forests.N_TREES - 100) // max(10, 2 * effective_n_jobs(-1)))
     assert granted[:10] == [1] * 10 and granted[10:] == [-1] * (steps_on_all + 1)
     assert np.array_equal(stepped.predict_proba(x[2500:]), whole.predict_proba(x[2500:]))
     inner, inner_whole = (f.calibrated_classifiers_[0].estimator.estimator for f in (stepped, whole))
-    assert len(inner.estimators_) == 200
+    assert len(inner.estimators_) == forests.N_TREES == 130
     assert inner.get_params() == inner_whole.get_params()  # warm_start, class_weight, n_jobs put back
     one_call = clone(inner_whole).fit(x[:2000], y[:2000])  # the forest of one fit, not grown in steps
     assert np.array_equal(one_call.predict_proba(x[2500:]), inner.predict_proba(x[2500:]))
