@@ -403,3 +403,28 @@ def test_the_steps_run_in_the_order_their_needs_give_whatever_order_they_are_lis
 
     with pytest.raises(ValueError, match="'ensemble' is made by both FusionCallback and Twice"):
         in_dependency_order([*steps, Twice(cfg.fusion_options, outcome)])
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_every_step_can_be_pickled_as_ddp_spawn_pickles_it(tmp_path: Path, quiet: bool) -> None:
+    """``--strategy ddp_spawn --quiet`` crashed with a traceback: ``ddp_spawn`` pickles the trainer's
+    callbacks into the processes it starts, and ``--quiet``'s announcer was a lambda."""
+    import pickle
+
+    from threat_ensemble.callbacks.end_of_fit import ForestCallback, TrackingCallback
+    from threat_ensemble.callbacks.run_state import RunStateCallback
+
+    cfg, outcome, state = TrainConfig(quiet=quiet), FitOutcome(), RunState("fp", {})
+    steps = [
+        RunStateCallback(state, tmp_path, params=None, quiet=quiet),
+        ForestCallback(0, state, tmp_path, outcome, quiet=quiet),
+        FusionCallback(cfg.fusion_options, outcome, quiet=quiet),
+        EnsembleEvaluation(cfg.gate_options, outcome, quiet=quiet),
+        BundleCallback(cfg, outcome, state, tmp_path, {}),
+        TrackingCallback(cfg.tracking_options, outcome, state, tmp_path, "sqlite:///x.db", quiet=quiet),
+    ]
+    for step in steps:
+        again = pickle.loads(pickle.dumps(step))
+        assert type(again) is type(step)
+        if hasattr(step, "say"):  # the test loop's step announces through its quiet flag
+            assert again.say.__name__ == step.say.__name__ == ("_say_nothing" if quiet else "rank_zero_info")

@@ -17,9 +17,14 @@ from lightning.pytorch.utilities import rank_zero_info
 from threat_ensemble.checkpointing import RunState
 
 
+def _say_nothing(_msg: str) -> None:
+    """``--quiet``'s announcer: a module-level function, so callbacks holding it can be pickled
+    (``ddp_spawn`` pickles the trainer's callbacks into the processes it starts; a lambda cannot be)."""
+
+
 def announcer(quiet: bool) -> Callable[[str], None]:
     """Lines for the console on rank 0, or nothing with ``--quiet``."""
-    return (lambda _msg: None) if quiet else rank_zero_info
+    return _say_nothing if quiet else rank_zero_info
 
 
 class RunStateCallback(Callback):
