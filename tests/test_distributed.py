@@ -7,9 +7,11 @@ every run is a CLI subprocess."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +174,53 @@ def test_two_processes_stream_disjoint_row_groups(tmp_path: Path) -> None:
     threshold = json.loads((bundle / "threshold.json").read_text())
     assert threshold["n_val"] == len(errors)
     assert threshold["threshold"] == pytest.approx(float(np.percentile(errors, 99.5)), rel=1e-6)
+
+
+SPAWNED = '''
+import logging, multiprocessing, sys, warnings
+
+from threat_ensemble.console import ConsoleSettings, OneLineWarnings
+from threat_ensemble.data.tables import DataWarning
+
+
+def child(settings, levels):  # a fresh interpreter: unpickling ``settings`` applied them
+    warnings.warn("chatter of a library", UserWarning)
+    warnings.warn("a finding about the data", DataWarning)
+    levels.put([logging.getLogger(name).level for name in ("lightning.pytorch", "mlflow")])
+
+
+if __name__ == "__main__":
+    quiet = sys.argv[1] == "quiet"
+    if quiet:  # as train.py sets them for --quiet
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("always", DataWarning)
+    warnings.showwarning = OneLineWarnings(warnings.showwarning, DataWarning)
+    settings = ConsoleSettings(quiet)
+    spawn = multiprocessing.get_context("spawn")
+    levels = spawn.Queue()
+    process = spawn.Process(target=child, args=(settings, levels))
+    process.start()
+    print(levels.get())
+    process.join()
+'''
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_a_process_ddp_spawn_starts_gets_the_runs_console_settings(tmp_path: Path, quiet: bool) -> None:
+    """``--strategy ddp_spawn`` printed Lightning's and MLflow's notices and deprecation warnings from
+    the processes it starts, ``--quiet`` or not: those are fresh interpreters, without the warnings
+    filters, display and log levels that train.py and the engine set. The trainer's callbacks are
+    unpickled there first, and ``ConsoleSettings`` applies them when it is."""
+    script = tmp_path / "spawned.py"
+    script.write_text(SPAWNED)
+    env = {**os.environ, "PYTHONWARNINGS": ""}
+    mode = "quiet" if quiet else "loud"
+    proc = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "warning: a finding about the data" in proc.stderr.splitlines()  # one line, as train.py prints it
+    assert ("chatter of a library" in proc.stderr) is not quiet
+    levels = json.loads(proc.stdout.strip().splitlines()[-1])
+    if quiet:  # Lightning's and MLflow's notices off
+        assert levels == [logging.WARNING] * 2
+    else:  # as the libraries set them (Lightning: INFO)
+        assert all(level < logging.WARNING for level in levels)

@@ -161,6 +161,53 @@ def quiet_library_logs() -> None:
         notices.addFilter(_DropChatter(_FIRST_RUN_NOTICES))
 
 
+
+class OneLineWarnings:
+    """A ``warnings.showwarning`` that prints warnings of ``category`` as one ``warning:`` line and
+    hands the others to ``show`` (a class, not a closure: :class:`ConsoleSettings` pickles it)."""
+
+    def __init__(self, show: Callable[..., None], category: type[Warning]) -> None:
+        self.show, self.category = show, category
+
+    def __call__(self, message: Any, kind: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(kind, self.category):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            self.show(message, kind, *args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"category": self.category}  # ``show`` is the process's own display
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.category, self.show = state["category"], warnings.showwarning
+
+
+class ConsoleSettings(L.Callback):
+    """The console's process-wide settings as the run's own process has them when the trainer is
+    made (the warnings filters and display the CLI set, :func:`silence_library_chatter`, and with
+    ``--quiet`` :func:`quiet_library_logs`), applied again in every process ``ddp_spawn`` starts: the
+    trainer's callbacks are unpickled there before Lightning sets the ranks up, so the spawned
+    processes say no more than the one that started them (they printed Lightning's and MLflow's
+    notices and deprecation warnings, ``--quiet`` or not)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.filters = list(warnings.filters)
+        shown = warnings.showwarning
+        self.showwarning = shown if isinstance(shown, OneLineWarnings) else None
+
+    def apply(self) -> None:
+        warnings.filters[:] = self.filters
+        if self.showwarning is not None:
+            warnings.showwarning = self.showwarning
+        silence_library_chatter()
+        if self.quiet:
+            quiet_library_logs()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.apply()
+
 METRIC_COLUMNS = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")
 
 

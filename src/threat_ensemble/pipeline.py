@@ -235,11 +235,12 @@ class Engine:
 
         from threat_ensemble.callbacks.run_state import EpochCheckpoint
         from threat_ensemble.checkpointing import LAST_CHECKPOINT
-        from threat_ensemble.console import progress_callback
+        from threat_ensemble.console import ConsoleSettings, progress_callback
 
         cfg = self.cfg
         progress = progress_callback(cfg.quiet)
         return [
+            ConsoleSettings(cfg.quiet),  # ddp_spawn: the same console settings in the processes it starts
             *([progress] if progress is not None else []),  # first: the last epoch's line before the trees'
             run_state,
             EarlyStopping(monitor="val_loss", mode="min", patience=cfg.patience, min_delta=0.0),

@@ -156,23 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     return run_cli(lambda: _main(argv))
 
 
-def _data_warnings_as_lines(show: Any, category: type[Warning]) -> Any:
-    """``showwarning`` that prints our data warnings as one ``warning:`` line, others as before."""
-
-    def showwarning(message: Any, kind: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(kind, category):
-            print(f"warning: {message}", file=sys.stderr)
-        else:
-            show(message, kind, *args, **kwargs)
-
-    return showwarning
-
-
 def _main(argv: list[str] | None) -> int:
     cfg, args = parse_config(argv)
     if args.print_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
+    from threat_ensemble.console import OneLineWarnings
     from threat_ensemble.data.tables import DataWarning
     from threat_ensemble.pipeline import train
 
@@ -180,7 +169,7 @@ def _main(argv: list[str] | None) -> int:
         if cfg.quiet:  # library chatter off; our own findings about the data (imputed cells, labels) stay
             warnings.simplefilter("ignore")
             warnings.simplefilter("always", DataWarning)
-        warnings.showwarning = _data_warnings_as_lines(warnings.showwarning, DataWarning)
+        warnings.showwarning = OneLineWarnings(warnings.showwarning, DataWarning)  # our data warnings: a line each
         result = train(cfg)
     if result.gate is None:  # not rank 0 of a multi-process run
         return 0
