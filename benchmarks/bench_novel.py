@@ -8,6 +8,8 @@ the same rows in the same run, each cut at the same validation false-positive bu
     python benchmarks/bench_novel.py --write-doc              # also rewrite the table in docs/quality.md
     python benchmarks/bench_novel.py --splits default-unseen,default-known --candidates \
         --merge benchmarks/results/bench_novel-last-run.json --write-doc   # rerun two splits, keep the others
+    python benchmarks/bench_novel.py --work runs --reuse --variants --json-out variants.json   # forest and
+        # gradient-boosting variants on the bundles of an earlier run (docs/quality.md: what lost)
 
 Splits (NSL-KDD from --nsl-kdd, default ``../shared/data/nsl-kdd``; skipped when absent):
 
@@ -424,6 +426,55 @@ def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -
     return out
 
 
+VARIANTS = (
+    "rf(leaf 5)", "stack(rf leaf 5)", "rf(leaf 20)", "stack(rf leaf 20)", "rf(depth 10)", "stack(rf depth 10)",
+    "rf(max_features 0.5)", "stack(rf max_features 0.5)", "evidence(hgb,ae,knn)", "evidence(rf,hgb,ae,knn)",
+    "evidence(stack,ae,knn)",
+)  # fmt: skip
+FOREST_VARIANTS = {"leaf 5": {"min_samples_leaf": 5}, "leaf 20": {"min_samples_leaf": 20},
+                   "depth 10": {"max_depth": 10}, "max_features 0.5": {"max_features": 0.5}}  # fmt: skip
+
+
+def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str, float]]:
+    """Tried and lost (docs/quality.md, ``--variants``): a forest that flags fewer of NSL-KDD's shifted
+    normal rows, and HistGradientBoosting as a member. Each forest variant is refitted on the run's
+    training rows with the run's other settings (``forests.N_TREES`` trees, depth ``RF_MAX_DEPTH``,
+    class-balanced) and one setting changed, and measured alone (its vote share) and as the member of
+    a stacked fusion refitted on the validation rows (the run's autoencoder and isolation forest
+    beside it); ``hgb`` is scikit-learn's HistGradientBoostingClassifier on the same rows, in the
+    evidence sum beside the run's own members and the 1-NN distance of the candidates."""
+    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+    from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH
+    from threat_ensemble.models.fusion import apply_stacked_fusion, fit_stacked_fusion, stack_features
+
+    s_va, s_te = ens.member_scores(rows.x_va), ens.member_scores(rows.x_te)
+    out: dict[str, dict[str, float]] = {}
+    for name, setting in FOREST_VARIANTS.items():
+        forest = RandomForestClassifier(**{"n_estimators": N_TREES, "max_depth": RF_MAX_DEPTH, **setting},
+                                        class_weight="balanced", random_state=seed, n_jobs=-1)  # fmt: skip
+        forest.fit(rows.x_tr.astype(np.float32), rows.y_tr)
+        va, te = dict(s_va), dict(s_te)
+        va["rf_vote"], te["rf_vote"] = forest.predict_proba(rows.x_va)[:, 1], forest.predict_proba(rows.x_te)[:, 1]
+        out[f"rf({name})"] = at_budget(va["rf_vote"], rows.y_va, te["rf_vote"], rows.y_te, fpr)
+        fusion = fit_stacked_fusion(stack_features(va, N_TREES), rows.y_va, fpr)
+        stacked_va, stacked_te = (apply_stacked_fusion(fusion, stack_features(x, N_TREES)) for x in (va, te))
+        out[f"stack(rf {name})"] = at_budget(stacked_va, rows.y_va, stacked_te, rows.y_te, fpr)
+    hgb = HistGradientBoostingClassifier(random_state=seed).fit(rows.x_tr, rows.y_tr)
+    s_va["hgb"], s_te["hgb"] = hgb.predict_proba(rows.x_va)[:, 1], hgb.predict_proba(rows.x_te)[:, 1]
+    scaler = ens.preprocessing.scaler
+    reference = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), 5000, seed)
+    s_va["knn"], s_te["knn"] = knn_scores(reference, 1, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
+    s_va["stack"], s_te["stack"] = ens.fuse(dict(s_va)), ens.fuse(dict(s_te))
+    normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
+    for name, members in (("evidence(hgb,ae,knn)", ("hgb", "ae_error", "knn")),
+                          ("evidence(rf,hgb,ae,knn)", ("rf_vote", "hgb", "ae_error", "knn")),
+                          ("evidence(stack,ae,knn)", ("stack", "ae_error", "knn"))):  # fmt: skip
+        va, te = evidence(normal, s_va, members), evidence(normal, s_te, members)
+        out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    return out
+
+
 # ----------------------------------------------------------------------------- one run
 def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from threat_ensemble.config import TrainConfig
@@ -485,6 +536,8 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     }
     if args.candidates:
         row["candidates"] = candidates(ens, rows, seed, args.target_fpr, named_kinds=split.startswith("nsl-"))
+    if args.variants:
+        row["variants"] = variants(ens, rows, seed, args.target_fpr)
     log(
         f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
         f"FPR {ensemble['fpr']:.3f}"
@@ -502,7 +555,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         mine = [r for r in rows if r["split"] == split]
         entry: dict[str, Any] = {"test": mine[0]["test"], "seeds": [r["seed"] for r in mine]}
         models = {"ensemble": [r["ensemble"] for r in mine]}
-        for group in ("members", "baselines", "candidates"):
+        for group in ("members", "baselines", "candidates", "variants"):
             for name in mine[0].get(group, {}):
                 models[f"{group[:-1]}:{name}"] = [r[group][name] for r in mine]
         for name, figures in models.items():
@@ -560,10 +613,10 @@ def markdown(summary: dict[str, Any], target_fpr: float) -> str:
     return "\n".join(lines)
 
 
-def candidates_markdown(summary: dict[str, Any]) -> str:
-    """F1 / PR-AUC (means over seeds) of each candidate per split, beside the default ensemble and
-    the best baseline's F1 and PR-AUC."""
-    splits = [s for s in summary if any(k.startswith("candidate:") for k in summary[s])]
+def candidates_markdown(summary: dict[str, Any], group: str = "candidate", names: tuple[str, ...] = CANDIDATES) -> str:
+    """F1 / PR-AUC (means over seeds) of each candidate (or ``--variants`` variant) per split, beside
+    the default ensemble and the best baseline's F1 and PR-AUC."""
+    splits = [s for s in summary if any(k.startswith(f"{group}:") for k in summary[s])]
     if not splits:
         return ""
     lines = ["| model | " + " | ".join(f"`{s}`" for s in splits) + " |", "|---|" + "---|" * len(splits)]
@@ -575,8 +628,8 @@ def candidates_markdown(summary: dict[str, Any]) -> str:
                  f"baseline:{summary[s]['best_baseline_pr_auc']}") for s in splits]  # fmt: skip
     lines.append("| best baseline (F1 / PR-AUC, each the best of four) | " + " | ".join(best) + " |")
     lines.append("| default ensemble | " + " | ".join(pair(summary[s], "ensemble", "ensemble") for s in splits) + " |")
-    for name in CANDIDATES:
-        key = f"candidate:{name}"
+    for name in names:
+        key = f"{group}:{name}"
         cells = []
         for s in splits:
             entry = summary[s]
@@ -637,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="keep the runs' bundles here (default: a temp dir)")
     parser.add_argument("--reuse", action="store_true", help="score the bundles already in --work instead of training")
     parser.add_argument("--candidates", action="store_true", help="also measure the candidates of docs/quality.md")
+    parser.add_argument("--variants", action="store_true",
+                        help="also measure the forest and gradient-boosting variants of docs/quality.md")  # fmt: skip
     parser.add_argument("--json-out", type=Path, default=RESULTS)
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
     parser.add_argument("--quick", action="store_true", help="smoke test: nsl-dos or default-unseen, 4,000 rows")
@@ -695,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
         "runs": rows,
     }
     table, extra = markdown(summary, args.target_fpr), candidates_markdown(summary)
-    print(table + "\n\n" + extra, file=sys.stderr)
+    tried = candidates_markdown(summary, "variant", VARIANTS)
+    print(table + "\n\n" + extra + "\n\n" + tried, file=sys.stderr)
     if not args.quick:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=1) + "\n")
@@ -703,6 +759,8 @@ def main(argv: list[str] | None = None) -> int:
             write_doc("table", table)
             if extra:
                 write_doc("candidates", extra)
+            if tried:
+                write_doc("variants", tried)
     print(json.dumps(report))
     return 0
 

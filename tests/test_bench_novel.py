@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import NSL_KDD, nsl_kdd_missing
+from conftest import NSL_KDD, few_trees, nsl_kdd_missing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -115,3 +115,30 @@ def test_merge_with_a_file_that_is_no_report_stops_before_any_run(
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert f"--merge {tmp_path / name}: " in last and ("unreadable" in last or "not a bench_novel report" in last)
     assert not (tmp_path / "default-unseen-42").exists()
+
+
+def test_every_variant_is_measured_and_cut_at_the_validation_budget() -> None:
+    """``--variants`` on a stand-in ensemble (its members' scores made up, the forests and the
+    gradient boosting real): every variant named in VARIANTS comes back, and scored on the validation
+    rows themselves each flags at most the budget's share of their normal rows."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(900, 4))
+    y = (x[:, 0] + rng.normal(scale=0.5, size=900) > 1.0).astype(np.int64)
+
+    def member_scores(rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"ae_error": np.exp(rows[:, 1]), "if": 1 / (1 + np.exp(-rows[:, 2])), "rf_vote": np.zeros(len(rows))}
+
+    scaler = SimpleNamespace(transform=lambda rows: rows)
+    ens = SimpleNamespace(member_scores=member_scores, fuse=lambda s: s["ae_error"],
+                          preprocessing=SimpleNamespace(scaler=scaler))  # fmt: skip
+    kinds = y.astype(str)
+    rows = bench_novel.Rows(x[:600], y[:600], x[600:], y[600:], x[600:], y[600:], kinds[:600], kinds[600:])
+    with few_trees():  # what is measured and where it is cut, not the forests' size
+        got = bench_novel.variants(ens, rows, seed=0, fpr=0.05)
+    assert list(got) == list(bench_novel.VARIANTS)
+    budget = int(0.05 * int((y[600:] == 0).sum()))
+    for name, figures in got.items():
+        assert figures["fpr"] <= round(budget / int((y[600:] == 0).sum()), 4), name  # figures have 4 decimals
+        assert 0.0 <= figures["pr_auc"] <= 1.0 and figures["recall"] > 0, name
