@@ -246,3 +246,18 @@ def test_the_pyfunc_module_imports_mlflow_and_switches_it_offline_only_when_its_
     assert before == [False, *(None for _ in names)]
     assert after == [True, *(OFFLINE_MLFLOW[k] for k in names)]
     assert qualname == "EnsembleModel" and same
+
+
+def test_train_py_refuses_a_missing_table_before_it_imports_torch_or_lightning(tmp_path: Path) -> None:
+    """A refused input is said in well under a second: train.py reads the table before it imports
+    torch and Lightning (seconds of imports). A warnings display class imported from console.py, which
+    imports Lightning, once made every refusal wait for them."""
+    code = (
+        "import sys; from threat_ensemble.cli.train import main; code = main(['--data', sys.argv[1]]); "
+        "print(code, sorted(m for m in ('torch', 'lightning', 'sklearn', 'mlflow') if m in sys.modules))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "missing.csv")], capture_output=True, text=True, check=False
+    )
+    assert run.stderr.strip() == f"error: {tmp_path / 'missing.csv'}: no such file"
+    assert run.stdout.split(None, 1) == ["2", "[]\n"]

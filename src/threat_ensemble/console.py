@@ -16,6 +16,8 @@ from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.callbacks.progress import ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 
+from threat_ensemble.errors import OneLineWarnings
+
 
 class EpochLines(ProgressBar):
     """Plain progress for logs and pipes: one line per epoch with the losses, the learning rate and
@@ -160,26 +162,6 @@ def quiet_library_logs() -> None:
     if not any(isinstance(f, _DropChatter) for f in notices.filters):
         notices.addFilter(_DropChatter(_FIRST_RUN_NOTICES))
 
-
-
-class OneLineWarnings:
-    """A ``warnings.showwarning`` that prints warnings of ``category`` as one ``warning:`` line and
-    hands the others to ``show`` (a class, not a closure: :class:`ConsoleSettings` pickles it)."""
-
-    def __init__(self, show: Callable[..., None], category: type[Warning]) -> None:
-        self.show, self.category = show, category
-
-    def __call__(self, message: Any, kind: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(kind, self.category):
-            print(f"warning: {message}", file=sys.stderr)
-        else:
-            self.show(message, kind, *args, **kwargs)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"category": self.category}  # ``show`` is the process's own display
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.category, self.show = state["category"], warnings.showwarning
 
 
 class ConsoleSettings(L.Callback):

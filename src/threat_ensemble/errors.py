@@ -8,6 +8,7 @@ import errno
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
@@ -169,3 +170,23 @@ def run_cli(body: Callable[[], int]) -> int:
         traceback.print_exc()
         print("error: unexpected failure (see the traceback above)", file=sys.stderr)
         return EXIT_UNEXPECTED
+
+
+class OneLineWarnings:
+    """A ``warnings.showwarning`` that prints warnings of ``category`` as one ``warning:`` line and
+    hands the others to ``show`` (a class, not a closure: ``console.ConsoleSettings`` pickles it)."""
+
+    def __init__(self, show: Callable[..., None], category: type[Warning]) -> None:
+        self.show, self.category = show, category
+
+    def __call__(self, message: Any, kind: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(kind, self.category):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            self.show(message, kind, *args, **kwargs)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"category": self.category}  # ``show`` is the process's own display
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.category, self.show = state["category"], warnings.showwarning

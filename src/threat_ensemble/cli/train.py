@@ -14,7 +14,7 @@ from typing import Any, Union
 from jsonargparse import ActionConfigFile, ArgumentParser, DefaultHelpFormatter
 
 from threat_ensemble.config import YAML_SECTIONS, TrainConfig, field_names, load_yaml_config, options
-from threat_ensemble.errors import UsageError, option_strings, refuse_near_misses, run_cli
+from threat_ensemble.errors import OneLineWarnings, UsageError, option_strings, refuse_near_misses, run_cli
 
 EXIT_CODES = (
     "exit status: 0 gate passed, 3 gate failed, 2 usage or input error, 1 unexpected error, "
@@ -161,7 +161,6 @@ def _main(argv: list[str] | None) -> int:
     if args.print_config:
         sys.stdout.write(cfg.to_yaml())
         return 0
-    from threat_ensemble.console import OneLineWarnings
     from threat_ensemble.data.tables import DataWarning
     from threat_ensemble.pipeline import train
 
