@@ -177,3 +177,21 @@ def test_unseen_categories_added_in_place_reach_the_callers_accumulator() -> Non
     callee(accumulator)
     callee(accumulator)
     assert accumulator.counts == {"method": 6} and accumulator.values == {"method": {"PROPFIND": 4, "MOVE": 2}}
+
+
+def test_text_in_a_numeric_column_is_refused_naming_that_column_by_check_and_transform() -> None:
+    """``check`` refuses what ``transform`` would, without encoding (the trainer checks a --test-data
+    table with it before training). The column named is the one with text: a column of number
+    strings before it is read as numbers (the first column of a text dtype was named before)."""
+    from threat_ensemble.errors import InputError
+
+    enc = FeatureEncoder.fit(pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "proto": ["tcp", "udp"]}))
+    good = pd.DataFrame({"a": ["1.5", "2"], "b": [3.0, 4.0], "proto": ["tcp", "icmp"]})
+    enc.check(good, "t.csv")
+    assert enc.transform(good, "t.csv")[0][:, 0].tolist() == [1.5, 2.0]
+    bad = pd.DataFrame({"a": ["1.5", "2"], "b": ["3", "oops"], "proto": ["tcp", "udp"]})
+    for refuse in (enc.check, enc.transform):
+        with pytest.raises(InputError, match=r"^t\.csv: column 'b' must be numeric, as in training$"):
+            refuse(bad, "t.csv")
+    with pytest.raises(InputError, match=r"^t\.csv: missing feature columns \['proto'\]$"):
+        enc.check(bad.drop(columns="proto"), "t.csv")

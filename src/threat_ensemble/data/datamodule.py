@@ -294,7 +294,7 @@ class ThreatDataModule(LabelledDataModule):
             self.test_frame = check_same_columns(table.features, self.test_table.features, self.test_table.source)
             # refused now, before training, if the encoder cannot take it (text where training had numbers);
             # its categories never seen in training are counted when its rows are scored
-            preprocessing.encoder.transform(self.test_frame, self.test_table.source)
+            preprocessing.encoder.check(self.test_frame, self.test_table.source)
             self.y_test = self.test_table.y
             self.test_source = self.test_table.source
         else:

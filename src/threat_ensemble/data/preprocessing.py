@@ -77,6 +77,20 @@ class FeatureEncoder:
             names.append(f"{column}={OTHER}")
         return names
 
+    def check(self, frame: pd.DataFrame, source: str = "data") -> None:
+        """Refuse ``frame`` where :meth:`transform` would (a feature column missing, text in a column
+        that was numeric in training), without encoding it: only columns that are not of a numeric
+        dtype are converted."""
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise InputError(f"{source}: missing feature columns {missing}")
+        for column in self.numeric_columns:
+            if not pd.api.types.is_numeric_dtype(frame[column]):
+                try:
+                    frame[column].to_numpy(dtype=np.float64)
+                except (TypeError, ValueError):
+                    raise InputError(f"{source}: column {quote(column)} must be numeric, as in training") from None
+
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, UnseenCategories]:
         """Encode ``frame`` into a float32 matrix; also return its text values that are not training
         categories (:class:`UnseenCategories`)."""
@@ -89,8 +103,10 @@ class FeatureEncoder:
             try:
                 values = numeric.to_numpy(dtype=np.float64)
             except (TypeError, ValueError):
-                column = next(c for c in self.numeric_columns if not pd.api.types.is_numeric_dtype(frame[c]))
-                raise InputError(f"{source}: column {quote(column)} must be numeric, as in training") from None
+                values = None
+            if values is None:
+                self.check(frame, source)  # refuses, naming the first column with text in it
+                raise InputError(f"{source}: the columns that were numeric in training cannot be read as numbers")
             bad = unusable_cells(values)  # NaN, ±inf, or a value float32 would turn into inf
             if bad.any():
                 fill = np.array([self.medians.get(c, 0.0) for c in self.numeric_columns])
