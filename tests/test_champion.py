@@ -4,6 +4,7 @@ that is no worse than the champion on the same test rows; otherwise the version 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -53,8 +54,11 @@ def _promotions(uri: str, tmp_path: Path) -> None:
     def alias(name: str) -> str:
         return str(client.get_model_version_by_alias("detector", name).version)
 
+    kept = os.environ.get("MLFLOW_TRACKING_URI")
     first = train("first")
     assert first.returncode == 0, first.stderr[-3000:]
+    # a run in this process leaves MLflow's tracking URI as it was (the server is gone after this test)
+    assert os.environ.get("MLFLOW_TRACKING_URI") == kept and mlflow.get_tracking_uri() != uri
     assert "promotion: 'detector' version 1 is the champion (the first version whose gate passed)" in first.stdout
     # the autoencoder alone with the gate's bounds lowered: it passes, but is far worse than the champion
     weak = train("weak", "--fusion", "fixed", "--weights", "ae=1,rf=0,if=0", "--min-f1", "0", "--min-pr-auc", "0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socket
 import threading
 import urllib.request
@@ -225,3 +226,25 @@ def test_train_refuses_an_unusable_tracking_uri_in_one_line_before_training(
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: --tracking-uri "), proc.stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "ckpt").exists()
+
+
+def test_a_run_leaves_mlflows_tracking_uri_as_it_found_it(tracking_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lightning's MLflow logger points MLflow's fluent API and ``MLFLOW_TRACKING_URI`` at the run's
+    store; a run in a Python process (a notebook, the tests) left them there, so a later subprocess of
+    that process tracked to that store, or to a server that had gone (a docs test failed so in CI
+    after an in-process run against a test server). The engine runs inside ``tracking_uri_kept``."""
+    import mlflow
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from threat_ensemble.tracking import tracking_uri_kept
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    before = mlflow.get_tracking_uri()
+    with tracking_uri_kept():
+        assert MLFlowLogger(experiment_name="kept", tracking_uri=tracking_uri).experiment is not None
+        assert os.environ["MLFLOW_TRACKING_URI"] == mlflow.get_tracking_uri() == tracking_uri  # what it did
+    assert "MLFLOW_TRACKING_URI" not in os.environ and mlflow.get_tracking_uri() == before
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mine.db")  # a user's own setting stays theirs
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(tracking_uri)
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///mine.db"

@@ -119,7 +119,7 @@ def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> T
     """Train on ``table`` (and gate on ``test`` or the test split). The output and checkpoint
     folders are checked first and locked for the run (by the process launched as rank 0)."""
     from threat_ensemble.run_folders import check_replaceable, check_run_folders, locked
-    from threat_ensemble.tracking import offline_mlflow
+    from threat_ensemble.tracking import offline_mlflow, tracking_uri_kept
 
     offline_mlflow()  # before anything imports MLflow
     check_class_counts(table)
@@ -128,8 +128,9 @@ def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> T
         print(describe_tables(table, test, cfg.normal_label))
     check_run_folders(cfg.output_dir, cfg.checkpoint_dir)
     if not launched_as_rank_zero():
-        return _train_tables(cfg, table, test, rank_zero=False)
-    with locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
+        with tracking_uri_kept():
+            return _train_tables(cfg, table, test, rank_zero=False)
+    with tracking_uri_kept(), locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
         for folder in (cfg.output_dir, f"{cfg.output_dir}{REJECTED_SUFFIX}"):
             for note in recover_interrupted_swap(folder):
                 print(note, file=sys.stderr)

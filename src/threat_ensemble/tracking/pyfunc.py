@@ -16,7 +16,6 @@ of MLflow's ``PythonModel``) is first used."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pandas as pd
 
 from threat_ensemble.errors import InputError
 from threat_ensemble.models.fusion import MEMBERS
-from threat_ensemble.tracking import offline_mlflow
+from threat_ensemble.tracking import offline_mlflow, tracking_uri_kept
 
 OUTPUT_COLUMNS = (*MEMBERS, "ensemble", "verdict")  # SCORE_COLUMNS without the fusion's raw inputs
 PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the threat_ensemble package, copied into the model
@@ -153,19 +152,10 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
     Lightning logger's, is left as it was."""
     offline_mlflow()
     import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    previous = getattr(tracking_utils, "_tracking_uri", None)
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(uri)
         yield
-    finally:
-        mlflow.set_tracking_uri(previous)
-        if env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def log_pyfunc_model(
