@@ -389,14 +389,26 @@ CANDIDATES = (
 )  # fmt: skip
 
 
-def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -> dict[str, dict[str, float]]:
-    """Fusions and a member measured beside the default on the run's own bundle (nothing refitted
-    but what each candidate adds), each cut at the same validation budget. See docs/quality.md."""
+Scores = dict[str, np.ndarray]
+
+
+def with_stack_and_distance(ens: Any, rows: Rows, seed: int) -> tuple[Scores, Scores, np.ndarray]:
+    """The run's member scores of the validation and test rows, with today's stacked fusion
+    (``stack``) and the distance to the nearest of a seeded sample of 5,000 scaled normal training
+    rows (``knn``) beside them; and that sample (the candidates weigh it again)."""
     scaler = ens.preprocessing.scaler
     s_va, s_te = ens.member_scores(rows.x_va), ens.member_scores(rows.x_te)
     s_va["stack"], s_te["stack"] = ens.fuse(dict(s_va)), ens.fuse(dict(s_te))
     reference = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), 5000, seed)
     s_va["knn"], s_te["knn"] = knn_scores(reference, 1, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
+    return s_va, s_te, reference
+
+
+def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -> dict[str, dict[str, float]]:
+    """Fusions and a member measured beside the default on the run's own bundle (nothing refitted
+    but what each candidate adds), each cut at the same validation budget. See docs/quality.md."""
+    scaler = ens.preprocessing.scaler
+    s_va, s_te, reference = with_stack_and_distance(ens, rows, seed)
     # the same distance with each scaled feature divided by the autoencoder's typical error on it
     # (the square root of its error scale), so features normal traffic always reconstructs weigh more
     weight = 1.0 / np.sqrt(np.asarray(ens.error_scale if ens.error_scale is not None else 1.0, dtype=np.float64))
@@ -448,7 +460,7 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str,
     from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH
     from threat_ensemble.models.fusion import apply_stacked_fusion, fit_stacked_fusion, stack_features
 
-    s_va, s_te = ens.member_scores(rows.x_va), ens.member_scores(rows.x_te)
+    s_va, s_te, _ = with_stack_and_distance(ens, rows, seed)
     out: dict[str, dict[str, float]] = {}
     for name, setting in FOREST_VARIANTS.items():
         forest = RandomForestClassifier(**{"n_estimators": N_TREES, "max_depth": RF_MAX_DEPTH, **setting},
@@ -462,10 +474,6 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str,
         out[f"stack(rf {name})"] = at_budget(stacked_va, rows.y_va, stacked_te, rows.y_te, fpr)
     hgb = HistGradientBoostingClassifier(random_state=seed).fit(rows.x_tr, rows.y_tr)
     s_va["hgb"], s_te["hgb"] = hgb.predict_proba(rows.x_va)[:, 1], hgb.predict_proba(rows.x_te)[:, 1]
-    scaler = ens.preprocessing.scaler
-    reference = normal_sample(scaler.transform(rows.x_tr[rows.y_tr == 0]), 5000, seed)
-    s_va["knn"], s_te["knn"] = knn_scores(reference, 1, scaler.transform(rows.x_va), scaler.transform(rows.x_te))
-    s_va["stack"], s_te["stack"] = ens.fuse(dict(s_va)), ens.fuse(dict(s_te))
     normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
     for name, members in (("evidence(hgb,ae,knn)", ("hgb", "ae_error", "knn")),
                           ("evidence(rf,hgb,ae,knn)", ("rf_vote", "hgb", "ae_error", "knn")),
