@@ -163,7 +163,6 @@ def quiet_library_logs() -> None:
         notices.addFilter(_DropChatter(_FIRST_RUN_NOTICES))
 
 
-
 class ConsoleSettings(L.Callback):
     """The console's process-wide settings as the run's own process has them when the trainer is
     made (the warnings filters and display the CLI set, :func:`silence_library_chatter`, and with
@@ -189,6 +188,7 @@ class ConsoleSettings(L.Callback):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self.apply()
+
 
 METRIC_COLUMNS = ("precision", "recall", "f1", "pr_auc", "roc_auc", "fpr")
 

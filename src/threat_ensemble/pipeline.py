@@ -127,15 +127,15 @@ def train_tables(cfg: TrainConfig, table: Table, test: Table | None = None) -> T
     if not cfg.quiet and launched_as_rank_zero():
         print(describe_tables(table, test, cfg.normal_label))
     check_run_folders(cfg.output_dir, cfg.checkpoint_dir)
-    if not launched_as_rank_zero():
-        with tracking_uri_kept():
+    with tracking_uri_kept():  # Lightning's MLflow logger points MLflow's process-wide URI at the run's store
+        if not launched_as_rank_zero():
             return _train_tables(cfg, table, test, rank_zero=False)
-    with tracking_uri_kept(), locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
-        for folder in (cfg.output_dir, f"{cfg.output_dir}{REJECTED_SUFFIX}"):
-            for note in recover_interrupted_swap(folder):
-                print(note, file=sys.stderr)
-            check_replaceable("--output-dir", folder)  # what the bundle's swap does, tried before training
-        return _train_tables(cfg, table, test, rank_zero=True)
+        with locked(("--output-dir", cfg.output_dir), ("--checkpoint-dir", cfg.checkpoint_dir)):
+            for folder in (cfg.output_dir, f"{cfg.output_dir}{REJECTED_SUFFIX}"):
+                for note in recover_interrupted_swap(folder):
+                    print(note, file=sys.stderr)
+                check_replaceable("--output-dir", folder)  # what the bundle's swap does, tried before training
+            return _train_tables(cfg, table, test, rank_zero=True)
 
 
 def _train_tables(cfg: TrainConfig, table: Table, test: Table | None, rank_zero: bool) -> TrainResult:

@@ -77,13 +77,16 @@ class FeatureEncoder:
             names.append(f"{column}={OTHER}")
         return names
 
+    def _require_columns(self, frame: pd.DataFrame, source: str) -> None:
+        missing = [c for c in self.feature_names if c not in frame.columns]
+        if missing:
+            raise InputError(f"{source}: missing feature columns {missing}")
+
     def check(self, frame: pd.DataFrame, source: str = "data") -> None:
         """Refuse ``frame`` where :meth:`transform` would (a feature column missing, text in a column
         that was numeric in training), without encoding it: only columns that are not of a numeric
         dtype are converted."""
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise InputError(f"{source}: missing feature columns {missing}")
+        self._require_columns(frame, source)
         for column in self.numeric_columns:
             if not pd.api.types.is_numeric_dtype(frame[column]):
                 try:
@@ -94,9 +97,7 @@ class FeatureEncoder:
     def transform(self, frame: pd.DataFrame, source: str = "data") -> tuple[np.ndarray, UnseenCategories]:
         """Encode ``frame`` into a float32 matrix; also return its text values that are not training
         categories (:class:`UnseenCategories`)."""
-        missing = [c for c in self.feature_names if c not in frame.columns]
-        if missing:
-            raise InputError(f"{source}: missing feature columns {missing}")
+        self._require_columns(frame, source)
         blocks = []
         if self.numeric_columns:
             numeric = frame[self.numeric_columns]
