@@ -300,7 +300,8 @@ class FusionCallback(EndOfFitStep):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, AutoencoderModule)
-        pl_module.restore_best_weights()  # every rank: under ddp_spawn rank 0's weights go back to the caller
+        if not trainer.is_global_zero:  # every rank ends with the best weights; rank 0 in after_fit
+            pl_module.restore_best_weights()
         super().on_fit_end(trainer, pl_module)
 
     def after_fit(self, dm: LabelledDataModule, module: AutoencoderModule, trainer: L.Trainer) -> None:
