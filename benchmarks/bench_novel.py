@@ -441,20 +441,35 @@ def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -
 VARIANTS = (
     "rf(leaf 5)", "stack(rf leaf 5)", "rf(leaf 20)", "stack(rf leaf 20)", "rf(depth 10)", "stack(rf depth 10)",
     "rf(max_features 0.5)", "stack(rf max_features 0.5)", "evidence(hgb,ae,knn)", "evidence(rf,hgb,ae,knn)",
-    "evidence(stack,ae,knn)",
+    "evidence(stack,ae,knn)", "ae(no dropout)", "ae(64-32-16, no dropout)", "adaptive(stack; ae,knn)",
+    "hgb@50% OR evidence(ae,knn)",
 )  # fmt: skip
+VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
+    "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:],
+}
+AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)}  # widths, no dropout
+AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
+ADAPTIVE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the stack's weight in adaptive(...), smallest first
+ADAPTIVE_SLACK = 0.005  # validation F1 the adaptive fusion may give up against the stack alone
+R2L_NAMES = ("guess_passwd", "warezmaster", "snmpguess", "snmpgetattack", "httptunnel")  # >= 100 test rows each
 FOREST_VARIANTS = {"leaf 5": {"min_samples_leaf": 5}, "leaf 20": {"min_samples_leaf": 20},
                    "depth 10": {"max_depth": 10}, "max_features 0.5": {"max_features": 0.5}}  # fmt: skip
 
 
-def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str, float]]:
+def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...] = tuple(VARIANT_GROUPS),
+             test_kinds: np.ndarray | None = None,
+             ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]] | None]:  # fmt: skip
     """Tried and lost (docs/quality.md, ``--variants``): a forest that flags fewer of NSL-KDD's shifted
     normal rows, and HistGradientBoosting as a member. Each forest variant is refitted on the run's
     training rows with the run's other settings (``forests.N_TREES`` trees, depth ``RF_MAX_DEPTH``,
     class-balanced) and one setting changed, and measured alone (its vote share) and as the member of
     a stacked fusion refitted on the validation rows (the run's autoencoder and isolation forest
     beside it); ``hgb`` is scikit-learn's HistGradientBoostingClassifier on the same rows, in the
-    evidence sum beside the run's own members and the 1-NN distance of the candidates."""
+    evidence sum beside the run's own members and the 1-NN distance of the candidates; the
+    autoencoder retrained without dropout (:func:`autoencoder_variant`); the stack's share of the
+    evidence chosen on validation rows (:func:`adaptive`); HistGradientBoosting OR the anomaly
+    members' evidence (:func:`share_or`). Only the variants of ``groups`` (VARIANT_GROUPS) are
+    measured; with ``test_kinds``, also :func:`breakdown`."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH
@@ -462,7 +477,7 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str,
 
     s_va, s_te, _ = with_stack_and_distance(ens, rows, seed)
     out: dict[str, dict[str, float]] = {}
-    for name, setting in FOREST_VARIANTS.items():
+    for name, setting in FOREST_VARIANTS.items() if "forest" in groups else ():
         forest = RandomForestClassifier(**{"n_estimators": N_TREES, "max_depth": RF_MAX_DEPTH, **setting},
                                         class_weight="balanced", random_state=seed, n_jobs=-1)  # fmt: skip
         forest.fit(rows.x_tr.astype(np.float32), rows.y_tr)
@@ -477,10 +492,111 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str,
     normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
     for name, members in (("evidence(hgb,ae,knn)", ("hgb", "ae_error", "knn")),
                           ("evidence(rf,hgb,ae,knn)", ("rf_vote", "hgb", "ae_error", "knn")),
-                          ("evidence(stack,ae,knn)", ("stack", "ae_error", "knn"))):  # fmt: skip
+                          ("evidence(stack,ae,knn)", ("stack", "ae_error", "knn"))
+                          ) if "evidence" in groups else ():  # fmt: skip
         va, te = evidence(normal, s_va, members), evidence(normal, s_te, members)
         out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    scaler = ens.preprocessing.scaler
+    scaled = tuple(scaler.transform(x).astype(np.float32) for x in (rows.x_tr[rows.y_tr == 0], rows.x_va, rows.x_te))
+    for name, hidden in AE_VARIANTS.items() if "autoencoder" in groups else ():
+        errors_va, errors_te = autoencoder_variant(*scaled, rows.y_va, hidden, seed)
+        out[f"ae({name})"] = at_budget(errors_va, rows.y_va, errors_te, rows.y_te, fpr)
+    if "allocation" in groups:
+        va, te, _ = adaptive(normal, s_va, s_te, rows.y_va, fpr)
+        out["adaptive(stack; ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+        va, te = share_or(normal, s_va, s_te, "hgb", ("ae_error", "knn"), 0.5, fpr)
+        out["hgb@50% OR evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    return out, None if test_kinds is None else breakdown(s_va, s_te, rows, test_kinds, fpr)
+
+
+def breakdown(s_va: Scores, s_te: Scores, rows: Rows, test_kinds: np.ndarray, fpr: float) -> dict[str, dict[str, int]]:
+    """What the stack, the autoencoder, the distance and HistGradientBoosting each flag at the budget's
+    cut, by test attack name (``R2L_NAMES``), with the normal test rows flagged and, of those, the
+    rows of UDP service ``private`` (``test_kinds``: each test row's attack name, ``normal`` or
+    ``normal private``)."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    out: dict[str, dict[str, int]] = {}
+    for model in ("stack", "ae_error", "knn", "hgb"):
+        flagged = s_te[model] >= budget_cut(s_va[model][rows.y_va == 0], fpr)
+        counts = {name: int(np.sum(flagged & (test_kinds == name))) for name in R2L_NAMES}
+        counts["normal"] = int(np.sum(flagged & (rows.y_te == 0)))
+        counts["normal private"] = int(np.sum(flagged & (test_kinds == "normal private")))
+        out[model] = counts
     return out
+
+
+def autoencoder_variant(x_normal: np.ndarray, x_va: np.ndarray, x_te: np.ndarray, y_va: np.ndarray,
+                        hidden: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The package's autoencoder shape with ``hidden`` widths and no dropout, trained as the engine
+    trains it (Adam, lr 3e-3, batch 1024, MSE on the normal training rows, early stopping after 10
+    epochs without a lower loss on the normal validation rows, at most AE_VARIANT_MAX_EPOCHS, the best epoch
+    kept), scored as the engine scores (mean squared error per feature over its mean on the normal
+    validation rows): the validation and test rows' scores. A plain loop: a benchmark variant, not
+    the product's training path."""
+    import torch
+
+    from threat_ensemble.models.autoencoder import build_autoencoder, error_scale, feature_errors, reconstruction_error
+
+    torch.manual_seed(seed)
+    net = build_autoencoder(x_normal.shape[1], hidden, dropout=0.0)
+    optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
+    train, val = torch.from_numpy(x_normal), torch.from_numpy(x_va[y_va == 0])
+    order = torch.Generator().manual_seed(seed)
+    best, best_state, waited = float("inf"), None, 0
+    for _ in range(AE_VARIANT_MAX_EPOCHS):
+        net.train()
+        for batch in train[torch.randperm(len(train), generator=order)].split(1024):
+            loss = ((net(batch) - batch) ** 2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        loss = float(feature_errors(net, val).mean())
+        if loss < best:
+            best, best_state, waited = loss, {k: v.clone() for k, v in net.state_dict().items()}, 0
+        else:
+            waited += 1
+            if waited >= 10:
+                break
+    net.load_state_dict(best_state)
+    scale = error_scale(feature_errors(net, val))
+    return tuple(reconstruction_error(net, torch.from_numpy(x), scale=scale).numpy() for x in (x_va, x_te))
+
+
+def adaptive(normal: Scores, s_va: Scores, s_te: Scores, y_va: np.ndarray, fpr: float
+             ) -> tuple[np.ndarray, np.ndarray, float | None]:  # fmt: skip
+    """``a * E(stack) + E(ae) + E(knn)``, ``E`` each score's -log normal tail (:func:`evidence`),
+    with the stack's weight ``a`` chosen on the validation rows: the smallest of ADAPTIVE_WEIGHTS
+    whose validation F1 at the budget's cut is within ADAPTIVE_SLACK of the stack's own (the stack
+    alone when none is). The validation and test rows' scores, and ``a`` (None: the stack alone)."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    def f1_on_validation(score: np.ndarray) -> float:
+        return budget_metrics(y_va, score, budget_cut(score[y_va == 0], fpr))["f1"]
+
+    stack_va, stack_te = evidence(normal, s_va, ("stack",)), evidence(normal, s_te, ("stack",))
+    anomaly_va, anomaly_te = evidence(normal, s_va, ("ae_error", "knn")), evidence(normal, s_te, ("ae_error", "knn"))
+    floor = f1_on_validation(s_va["stack"]) - ADAPTIVE_SLACK
+    for weight in ADAPTIVE_WEIGHTS:
+        if f1_on_validation(weight * stack_va + anomaly_va) >= floor:
+            return weight * stack_va + anomaly_va, weight * stack_te + anomaly_te, weight
+    return s_va["stack"], s_te["stack"], None
+
+
+def share_or(normal: Scores, s_va: Scores, s_te: Scores, supervised: str, names: tuple[str, ...], share: float,
+             fpr: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """``supervised`` cut at ``share`` of the budget OR the evidence of ``names`` (:func:`evidence`)
+    cut with what is left of it (:func:`leftover_cut`), as one score: the rows the supervised model
+    flags first, then the others, each part ordered by the evidence."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    cut = budget_cut(normal[supervised], share * fpr)
+    top = len(names) * np.log(len(normal[supervised]) + 1.0) + 1.0  # above any evidence of ``names``
+    cut_e = min(leftover_cut(evidence(normal, normal, names), normal[supervised] >= cut, fpr), top)
+    return tuple(
+        np.where(s[supervised] >= cut, top + e, e - cut_e)
+        for s, e in ((s_va, evidence(normal, s_va, names)), (s_te, evidence(normal, s_te, names)))
+    )
 
 
 # ----------------------------------------------------------------------------- one run
@@ -545,7 +661,15 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     if args.candidates:
         row["candidates"] = candidates(ens, rows, seed, args.target_fpr, named_kinds=split.startswith("nsl-"))
     if args.variants:
-        row["variants"] = variants(ens, rows, seed, args.target_fpr)
+        kinds = None
+        if split == "nsl-r2l":  # the attack names behind its figures, and where its normal rows flagged sit
+            kinds = test[label].astype(str).to_numpy().copy()
+            kinds[(kinds == "normal") & (test["2"] == "private").to_numpy()] = "normal private"
+        row["variants"], found = variants(ens, rows, seed, args.target_fpr, args.variants, kinds)
+        if found is not None:
+            row["r2l_breakdown"] = found
+            row["r2l_test_rows"] = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
+            row["r2l_test_rows"]["normal"] = int(np.sum(y_test == 0))
     log(
         f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
         f"FPR {ensemble['fpr']:.3f}"
@@ -641,12 +765,36 @@ def candidates_markdown(summary: dict[str, Any], group: str = "candidate", names
         cells = []
         for s in splits:
             entry = summary[s]
+            if key not in entry:  # a merged run that did not measure it
+                cells.append("–")
+                continue
             f1, auc = entry[key]["f1"]["mean"], entry[key]["pr_auc"]["mean"]
             wins = (f1 >= entry[f"baseline:{entry['best_baseline_f1']}"]["f1"]["mean"]) + (
                 auc >= entry[f"baseline:{entry['best_baseline_pr_auc']}"]["pr_auc"]["mean"]
             )
             cells.append(f"{f1:.3f} / {auc:.3f}" + (" ✓✓" if wins == 2 else " ✓" if wins == 1 else ""))
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def breakdown_markdown(rows: list[dict[str, Any]], totals: dict[str, int]) -> str:
+    """The ``nsl-r2l`` runs' :func:`breakdown` (mean over seeds) as a table; ``totals``: the test rows
+    of each column."""
+    runs = [r["r2l_breakdown"] for r in rows if "r2l_breakdown" in r]
+    if not runs:
+        return ""
+    columns = [*R2L_NAMES, "normal", "normal private"]
+    shown = {"stack": "default ensemble (stack)", "ae_error": "member ae", "knn": "`knn(1 of 5000)`", "hgb": "hgb"}
+    lines = [
+        f"Test rows flagged at the budget's cut, mean of {len(runs)} seeds (`nsl-r2l`; `normal private`: "
+        "normal rows of UDP service `private`, counted in `normal` too):",
+        "",
+        "| model | " + " | ".join(f"{c} ({totals.get(c, 0)})" for c in columns) + " |",
+        "|---|" + "---|" * len(columns),
+    ]
+    for model, name in shown.items():
+        cells = [f"{np.mean([run[model][c] for run in runs]):.0f}" for c in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -658,6 +806,14 @@ def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str)
     if not isinstance(runs, list) or not all(isinstance(r, dict) and "split" in r for r in runs):
         raise ValueError(f"{source}: not a bench_novel report (no list of runs with a split each)")
     ran = {r["split"] for r in rows}
+    before = {(r["split"], r.get("seed")): r for r in runs}
+    for row in rows:  # the same run measured before: keep what this run did not measure again
+        old = before.get((row["split"], row["seed"]), {})
+        if isinstance(old.get("variants"), dict) and "variants" in row:
+            row["variants"] = {**old["variants"], **row["variants"]}
+        for key in ("r2l_breakdown", "r2l_test_rows"):
+            if key in old and key not in row:
+                row[key] = old[key]
     merged = [r for r in runs if r["split"] not in ran] + rows
     order = {split: i for i, split in enumerate(SPLITS)}
     return sorted(merged, key=lambda r: order.get(r["split"], len(SPLITS)))
@@ -698,8 +854,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=None, help="keep the runs' bundles here (default: a temp dir)")
     parser.add_argument("--reuse", action="store_true", help="score the bundles already in --work instead of training")
     parser.add_argument("--candidates", action="store_true", help="also measure the candidates of docs/quality.md")
-    parser.add_argument("--variants", action="store_true",
-                        help="also measure the forest and gradient-boosting variants of docs/quality.md")  # fmt: skip
+    parser.add_argument("--variants", nargs="?", const=",".join(VARIANT_GROUPS), default=None, metavar="GROUPS",
+                        help="also measure the variants of docs/quality.md (what lost): all, or the comma-separated "
+                        f"groups of {', '.join(VARIANT_GROUPS)}")  # fmt: skip
     parser.add_argument("--json-out", type=Path, default=RESULTS)
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the table in {DOC.relative_to(ROOT)}")
     parser.add_argument("--quick", action="store_true", help="smoke test: nsl-dos or default-unseen, 4,000 rows")
@@ -727,6 +884,12 @@ def main(argv: list[str] | None = None) -> int:
         log(f"NSL-KDD not found in {args.nsl_kdd}: its splits are skipped")
         splits = [s for s in splits if not s.startswith("nsl-")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.variants is not None:
+        args.variants = tuple(g.strip() for g in args.variants.split(",") if g.strip())
+        wrong = sorted(set(args.variants) - set(VARIANT_GROUPS))
+        if wrong or not args.variants:
+            choices = ", ".join(VARIANT_GROUPS)
+            parser.error(f"--variants: unknown group {wrong or args.variants!r}; choose from {choices}")
     if args.quick:
         splits, seeds = (["nsl-dos"] if have_nsl else ["default-unseen"]), seeds[:1]
         args.max_epochs = args.max_epochs or 2
@@ -757,18 +920,23 @@ def main(argv: list[str] | None = None) -> int:
         "summary": summary,
         "runs": rows,
     }
-    table, extra = markdown(summary, args.target_fpr), candidates_markdown(summary)
-    tried = candidates_markdown(summary, "variant", VARIANTS)
-    print(table + "\n\n" + extra + "\n\n" + tried, file=sys.stderr)
-    if not args.quick:
+    if not args.quick:  # the figures first: a long run's measurements are kept whatever comes after
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(report, indent=1) + "\n")
+    table, extra = markdown(summary, args.target_fpr), candidates_markdown(summary)
+    tried = candidates_markdown(summary, "variant", VARIANTS)
+    r2l_runs = [r for r in rows if "r2l_test_rows" in r]
+    where = breakdown_markdown(rows, r2l_runs[0]["r2l_test_rows"] if r2l_runs else {})
+    print(table + "\n\n" + extra + "\n\n" + tried + "\n\n" + where, file=sys.stderr)
+    if not args.quick:
         if args.write_doc:
             write_doc("table", table)
             if extra:
                 write_doc("candidates", extra)
             if tried:
                 write_doc("variants", tried)
+            if where:
+                write_doc("r2l", where)
     print(json.dumps(report))
     return 0
 

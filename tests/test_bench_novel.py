@@ -117,7 +117,7 @@ def test_merge_with_a_file_that_is_no_report_stops_before_any_run(
     assert not (tmp_path / "default-unseen-42").exists()
 
 
-def test_every_variant_is_measured_and_cut_at_the_validation_budget() -> None:
+def test_every_variant_is_measured_and_cut_at_the_validation_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     """``--variants`` on a stand-in ensemble (its members' scores made up, the forests and the
     gradient boosting real): every variant named in VARIANTS comes back, and scored on the validation
     rows themselves each flags at most the budget's share of their normal rows."""
@@ -135,10 +135,73 @@ def test_every_variant_is_measured_and_cut_at_the_validation_budget() -> None:
                           preprocessing=SimpleNamespace(scaler=scaler))  # fmt: skip
     kinds = y.astype(str)
     rows = bench_novel.Rows(x[:600], y[:600], x[600:], y[600:], x[600:], y[600:], kinds[:600], kinds[600:])
+    monkeypatch.setattr(bench_novel, "AE_VARIANT_MAX_EPOCHS", 3)  # nor the autoencoders' training
     with few_trees():  # what is measured and where it is cut, not the forests' size
-        got = bench_novel.variants(ens, rows, seed=0, fpr=0.05)
-    assert list(got) == list(bench_novel.VARIANTS)
+        got, found = bench_novel.variants(ens, rows, seed=0, fpr=0.05)
+    assert list(got) == list(bench_novel.VARIANTS) and found is None  # no attack names given: no breakdown
+    only, _ = bench_novel.variants(ens, rows, seed=0, fpr=0.05, groups=("allocation",))
+    assert list(only) == list(bench_novel.VARIANT_GROUPS["allocation"])
+    assert only == {k: got[k] for k in only}  # the same figures measured alone
     budget = int(0.05 * int((y[600:] == 0).sum()))
     for name, figures in got.items():
         assert figures["fpr"] <= round(budget / int((y[600:] == 0).sum()), 4), name  # figures have 4 decimals
         assert 0.0 <= figures["pr_auc"] <= 1.0 and figures["recall"] > 0, name
+
+
+def _validation(n_normal: int = 400, n_attack: int = 40, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_attack, int)]
+    return y, {"stack": np.r_[rng.uniform(0, 0.5, n_normal), rng.uniform(0.6, 1, n_attack)],
+               "ae_error": rng.uniform(0, 1, len(y)), "knn": rng.uniform(0, 1, len(y)),
+               "hgb": np.r_[rng.uniform(0, 0.5, n_normal), rng.uniform(0.4, 1, n_attack)]}  # fmt: skip
+
+
+def test_the_adaptive_fusion_gives_the_stack_the_smallest_weight_that_keeps_its_validation_f1() -> None:
+    y, scores = _validation()
+    normal = {k: v[y == 0] for k, v in scores.items()}
+    va, te, weight = bench_novel.adaptive(normal, scores, scores, y, 0.01)
+    stack_f1 = bench_novel.at_budget(scores["stack"], y, scores["stack"], y, 0.01)["f1"]
+    chosen_f1 = bench_novel.at_budget(va, y, va, y, 0.01)["f1"]
+    assert weight in bench_novel.ADAPTIVE_WEIGHTS and chosen_f1 >= stack_f1 - bench_novel.ADAPTIVE_SLACK
+    smaller = [w for w in bench_novel.ADAPTIVE_WEIGHTS if w < weight]
+    stack_e, anomaly_e = (bench_novel.evidence(normal, scores, names) for names in (("stack",), ("ae_error", "knn")))
+    for w in smaller:  # every smaller weight gives up more validation F1 than the slack
+        fused = w * stack_e + anomaly_e
+        assert bench_novel.at_budget(fused, y, fused, y, 0.01)["f1"] < stack_f1 - bench_novel.ADAPTIVE_SLACK
+    np.testing.assert_allclose(va, weight * stack_e + anomaly_e)
+    np.testing.assert_array_equal(va, te)  # the same rows as test rows: the same scores
+
+
+def test_share_or_flags_what_the_supervised_model_flags_at_its_share_and_the_evidence_with_the_rest() -> None:
+    y, scores = _validation(n_normal=1000)
+    normal = {k: v[y == 0] for k, v in scores.items()}
+    va, _ = bench_novel.share_or(normal, scores, scores, "hgb", ("ae_error", "knn"), 0.5, 0.02)  # 20 normal rows
+    from threat_ensemble.models.fusion import budget_cut
+
+    supervised = scores["hgb"] >= budget_cut(normal["hgb"], 0.01)  # half the budget: 10 normal rows
+    flagged = va >= budget_cut(va[y == 0], 0.02)
+    assert flagged[supervised].all() and va[supervised].min() > va[~supervised].max()
+    assert int((flagged & (y == 0)).sum()) == 20 and int((flagged & ~supervised & (y == 0)).sum()) == 10
+    evidence = bench_novel.evidence(normal, scores, ("ae_error", "knn"))
+    rest = ~supervised  # ordered by the evidence there
+    assert (np.argsort(va[rest], kind="stable") == np.argsort(evidence[rest], kind="stable")).all()
+
+
+def test_merge_keeps_the_variants_and_the_breakdown_a_rerun_of_the_same_run_did_not_measure() -> None:
+    earlier_run = {**_run("nsl-r2l", 42, 0.3), "variants": {"rf(leaf 5)": {"f1": 0.2}, "ae(no dropout)": {"f1": 0.1}},
+                   "r2l_breakdown": {"stack": {"normal": 7}}, "r2l_test_rows": {"normal": 9}}  # fmt: skip
+    now = [{**_run("nsl-r2l", 42, 0.3), "variants": {"ae(no dropout)": {"f1": 0.4}}}]
+    merged = bench_novel.merge_runs({"runs": [earlier_run]}, now, "variants.json")
+    assert merged[0]["variants"] == {"rf(leaf 5)": {"f1": 0.2}, "ae(no dropout)": {"f1": 0.4}}
+    assert merged[0]["r2l_breakdown"] == {"stack": {"normal": 7}} and merged[0]["r2l_test_rows"] == {"normal": 9}
+
+
+def test_the_r2l_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
+    counts = {name: 0 for name in (*bench_novel.R2L_NAMES, "normal", "normal private")}
+    models = ("stack", "ae_error", "knn", "hgb")
+    runs = [{"r2l_breakdown": {m: {**counts, "guess_passwd": g, "normal": n} for m in models}}
+            for g, n in ((10, 100), (20, 301))]  # fmt: skip
+    table = bench_novel.breakdown_markdown(runs, {"guess_passwd": 1231, "normal": 9711})
+    assert "| guess_passwd (1231) |" in table and "| normal (9711) |" in table
+    assert "| default ensemble (stack) | 15 | 0 | 0 | 0 | 0 | 200 | 0 |" in table
+    assert bench_novel.breakdown_markdown([_run("nsl-r2l", 42, 0.3)], {}) == ""
