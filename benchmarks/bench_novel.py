@@ -670,6 +670,11 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
             row["r2l_breakdown"] = found
             row["r2l_test_rows"] = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
             row["r2l_test_rows"]["normal"] = int(np.sum(y_test == 0))
+            private = (train["2"] == "private").to_numpy()
+            row["r2l_train_rows"] = {
+                "normal": int(np.sum(y == 0)), "normal private": int(np.sum(private & (y == 0))),
+                "attack": int(np.sum(y == 1)), "attack private": int(np.sum(private & (y == 1))),
+            }  # fmt: skip
     log(
         f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
         f"FPR {ensemble['fpr']:.3f}"
@@ -783,11 +788,19 @@ def breakdown_markdown(rows: list[dict[str, Any]], totals: dict[str, int]) -> st
     runs = [r["r2l_breakdown"] for r in rows if "r2l_breakdown" in r]
     if not runs:
         return ""
+    train = next((r["r2l_train_rows"] for r in rows if "r2l_train_rows" in r), None)
+    trained = "" if train is None else (
+        f" In its training file, {train['normal private']:,} of {train['normal']:,} normal rows "
+        f"({100 * train['normal private'] / train['normal']:.1f}%) and {train['attack private']:,} of "
+        f"{train['attack']:,} attack rows are of service `private`; in its test file, "
+        f"{totals.get('normal private', 0):,} of {totals.get('normal', 0):,} normal rows "
+        f"({100 * totals.get('normal private', 0) / max(totals.get('normal', 0), 1):.1f}%)."
+    )
     columns = [*R2L_NAMES, "normal", "normal private"]
     shown = {"stack": "default ensemble (stack)", "ae_error": "member ae", "knn": "`knn(1 of 5000)`", "hgb": "hgb"}
     lines = [
         f"Test rows flagged at the budget's cut, mean of {len(runs)} seeds (`nsl-r2l`; `normal private`: "
-        "normal rows of UDP service `private`, counted in `normal` too):",
+        "normal rows of UDP service `private`, counted in `normal` too)." + trained,
         "",
         "| model | " + " | ".join(f"{c} ({totals.get(c, 0)})" for c in columns) + " |",
         "|---|" + "---|" * len(columns),
@@ -811,7 +824,7 @@ def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str)
         old = before.get((row["split"], row["seed"]), {})
         if isinstance(old.get("variants"), dict) and "variants" in row:
             row["variants"] = {**old["variants"], **row["variants"]}
-        for key in ("r2l_breakdown", "r2l_test_rows"):
+        for key in ("r2l_breakdown", "r2l_test_rows", "r2l_train_rows"):
             if key in old and key not in row:
                 row[key] = old[key]
     merged = [r for r in runs if r["split"] not in ran] + rows

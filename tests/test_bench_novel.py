@@ -205,3 +205,7 @@ def test_the_r2l_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
     assert "| guess_passwd (1231) |" in table and "| normal (9711) |" in table
     assert "| default ensemble (stack) | 15 | 0 | 0 | 0 | 0 | 200 | 0 |" in table
     assert bench_novel.breakdown_markdown([_run("nsl-r2l", 42, 0.3)], {}) == ""
+    runs[0]["r2l_train_rows"] = {"normal": 200, "normal private": 3, "attack": 100, "attack private": 40}
+    table = bench_novel.breakdown_markdown(runs, {"normal": 9711, "normal private": 852})
+    assert "3 of 200 normal rows (1.5%) and 40 of 100 attack rows" in table
+    assert "852 of 9,711 normal rows (8.8%)" in table
