@@ -442,7 +442,8 @@ VARIANTS = (
     "rf(leaf 5)", "stack(rf leaf 5)", "rf(leaf 20)", "stack(rf leaf 20)", "rf(depth 10)", "stack(rf depth 10)",
     "rf(max_features 0.5)", "stack(rf max_features 0.5)", "evidence(hgb,ae,knn)", "evidence(rf,hgb,ae,knn)",
     "evidence(stack,ae,knn)", "ae(no dropout)", "ae(64-32-16, no dropout)", "adaptive(stack; ae,knn)",
-    "hgb@50% OR evidence(ae,knn)",
+    "hgb@50% OR evidence(ae,knn)", "hgb@50% OR evidence(ae,knn), by evidence",
+    "rf+hgb@50% OR evidence(ae,knn), by evidence", "rf+hgb@90% OR evidence(ae,knn), by evidence",
 )  # fmt: skip
 VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
     "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:],
@@ -506,6 +507,13 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
         out["adaptive(stack; ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
         va, te = share_or(normal, s_va, s_te, "hgb", ("ae_error", "knn"), 0.5, fpr)
         out["hgb@50% OR evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+        # the forest and HistGradientBoosting as one supervised score: the sum of their evidence
+        s_va["rf+hgb"], s_te["rf+hgb"] = (evidence(normal, s, ("rf_vote", "hgb")) for s in (s_va, s_te))
+        normal["rf+hgb"] = s_va["rf+hgb"][rows.y_va == 0]
+        for supervised, share in (("hgb", 0.5), ("rf+hgb", 0.5), ("rf+hgb", 0.9)):
+            va, te = share_or(normal, s_va, s_te, supervised, ("ae_error", "knn"), share, fpr, by_evidence=True)
+            name = f"{supervised}@{100 * share:.0f}% OR evidence(ae,knn), by evidence"
+            out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     return out, None if test_kinds is None else breakdown(s_va, s_te, rows, test_kinds, fpr)
 
 
@@ -584,19 +592,21 @@ def adaptive(normal: Scores, s_va: Scores, s_te: Scores, y_va: np.ndarray, fpr: 
 
 
 def share_or(normal: Scores, s_va: Scores, s_te: Scores, supervised: str, names: tuple[str, ...], share: float,
-             fpr: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+             fpr: float, by_evidence: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """``supervised`` cut at ``share`` of the budget OR the evidence of ``names`` (:func:`evidence`)
-    cut with what is left of it (:func:`leftover_cut`), as one score: the rows the supervised model
-    flags first, then the others, each part ordered by the evidence."""
+    cut with what is left of it (:func:`leftover_cut`), as one score. The rows the supervised model
+    flags rank first, then the others, each part ordered by the evidence; ``by_evidence``: every
+    flagged row first, ordered by the evidence whichever part flagged it (the same verdicts)."""
     from threat_ensemble.models.fusion import budget_cut
 
     cut = budget_cut(normal[supervised], share * fpr)
     top = len(names) * np.log(len(normal[supervised]) + 1.0) + 1.0  # above any evidence of ``names``
     cut_e = min(leftover_cut(evidence(normal, normal, names), normal[supervised] >= cut, fpr), top)
-    return tuple(
-        np.where(s[supervised] >= cut, top + e, e - cut_e)
-        for s, e in ((s_va, evidence(normal, s_va, names)), (s_te, evidence(normal, s_te, names)))
-    )
+    scores = []
+    for s, e in ((s_va, evidence(normal, s_va, names)), (s_te, evidence(normal, s_te, names))):
+        first = (s[supervised] >= cut) | ((e >= cut_e) if by_evidence else False)
+        scores.append(np.where(first, top + e, e - cut_e))
+    return scores[0], scores[1]
 
 
 # ----------------------------------------------------------------------------- one run

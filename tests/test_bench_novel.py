@@ -185,6 +185,12 @@ def test_share_or_flags_what_the_supervised_model_flags_at_its_share_and_the_evi
     evidence = bench_novel.evidence(normal, scores, ("ae_error", "knn"))
     rest = ~supervised  # ordered by the evidence there
     assert (np.argsort(va[rest], kind="stable") == np.argsort(evidence[rest], kind="stable")).all()
+    anomaly = ("ae_error", "knn")
+    by_evidence, _ = bench_novel.share_or(normal, scores, scores, "hgb", anomaly, 0.5, 0.02, by_evidence=True)
+    again = by_evidence >= budget_cut(by_evidence[y == 0], 0.02)
+    np.testing.assert_array_equal(again, flagged)  # the same verdicts
+    assert (np.argsort(by_evidence[flagged], kind="stable") == np.argsort(evidence[flagged], kind="stable")).all()
+    assert by_evidence[flagged].min() > by_evidence[~flagged].max()  # every flagged row first, by its evidence
 
 
 def test_merge_keeps_the_variants_and_the_breakdown_a_rerun_of_the_same_run_did_not_measure() -> None:
