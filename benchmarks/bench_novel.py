@@ -8,8 +8,10 @@ the same rows in the same run, each cut at the same validation false-positive bu
     python benchmarks/bench_novel.py --write-doc              # also rewrite the table in docs/quality.md
     python benchmarks/bench_novel.py --splits default-unseen,default-known --candidates \
         --merge benchmarks/results/bench_novel-last-run.json --write-doc   # rerun two splits, keep the others
-    python benchmarks/bench_novel.py --work runs --reuse --variants --json-out variants.json   # forest and
-        # gradient-boosting variants on the bundles of an earlier run (docs/quality.md: what lost)
+    python benchmarks/bench_novel.py --work runs --reuse --variants --json-out variants.json   # the variants
+        # (forests, gradient boosting, autoencoders, budget splits) on an earlier run's bundles (docs/quality.md)
+    python benchmarks/bench_novel.py --work runs --reuse --variants allocation \
+        --merge benchmarks/results/bench_novel-variants.json --json-out variants.json   # one group, the others kept
 
 Splits (NSL-KDD from --nsl-kdd, default ``../shared/data/nsl-kdd``; skipped when absent):
 
