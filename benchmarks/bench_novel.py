@@ -446,9 +446,11 @@ VARIANTS = (
     "evidence(stack,ae,knn)", "ae(no dropout)", "ae(64-32-16, no dropout)", "adaptive(stack; ae,knn)",
     "hgb@50% OR evidence(ae,knn)", "hgb@50% OR evidence(ae,knn), by evidence",
     "rf+hgb@50% OR evidence(ae,knn), by evidence", "rf+hgb@90% OR evidence(ae,knn), by evidence",
+    "knn_z(1 of 5000)", "rf+hgb@50% OR evidence(ae,knn_z), by evidence",
 )  # fmt: skip
 VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
-    "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:],
+    "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:18],
+    "distance": VARIANTS[18:],
 }
 AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)}  # widths, no dropout
 AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
@@ -493,6 +495,9 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
     hgb = HistGradientBoostingClassifier(random_state=seed).fit(rows.x_tr, rows.y_tr)
     s_va["hgb"], s_te["hgb"] = hgb.predict_proba(rows.x_va)[:, 1], hgb.predict_proba(rows.x_te)[:, 1]
     normal = {k: v[rows.y_va == 0] for k, v in s_va.items()}
+    # the forest and HistGradientBoosting as one supervised score: the sum of their evidence
+    s_va["rf+hgb"], s_te["rf+hgb"] = (evidence(normal, s, ("rf_vote", "hgb")) for s in (s_va, s_te))
+    normal["rf+hgb"] = s_va["rf+hgb"][rows.y_va == 0]
     for name, members in (("evidence(hgb,ae,knn)", ("hgb", "ae_error", "knn")),
                           ("evidence(rf,hgb,ae,knn)", ("rf_vote", "hgb", "ae_error", "knn")),
                           ("evidence(stack,ae,knn)", ("stack", "ae_error", "knn"))
@@ -509,13 +514,16 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
         out["adaptive(stack; ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
         va, te = share_or(normal, s_va, s_te, "hgb", ("ae_error", "knn"), 0.5, fpr)
         out["hgb@50% OR evidence(ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
-        # the forest and HistGradientBoosting as one supervised score: the sum of their evidence
-        s_va["rf+hgb"], s_te["rf+hgb"] = (evidence(normal, s, ("rf_vote", "hgb")) for s in (s_va, s_te))
-        normal["rf+hgb"] = s_va["rf+hgb"][rows.y_va == 0]
         for supervised, share in (("hgb", 0.5), ("rf+hgb", 0.5), ("rf+hgb", 0.9)):
             va, te = share_or(normal, s_va, s_te, supervised, ("ae_error", "knn"), share, fpr, by_evidence=True)
             name = f"{supervised}@{100 * share:.0f}% OR evidence(ae,knn), by evidence"
             out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    if "distance" in groups:
+        s_va["knn_z"], s_te["knn_z"] = standardised_distance(rows, seed)
+        normal["knn_z"] = s_va["knn_z"][rows.y_va == 0]
+        out["knn_z(1 of 5000)"] = at_budget(s_va["knn_z"], rows.y_va, s_te["knn_z"], rows.y_te, fpr)
+        va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), 0.5, fpr, by_evidence=True)
+        out["rf+hgb@50% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     return out, None if test_kinds is None else breakdown(s_va, s_te, rows, test_kinds, fpr)
 
 
@@ -571,6 +579,22 @@ def autoencoder_variant(x_normal: np.ndarray, x_va: np.ndarray, x_te: np.ndarray
     net.load_state_dict(best_state)
     scale = error_scale(feature_errors(net, val))
     return tuple(reconstruction_error(net, torch.from_numpy(x), scale=scale).numpy() for x in (x_va, x_te))
+
+
+def standardised_distance(rows: Rows, seed: int, n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+    """The validation and test rows' distance to the nearest of a seeded sample of ``n`` normal
+    training rows, in ``signed_log1p`` space standardised on the normal training rows (each column
+    less its mean, over its standard deviation; a constant column as it is) instead of the package's
+    scaler (their median and interquartile range, clipped at +-SCALED_BOUND)."""
+    from threat_ensemble.data.preprocessing import signed_log1p
+
+    normal = signed_log1p(rows.x_tr[rows.y_tr == 0].astype(np.float64))
+    mean, spread = normal.mean(axis=0), normal.std(axis=0)
+    spread = np.where(spread > 1e-9, spread, 1.0)
+    reference = normal_sample((normal - mean) / spread, n, seed)
+    va, te = knn_scores(reference, 1, *((signed_log1p(np.asarray(x, np.float64)) - mean) / spread
+                                        for x in (rows.x_va, rows.x_te)))  # fmt: skip
+    return va, te
 
 
 def adaptive(normal: Scores, s_va: Scores, s_te: Scores, y_va: np.ndarray, fpr: float

@@ -215,3 +215,21 @@ def test_the_r2l_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
     table = bench_novel.breakdown_markdown(runs, {"normal": 9711, "normal private": 852})
     assert "3 of 200 normal rows (1.5%) and 40 of 100 attack rows" in table
     assert "852 of 9,711 normal rows (8.8%)" in table
+
+
+def test_the_standardised_distance_is_in_signed_log_units_of_the_normal_training_rows() -> None:
+    from threat_ensemble.data.preprocessing import signed_log1p
+
+    rng = np.random.default_rng(0)
+    x_tr = np.c_[rng.exponential(1000.0, 50), rng.normal(size=50), np.full(50, 7.0)]  # bytes, a value, a constant
+    y_tr = np.r_[np.zeros(40, int), np.ones(10, int)]
+    logged = signed_log1p(x_tr[:40])
+    shifted = x_tr[3].copy()  # normal row 3 with one more standard deviation (signed-log, normal rows) of bytes
+    shifted[0] = np.expm1(logged[3, 0] + logged[:, 0].std())
+    x_va = np.vstack([x_tr[3], shifted])
+    kinds = y_tr.astype(str)
+    rows = bench_novel.Rows(x_tr, y_tr, x_va, np.zeros(2, int), x_va, np.zeros(2, int), kinds, np.zeros(2, str))
+    va, te = bench_novel.standardised_distance(rows, seed=0)
+    np.testing.assert_array_equal(va, te)
+    assert va[0] == pytest.approx(0.0, abs=1e-12)  # every normal row is in the sample (40 <= 5000)
+    assert 0.0 < va[1] <= 1.0 + 1e-9  # one unit from row 3, or nearer to another normal row
