@@ -456,14 +456,23 @@ AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)} 
 AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
 ADAPTIVE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the stack's weight in adaptive(...), smallest first
 ADAPTIVE_SLACK = 0.005  # validation F1 the adaptive fusion may give up against the stack alone
-R2L_NAMES = ("guess_passwd", "warezmaster", "snmpguess", "snmpgetattack", "httptunnel")  # >= 100 test rows each
+# What each model flags, by test attack name (those of at least 100 test rows), on the splits whose
+# figures the docs explain with it: split -> (names, {model: its name in the table})
+BREAKDOWNS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
+    "nsl-r2l": (("guess_passwd", "warezmaster", "snmpguess", "snmpgetattack", "httptunnel"),
+                {"stack": "default ensemble (stack)", "ae_error": "member ae", "knn": "`knn(1 of 5000)`",
+                 "hgb": "hgb"}),
+    "nsl-unseen": (("mscan", "apache2", "processtable", "snmpguess", "saint", "mailbomb", "snmpgetattack",
+                    "httptunnel"),
+                   {"stack": "default ensemble (stack)", "rf_vote": "member rf", "hgb": "hgb",
+                    "closest": "`rf+hgb@50% OR evidence(ae,knn), by evidence`"}),
+}  # fmt: skip
 FOREST_VARIANTS = {"leaf 5": {"min_samples_leaf": 5}, "leaf 20": {"min_samples_leaf": 20},
                    "depth 10": {"max_depth": 10}, "max_features 0.5": {"max_features": 0.5}}  # fmt: skip
 
 
-def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...] = tuple(VARIANT_GROUPS),
-             test_kinds: np.ndarray | None = None,
-             ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, int]] | None]:  # fmt: skip
+def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...] = tuple(VARIANT_GROUPS)
+             ) -> tuple[dict[str, dict[str, float]], tuple[Scores, Scores]]:  # fmt: skip
     """Tried and lost (docs/quality.md, ``--variants``): a forest that flags fewer of NSL-KDD's shifted
     normal rows, and HistGradientBoosting as a member. Each forest variant is refitted on the run's
     training rows with the run's other settings (``forests.N_TREES`` trees, depth ``RF_MAX_DEPTH``,
@@ -474,7 +483,8 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
     autoencoder retrained without dropout (:func:`autoencoder_variant`); the stack's share of the
     evidence chosen on validation rows (:func:`adaptive`); HistGradientBoosting OR the anomaly
     members' evidence (:func:`share_or`). Only the variants of ``groups`` (VARIANT_GROUPS) are
-    measured; with ``test_kinds``, also :func:`breakdown`."""
+    measured. Returns their figures, and the validation and test rows' scores (the members', the
+    baselines' and, with ``allocation``, the closest model's as ``closest``) for :func:`breakdown`."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH
@@ -518,26 +528,28 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
             va, te = share_or(normal, s_va, s_te, supervised, ("ae_error", "knn"), share, fpr, by_evidence=True)
             name = f"{supervised}@{100 * share:.0f}% OR evidence(ae,knn), by evidence"
             out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+            if name == "rf+hgb@50% OR evidence(ae,knn), by evidence":
+                s_va["closest"], s_te["closest"] = va, te
     if "distance" in groups:
         s_va["knn_z"], s_te["knn_z"] = standardised_distance(rows, seed)
         normal["knn_z"] = s_va["knn_z"][rows.y_va == 0]
         out["knn_z(1 of 5000)"] = at_budget(s_va["knn_z"], rows.y_va, s_te["knn_z"], rows.y_te, fpr)
         va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), 0.5, fpr, by_evidence=True)
         out["rf+hgb@50% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
-    return out, None if test_kinds is None else breakdown(s_va, s_te, rows, test_kinds, fpr)
+    return out, (s_va, s_te)
 
 
-def breakdown(s_va: Scores, s_te: Scores, rows: Rows, test_kinds: np.ndarray, fpr: float) -> dict[str, dict[str, int]]:
-    """What the stack, the autoencoder, the distance and HistGradientBoosting each flag at the budget's
-    cut, by test attack name (``R2L_NAMES``), with the normal test rows flagged and, of those, the
-    rows of UDP service ``private`` (``test_kinds``: each test row's attack name, ``normal`` or
-    ``normal private``)."""
+def breakdown(s_va: Scores, s_te: Scores, rows: Rows, test_kinds: np.ndarray, fpr: float, names: tuple[str, ...],
+              models: tuple[str, ...]) -> dict[str, dict[str, int]]:  # fmt: skip
+    """What each of ``models`` (keys of the scores, those present) flags at the budget's cut, by test
+    attack name (``names``), with the normal test rows flagged and, of those, the rows of UDP service
+    ``private`` (``test_kinds``: each test row's attack name, ``normal`` or ``normal private``)."""
     from threat_ensemble.models.fusion import budget_cut
 
     out: dict[str, dict[str, int]] = {}
-    for model in ("stack", "ae_error", "knn", "hgb"):
+    for model in (m for m in models if m in s_va):
         flagged = s_te[model] >= budget_cut(s_va[model][rows.y_va == 0], fpr)
-        counts = {name: int(np.sum(flagged & (test_kinds == name))) for name in R2L_NAMES}
+        counts = {name: int(np.sum(flagged & (test_kinds == name))) for name in names}
         counts["normal"] = int(np.sum(flagged & (rows.y_te == 0)))
         counts["normal private"] = int(np.sum(flagged & (test_kinds == "normal private")))
         out[model] = counts
@@ -697,17 +709,17 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     if args.candidates:
         row["candidates"] = candidates(ens, rows, seed, args.target_fpr, named_kinds=split.startswith("nsl-"))
     if args.variants:
-        kinds = None
-        if split == "nsl-r2l":  # the attack names behind its figures, and where its normal rows flagged sit
+        row["variants"], (s_va, s_te) = variants(ens, rows, seed, args.target_fpr, args.variants)
+        if split in BREAKDOWNS:  # the attack names behind its figures, and where its normal rows flagged sit
+            tag = split.removeprefix("nsl-")
             kinds = test[label].astype(str).to_numpy().copy()
             kinds[(kinds == "normal") & (test["2"] == "private").to_numpy()] = "normal private"
-        row["variants"], found = variants(ens, rows, seed, args.target_fpr, args.variants, kinds)
-        if found is not None:
-            row["r2l_breakdown"] = found
-            row["r2l_test_rows"] = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
-            row["r2l_test_rows"]["normal"] = int(np.sum(y_test == 0))
+            names, shown = BREAKDOWNS[split]
+            row[f"{tag}_breakdown"] = breakdown(s_va, s_te, rows, kinds, args.target_fpr, names, tuple(shown))
+            row[f"{tag}_test_rows"] = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
+            row[f"{tag}_test_rows"]["normal"] = int(np.sum(y_test == 0))
             private = (train["2"] == "private").to_numpy()
-            row["r2l_train_rows"] = {
+            row[f"{tag}_train_rows"] = {
                 "normal": int(np.sum(y == 0)), "normal private": int(np.sum(private & (y == 0))),
                 "attack": int(np.sum(y == 1)), "attack private": int(np.sum(private & (y == 1))),
             }  # fmt: skip
@@ -818,13 +830,14 @@ def candidates_markdown(summary: dict[str, Any], group: str = "candidate", names
     return "\n".join(lines)
 
 
-def breakdown_markdown(rows: list[dict[str, Any]], totals: dict[str, int]) -> str:
-    """The ``nsl-r2l`` runs' :func:`breakdown` (mean over seeds) as a table; ``totals``: the test rows
-    of each column."""
-    runs = [r["r2l_breakdown"] for r in rows if "r2l_breakdown" in r]
+def breakdown_markdown(rows: list[dict[str, Any]], split: str = "nsl-r2l") -> str:
+    """The runs' :func:`breakdown` of ``split`` (mean over seeds) as a table."""
+    tag = split.removeprefix("nsl-")
+    runs = [r[f"{tag}_breakdown"] for r in rows if f"{tag}_breakdown" in r]
     if not runs:
         return ""
-    train = next((r["r2l_train_rows"] for r in rows if "r2l_train_rows" in r), None)
+    totals = next((r[f"{tag}_test_rows"] for r in rows if f"{tag}_test_rows" in r), {})
+    train = next((r[f"{tag}_train_rows"] for r in rows if f"{tag}_train_rows" in r), None)
     trained = "" if train is None else (
         f" In its training file, {train['normal private']:,} of {train['normal']:,} normal rows "
         f"({100 * train['normal private'] / train['normal']:.1f}%) and {train['attack private']:,} of "
@@ -832,16 +845,16 @@ def breakdown_markdown(rows: list[dict[str, Any]], totals: dict[str, int]) -> st
         f"{totals.get('normal private', 0):,} of {totals.get('normal', 0):,} normal rows "
         f"({100 * totals.get('normal private', 0) / max(totals.get('normal', 0), 1):.1f}%)."
     )
-    columns = [*R2L_NAMES, "normal", "normal private"]
-    shown = {"stack": "default ensemble (stack)", "ae_error": "member ae", "knn": "`knn(1 of 5000)`", "hgb": "hgb"}
+    names, shown = BREAKDOWNS[split]
+    columns = [*names, "normal", "normal private"]
     lines = [
-        f"Test rows flagged at the budget's cut, mean of {len(runs)} seeds (`nsl-r2l`; `normal private`: "
+        f"Test rows flagged at the budget's cut, mean of {len(runs)} seeds (`{split}`; `normal private`: "
         "normal rows of UDP service `private`, counted in `normal` too)." + trained,
         "",
         "| model | " + " | ".join(f"{c} ({totals.get(c, 0)})" for c in columns) + " |",
         "|---|" + "---|" * len(columns),
     ]
-    for model, name in shown.items():
+    for model, name in ((m, n) for m, n in shown.items() if all(m in run for run in runs)):
         cells = [f"{np.mean([run[model][c] for run in runs]):.0f}" for c in columns]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -860,7 +873,8 @@ def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str)
         old = before.get((row["split"], row["seed"]), {})
         if isinstance(old.get("variants"), dict) and "variants" in row:
             row["variants"] = {**old["variants"], **row["variants"]}
-        for key in ("r2l_breakdown", "r2l_test_rows", "r2l_train_rows"):
+        for key in (f"{s.removeprefix('nsl-')}_{part}" for s in BREAKDOWNS for part in ("breakdown", "test_rows",
+                                                                                   "train_rows")):
             if key in old and key not in row:
                 row[key] = old[key]
     merged = [r for r in runs if r["split"] not in ran] + rows
@@ -974,9 +988,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.write_text(json.dumps(report, indent=1) + "\n")
     table, extra = markdown(summary, args.target_fpr), candidates_markdown(summary)
     tried = candidates_markdown(summary, "variant", VARIANTS)
-    r2l_runs = [r for r in rows if "r2l_test_rows" in r]
-    where = breakdown_markdown(rows, r2l_runs[0]["r2l_test_rows"] if r2l_runs else {})
-    print(table + "\n\n" + extra + "\n\n" + tried + "\n\n" + where, file=sys.stderr)
+    where = {split.removeprefix("nsl-"): breakdown_markdown(rows, split) for split in BREAKDOWNS}
+    print("\n\n".join([table, extra, tried, *where.values()]), file=sys.stderr)
     if not args.quick:
         if args.write_doc:
             write_doc("table", table)
@@ -984,8 +997,9 @@ def main(argv: list[str] | None = None) -> int:
                 write_doc("candidates", extra)
             if tried:
                 write_doc("variants", tried)
-            if where:
-                write_doc("r2l", where)
+            for tag, text in where.items():
+                if text:
+                    write_doc(tag, text)
     print(json.dumps(report))
     return 0
 

@@ -137,8 +137,9 @@ def test_every_variant_is_measured_and_cut_at_the_validation_budget(monkeypatch:
     rows = bench_novel.Rows(x[:600], y[:600], x[600:], y[600:], x[600:], y[600:], kinds[:600], kinds[600:])
     monkeypatch.setattr(bench_novel, "AE_VARIANT_MAX_EPOCHS", 3)  # nor the autoencoders' training
     with few_trees():  # what is measured and where it is cut, not the forests' size
-        got, found = bench_novel.variants(ens, rows, seed=0, fpr=0.05)
-    assert list(got) == list(bench_novel.VARIANTS) and found is None  # no attack names given: no breakdown
+        got, (s_va, s_te) = bench_novel.variants(ens, rows, seed=0, fpr=0.05)
+    assert list(got) == list(bench_novel.VARIANTS)
+    assert {"stack", "hgb", "knn", "closest"} <= set(s_va) and set(s_va) == set(s_te)  # what breakdown() reads
     only, _ = bench_novel.variants(ens, rows, seed=0, fpr=0.05, groups=("allocation",))
     assert list(only) == list(bench_novel.VARIANT_GROUPS["allocation"])
     assert only == {k: got[k] for k in only}  # the same figures measured alone
@@ -202,19 +203,34 @@ def test_merge_keeps_the_variants_and_the_breakdown_a_rerun_of_the_same_run_did_
     assert merged[0]["r2l_breakdown"] == {"stack": {"normal": 7}} and merged[0]["r2l_test_rows"] == {"normal": 9}
 
 
-def test_the_r2l_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
-    counts = {name: 0 for name in (*bench_novel.R2L_NAMES, "normal", "normal private")}
-    models = ("stack", "ae_error", "knn", "hgb")
-    runs = [{"r2l_breakdown": {m: {**counts, "guess_passwd": g, "normal": n} for m in models}}
+def test_the_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
+    names, shown = bench_novel.BREAKDOWNS["nsl-r2l"]
+    counts = {name: 0 for name in (*names, "normal", "normal private")}
+    runs = [{"r2l_breakdown": {m: {**counts, "guess_passwd": g, "normal": n} for m in shown}}
             for g, n in ((10, 100), (20, 301))]  # fmt: skip
-    table = bench_novel.breakdown_markdown(runs, {"guess_passwd": 1231, "normal": 9711})
+    runs[0]["r2l_test_rows"] = {"guess_passwd": 1231, "normal": 9711, "normal private": 852}
+    table = bench_novel.breakdown_markdown(runs, "nsl-r2l")
     assert "| guess_passwd (1231) |" in table and "| normal (9711) |" in table
     assert "| default ensemble (stack) | 15 | 0 | 0 | 0 | 0 | 200 | 0 |" in table
-    assert bench_novel.breakdown_markdown([_run("nsl-r2l", 42, 0.3)], {}) == ""
+    assert bench_novel.breakdown_markdown([_run("nsl-r2l", 42, 0.3)], "nsl-r2l") == ""
+    assert bench_novel.breakdown_markdown(runs, "nsl-unseen") == ""  # no run of that split
     runs[0]["r2l_train_rows"] = {"normal": 200, "normal private": 3, "attack": 100, "attack private": 40}
-    table = bench_novel.breakdown_markdown(runs, {"normal": 9711, "normal private": 852})
+    table = bench_novel.breakdown_markdown(runs, "nsl-r2l")
     assert "3 of 200 normal rows (1.5%) and 40 of 100 attack rows" in table
     assert "852 of 9,711 normal rows (8.8%)" in table
+    del runs[1]["r2l_breakdown"]["knn"]  # a model one run did not score is left out of the table
+    assert "knn(1 of 5000)" not in bench_novel.breakdown_markdown(runs, "nsl-r2l")
+
+
+def test_breakdown_counts_what_each_model_flags_by_attack_name() -> None:
+    y_va = np.r_[np.zeros(100, int), np.ones(5, int)]
+    s_va = {"a": np.r_[np.arange(100.0), np.full(5, 500.0)]}  # a 2% budget: the cut flags 2 normal rows
+    s_te = {"a": np.array([1000.0, 1000.0, 0.0, 1000.0, 99.0])}
+    kinds = np.array(["x", "x", "x", "normal private", "normal"])
+    rows = bench_novel.Rows(np.zeros((1, 1)), np.zeros(1, int), np.zeros((105, 1)), y_va, np.zeros((5, 1)),
+                            np.array([1, 1, 1, 0, 0]), kinds, kinds)  # fmt: skip
+    got = bench_novel.breakdown(s_va, s_te, rows, kinds, 0.02, ("x",), ("a", "not scored"))
+    assert got == {"a": {"x": 2, "normal": 2, "normal private": 1}}
 
 
 def test_the_standardised_distance_is_in_signed_log_units_of_the_normal_training_rows() -> None:
