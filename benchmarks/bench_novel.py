@@ -514,11 +514,12 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
                           ) if "evidence" in groups else ():  # fmt: skip
         va, te = evidence(normal, s_va, members), evidence(normal, s_te, members)
         out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
-    scaler = ens.preprocessing.scaler
-    scaled = tuple(scaler.transform(x).astype(np.float32) for x in (rows.x_tr[rows.y_tr == 0], rows.x_va, rows.x_te))
-    for name, hidden in AE_VARIANTS.items() if "autoencoder" in groups else ():
-        errors_va, errors_te = autoencoder_variant(*scaled, rows.y_va, hidden, seed)
-        out[f"ae({name})"] = at_budget(errors_va, rows.y_va, errors_te, rows.y_te, fpr)
+    if "autoencoder" in groups:
+        scaler = ens.preprocessing.scaler
+        scaled = [scaler.transform(x).astype(np.float32) for x in (rows.x_tr[rows.y_tr == 0], rows.x_va, rows.x_te)]
+        for name, hidden in AE_VARIANTS.items():
+            errors_va, errors_te = autoencoder_variant(*scaled, rows.y_va, hidden, seed)
+            out[f"ae({name})"] = at_budget(errors_va, rows.y_va, errors_te, rows.y_te, fpr)
     if "allocation" in groups:
         va, te, _ = adaptive(normal, s_va, s_te, rows.y_va, fpr)
         out["adaptive(stack; ae,knn)"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
@@ -711,17 +712,16 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     if args.variants:
         row["variants"], (s_va, s_te) = variants(ens, rows, seed, args.target_fpr, args.variants)
         if split in BREAKDOWNS:  # the attack names behind its figures, and where its normal rows flagged sit
-            tag = split.removeprefix("nsl-")
             kinds = test[label].astype(str).to_numpy().copy()
             kinds[(kinds == "normal") & (test["2"] == "private").to_numpy()] = "normal private"
             names, shown = BREAKDOWNS[split]
-            row[f"{tag}_breakdown"] = breakdown(s_va, s_te, rows, kinds, args.target_fpr, names, tuple(shown))
-            row[f"{tag}_test_rows"] = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
-            row[f"{tag}_test_rows"]["normal"] = int(np.sum(y_test == 0))
+            test_rows = {k: int(v) for k, v in zip(*np.unique(kinds, return_counts=True), strict=True)}
             private = (train["2"] == "private").to_numpy()
-            row[f"{tag}_train_rows"] = {
-                "normal": int(np.sum(y == 0)), "normal private": int(np.sum(private & (y == 0))),
-                "attack": int(np.sum(y == 1)), "attack private": int(np.sum(private & (y == 1))),
+            row["breakdown"] = {
+                "flagged": breakdown(s_va, s_te, rows, kinds, args.target_fpr, names, tuple(shown)),
+                "test_rows": {**test_rows, "normal": int(np.sum(y_test == 0))},
+                "train_rows": {"normal": int(np.sum(y == 0)), "normal private": int(np.sum(private & (y == 0))),
+                               "attack": int(np.sum(y == 1)), "attack private": int(np.sum(private & (y == 1)))},
             }  # fmt: skip
     log(
         f"{split} seed {seed}: ensemble F1 {ensemble['f1']:.3f} PR-AUC {ensemble['pr_auc']:.3f} "
@@ -831,14 +831,13 @@ def candidates_markdown(summary: dict[str, Any], group: str = "candidate", names
 
 
 def breakdown_markdown(rows: list[dict[str, Any]], split: str = "nsl-r2l") -> str:
-    """The runs' :func:`breakdown` of ``split`` (mean over seeds) as a table."""
-    tag = split.removeprefix("nsl-")
-    runs = [r[f"{tag}_breakdown"] for r in rows if f"{tag}_breakdown" in r]
-    if not runs:
+    """The :func:`breakdown` of the runs of ``split`` (mean over seeds) as a table."""
+    found = [r["breakdown"] for r in rows if r["split"] == split and "breakdown" in r]
+    if not found:
         return ""
-    totals = next((r[f"{tag}_test_rows"] for r in rows if f"{tag}_test_rows" in r), {})
-    train = next((r[f"{tag}_train_rows"] for r in rows if f"{tag}_train_rows" in r), None)
-    trained = "" if train is None else (
+    runs = [f["flagged"] for f in found]
+    totals, train = found[0]["test_rows"], found[0]["train_rows"]
+    trained = (
         f" In its training file, {train['normal private']:,} of {train['normal']:,} normal rows "
         f"({100 * train['normal private'] / train['normal']:.1f}%) and {train['attack private']:,} of "
         f"{train['attack']:,} attack rows are of service `private`; in its test file, "
@@ -873,10 +872,8 @@ def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str)
         old = before.get((row["split"], row["seed"]), {})
         if isinstance(old.get("variants"), dict) and "variants" in row:
             row["variants"] = {**old["variants"], **row["variants"]}
-        for key in (f"{s.removeprefix('nsl-')}_{part}" for s in BREAKDOWNS for part in ("breakdown", "test_rows",
-                                                                                   "train_rows")):
-            if key in old and key not in row:
-                row[key] = old[key]
+        if "breakdown" in old and "breakdown" not in row:
+            row["breakdown"] = old["breakdown"]
     merged = [r for r in runs if r["split"] not in ran] + rows
     order = {split: i for i, split in enumerate(SPLITS)}
     return sorted(merged, key=lambda r: order.get(r["split"], len(SPLITS)))

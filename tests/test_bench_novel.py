@@ -196,29 +196,29 @@ def test_share_or_flags_what_the_supervised_model_flags_at_its_share_and_the_evi
 
 def test_merge_keeps_the_variants_and_the_breakdown_a_rerun_of_the_same_run_did_not_measure() -> None:
     earlier_run = {**_run("nsl-r2l", 42, 0.3), "variants": {"rf(leaf 5)": {"f1": 0.2}, "ae(no dropout)": {"f1": 0.1}},
-                   "r2l_breakdown": {"stack": {"normal": 7}}, "r2l_test_rows": {"normal": 9}}  # fmt: skip
+                   "breakdown": {"flagged": {"stack": {"normal": 7}}, "test_rows": {"normal": 9}}}  # fmt: skip
     now = [{**_run("nsl-r2l", 42, 0.3), "variants": {"ae(no dropout)": {"f1": 0.4}}}]
     merged = bench_novel.merge_runs({"runs": [earlier_run]}, now, "variants.json")
     assert merged[0]["variants"] == {"rf(leaf 5)": {"f1": 0.2}, "ae(no dropout)": {"f1": 0.4}}
-    assert merged[0]["r2l_breakdown"] == {"stack": {"normal": 7}} and merged[0]["r2l_test_rows"] == {"normal": 9}
+    assert merged[0]["breakdown"] == {"flagged": {"stack": {"normal": 7}}, "test_rows": {"normal": 9}}
 
 
 def test_the_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
     names, shown = bench_novel.BREAKDOWNS["nsl-r2l"]
     counts = {name: 0 for name in (*names, "normal", "normal private")}
-    runs = [{"r2l_breakdown": {m: {**counts, "guess_passwd": g, "normal": n} for m in shown}}
-            for g, n in ((10, 100), (20, 301))]  # fmt: skip
-    runs[0]["r2l_test_rows"] = {"guess_passwd": 1231, "normal": 9711, "normal private": 852}
+    train_rows = {"normal": 200, "normal private": 3, "attack": 100, "attack private": 40}
+    test_rows = {"guess_passwd": 1231, "normal": 9711, "normal private": 852}
+    flagged = [{m: {**counts, "guess_passwd": g, "normal": n} for m in shown} for g, n in ((10, 100), (20, 301))]
+    runs = [{"split": "nsl-r2l", "breakdown": {"flagged": f, "test_rows": test_rows, "train_rows": train_rows}}
+            for f in flagged]  # fmt: skip
     table = bench_novel.breakdown_markdown(runs, "nsl-r2l")
     assert "| guess_passwd (1231) |" in table and "| normal (9711) |" in table
     assert "| default ensemble (stack) | 15 | 0 | 0 | 0 | 0 | 200 | 0 |" in table
     assert bench_novel.breakdown_markdown([_run("nsl-r2l", 42, 0.3)], "nsl-r2l") == ""
     assert bench_novel.breakdown_markdown(runs, "nsl-unseen") == ""  # no run of that split
-    runs[0]["r2l_train_rows"] = {"normal": 200, "normal private": 3, "attack": 100, "attack private": 40}
-    table = bench_novel.breakdown_markdown(runs, "nsl-r2l")
     assert "3 of 200 normal rows (1.5%) and 40 of 100 attack rows" in table
     assert "852 of 9,711 normal rows (8.8%)" in table
-    del runs[1]["r2l_breakdown"]["knn"]  # a model one run did not score is left out of the table
+    del runs[1]["breakdown"]["flagged"]["knn"]  # a model one run did not score is left out of the table
     assert "knn(1 of 5000)" not in bench_novel.breakdown_markdown(runs, "nsl-r2l")
 
 
