@@ -9,7 +9,8 @@ the same rows in the same run, each cut at the same validation false-positive bu
     python benchmarks/bench_novel.py --splits default-unseen,default-known --candidates \
         --merge benchmarks/results/bench_novel-last-run.json --write-doc   # rerun two splits, keep the others
     python benchmarks/bench_novel.py --work runs --reuse --variants --json-out variants.json   # the variants
-        # (forests, gradient boosting, autoencoders, budget splits) on an earlier run's bundles (docs/quality.md)
+        # (forests, gradient boosting, autoencoders, budget splits, distances, a share chosen on held-out
+        # kinds, a grid of shares) on an earlier run's bundles (docs/quality.md)
     python benchmarks/bench_novel.py --work runs --reuse --variants allocation \
         --merge benchmarks/results/bench_novel-variants.json --json-out variants.json   # one group, the others kept
 
@@ -205,11 +206,15 @@ class Rows:
 
 def baselines(ens: Any, rows: Rows, seed: int, fpr: float) -> dict[str, dict[str, float]]:
     """The baselines on the rows the run's forests were fitted on (train split) and cut on (validation)."""
-    from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from threat_ensemble.models.forests import DeterministicForest
 
     scaler = ens.preprocessing.scaler
     out: dict[str, dict[str, float]] = {}
-    rf = RandomForestClassifier(n_estimators=100, class_weight="balanced", random_state=seed, n_jobs=-1)
+    # scikit-learn's forest, its votes summed in tree order (the same bits on every run: a PR-AUC tie
+    # then breaks the same way; RandomForestClassifier's thread order moved one figure by 1e-4)
+    rf = DeterministicForest(n_estimators=100, class_weight="balanced", random_state=seed, n_jobs=-1)
     rf.fit(rows.x_tr, rows.y_tr)
     rf_va, rf_te = rf.predict_proba(rows.x_va)[:, 1], rf.predict_proba(rows.x_te)[:, 1]
     out["rf_alone"] = at_budget(rf_va, rows.y_va, rf_te, rows.y_te, fpr)
@@ -447,15 +452,18 @@ VARIANTS = (
     "hgb@50% OR evidence(ae,knn)", "hgb@50% OR evidence(ae,knn), by evidence",
     "rf+hgb@50% OR evidence(ae,knn), by evidence", "rf+hgb@90% OR evidence(ae,knn), by evidence",
     "knn_z(1 of 5000)", "rf+hgb@50% OR evidence(ae,knn_z), by evidence",
+    "rf+hgb@novel share OR evidence(ae,knn), by evidence", "rf+hgb@novel share OR evidence(ae,knn_z), by evidence",
+    *(f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence" for share in (10, 20, 30, 40, 60, 70, 80, 90)),
 )  # fmt: skip
 VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
     "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:18],
-    "distance": VARIANTS[18:],
+    "distance": VARIANTS[18:20], "novelty": VARIANTS[20:22], "shares": VARIANTS[22:],
 }
 AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)}  # widths, no dropout
 AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
 ADAPTIVE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the stack's weight in adaptive(...), smallest first
 ADAPTIVE_SLACK = 0.005  # validation F1 the adaptive fusion may give up against the stack alone
+SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the supervised part's shares novelty_share chooses from
 # What each model flags, by test attack name (those of at least 100 test rows), on the splits whose
 # figures the docs explain with it: split -> (names, {model: its name in the table})
 BREAKDOWNS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -471,8 +479,8 @@ FOREST_VARIANTS = {"leaf 5": {"min_samples_leaf": 5}, "leaf 20": {"min_samples_l
                    "depth 10": {"max_depth": 10}, "max_features 0.5": {"max_features": 0.5}}  # fmt: skip
 
 
-def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...] = tuple(VARIANT_GROUPS)
-             ) -> tuple[dict[str, dict[str, float]], tuple[Scores, Scores]]:  # fmt: skip
+def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...] = tuple(VARIANT_GROUPS),
+             named_kinds: bool = True) -> tuple[dict[str, dict[str, float]], tuple[Scores, Scores]]:  # fmt: skip
     """Tried and lost (docs/quality.md, ``--variants``): a forest that flags fewer of NSL-KDD's shifted
     normal rows, and HistGradientBoosting as a member. Each forest variant is refitted on the run's
     training rows with the run's other settings (``forests.N_TREES`` trees, depth ``RF_MAX_DEPTH``,
@@ -482,9 +490,12 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
     evidence sum beside the run's own members and the 1-NN distance of the candidates; the
     autoencoder retrained without dropout (:func:`autoencoder_variant`); the stack's share of the
     evidence chosen on validation rows (:func:`adaptive`); HistGradientBoosting OR the anomaly
-    members' evidence (:func:`share_or`). Only the variants of ``groups`` (VARIANT_GROUPS) are
-    measured. Returns their figures, and the validation and test rows' scores (the members', the
-    baselines' and, with ``allocation``, the closest model's as ``closest``) for :func:`breakdown`."""
+    members' evidence (:func:`share_or`), with the supervised share chosen on validation rows that
+    show the supervised models meeting attack kinds they were not fitted on (:func:`novelty_share`;
+    ``named_kinds``: the training labels name the kinds, else k-means clusters stand for them). Only
+    the variants of ``groups`` (VARIANT_GROUPS) are measured. Returns their figures, and the
+    validation and test rows' scores (the members', the baselines' and, with ``allocation``, the
+    closest model's as ``closest``) for :func:`breakdown`."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
     from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH
@@ -531,12 +542,25 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
             out[name] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
             if name == "rf+hgb@50% OR evidence(ae,knn), by evidence":
                 s_va["closest"], s_te["closest"] = va, te
-    if "distance" in groups:
+    if {"distance", "novelty", "shares"} & set(groups):
         s_va["knn_z"], s_te["knn_z"] = standardised_distance(rows, seed)
         normal["knn_z"] = s_va["knn_z"][rows.y_va == 0]
+    if "distance" in groups:
         out["knn_z(1 of 5000)"] = at_budget(s_va["knn_z"], rows.y_va, s_te["knn_z"], rows.y_te, fpr)
         va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), 0.5, fpr, by_evidence=True)
         out["rf+hgb@50% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    if "novelty" in groups:
+        kinds = (rows.kinds_tr, rows.kinds_va) if named_kinds else pseudo_kinds(ens, rows, seed)
+        folds = leave_kinds_out(rows, kinds, seed)
+        for distance in ("knn", "knn_z"):
+            names = ("ae_error", distance)
+            share = novelty_share(rows, s_va, normal, folds, fpr, names)
+            va, te = share_or(normal, s_va, s_te, "rf+hgb", names, share, fpr, by_evidence=True)
+            name = f"rf+hgb@novel share OR evidence(ae,{distance}), by evidence"
+            out[name] = {**at_budget(va, rows.y_va, te, rows.y_te, fpr), "share": share}
+    for share in (10, 20, 30, 40, 60, 70, 80, 90) if "shares" in groups else ():  # a check, not a choice
+        va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), share / 100, fpr, by_evidence=True)
+        out[f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     return out, (s_va, s_te)
 
 
@@ -608,6 +632,62 @@ def standardised_distance(rows: Rows, seed: int, n: int = 5000) -> tuple[np.ndar
     va, te = knn_scores(reference, 1, *((signed_log1p(np.asarray(x, np.float64)) - mean) / spread
                                         for x in (rows.x_va, rows.x_te)))  # fmt: skip
     return va, te
+
+
+def leave_kinds_out(rows: Rows, kinds: tuple[np.ndarray, np.ndarray], seed: int) -> list[tuple[np.ndarray, Scores]]:
+    """For each of up to five folds of the training attack kinds (``kinds``: each training and
+    validation row's kind; folds dealt by size, as in :func:`aware_stack`): which validation rows are
+    of the fold's kinds, and every validation row's ``rf_vote`` and ``hgb`` from a forest (the run's
+    settings) and a HistGradientBoosting fitted on the training rows without those kinds."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH, DeterministicForest
+
+    kinds_tr, kinds_va = kinds
+    sizes = pd.Series(kinds_tr[rows.y_tr == 1]).value_counts()
+    n_folds = min(5, len(sizes))
+    out = []
+    for fold in (list(sizes.index[i::n_folds]) for i in range(n_folds)):
+        held = np.isin(kinds_va, fold)
+        if not held.any():
+            continue
+        keep = ~np.isin(kinds_tr, fold)
+        if not rows.y_tr[keep].any():  # one attack kind only: no fold can hold it out
+            continue
+        forest = DeterministicForest(n_estimators=N_TREES, max_depth=RF_MAX_DEPTH, class_weight="balanced",
+                                     random_state=seed, n_jobs=-1).fit(rows.x_tr[keep], rows.y_tr[keep])  # fmt: skip
+        hgb = HistGradientBoostingClassifier(random_state=seed).fit(rows.x_tr[keep], rows.y_tr[keep])
+        scores = {"rf_vote": forest.predict_proba(rows.x_va)[:, 1], "hgb": hgb.predict_proba(rows.x_va)[:, 1]}
+        out.append((held, scores))
+    return out
+
+
+def novelty_share(rows: Rows, s_va: Scores, normal: Scores, folds: list[tuple[np.ndarray, Scores]], fpr: float,
+                  names: tuple[str, ...]) -> float:  # fmt: skip
+    """The share of the budget for the supervised part of ``rf+hgb@share OR evidence(names)``
+    (:func:`share_or`), chosen from SHARES on validation rows only: the share whose verdicts catch
+    the most of (the validation attack rows of each fold's held-out kinds, the supervised part being
+    the fold's models, which never saw them: :func:`leave_kinds_out`) plus (every validation attack
+    row, the supervised part being the run's models), each as a recall; a tie goes to the share
+    nearest half. The validation budget holds at every share, by construction."""
+    from threat_ensemble.models.fusion import budget_cut
+
+    is_normal = rows.y_va == 0
+    anomaly = evidence(normal, s_va, names)
+
+    def flagged(supervised: np.ndarray, share: float) -> np.ndarray:
+        cut = budget_cut(supervised[is_normal], share * fpr)
+        return (supervised >= cut) | (anomaly >= leftover_cut(anomaly[is_normal], supervised[is_normal] >= cut, fpr))
+
+    known = np.array([flagged(s_va["rf+hgb"], s)[~is_normal].mean() for s in SHARES])
+    caught, held_rows = np.zeros(len(SHARES)), 0
+    for held, fold in folds:
+        supervised = evidence({k: v[is_normal] for k, v in fold.items()}, fold, ("rf_vote", "hgb"))
+        caught += [flagged(supervised, s)[held].sum() for s in SHARES]
+        held_rows += int(held.sum())
+    objective = known + (caught / held_rows if held_rows else 0.0)
+    best = [s for s, o in zip(SHARES, objective, strict=True) if o >= objective.max() - 1e-12]
+    return min(best, key=lambda s: (abs(s - 0.5), s))
 
 
 def adaptive(normal: Scores, s_va: Scores, s_te: Scores, y_va: np.ndarray, fpr: float
@@ -710,7 +790,8 @@ def one_run(split: str, seed: int, args: argparse.Namespace, work: Path) -> dict
     if args.candidates:
         row["candidates"] = candidates(ens, rows, seed, args.target_fpr, named_kinds=split.startswith("nsl-"))
     if args.variants:
-        row["variants"], (s_va, s_te) = variants(ens, rows, seed, args.target_fpr, args.variants)
+        row["variants"], (s_va, s_te) = variants(ens, rows, seed, args.target_fpr, args.variants,
+                                                     named_kinds=split.startswith("nsl-"))
         if split in BREAKDOWNS:  # the attack names behind its figures, and where its normal rows flagged sit
             kinds = test[label].astype(str).to_numpy().copy()
             kinds[(kinds == "normal") & (test["2"] == "private").to_numpy()] = "normal private"
@@ -872,8 +953,10 @@ def merge_runs(earlier: dict[str, Any], rows: list[dict[str, Any]], source: str)
         old = before.get((row["split"], row["seed"]), {})
         if isinstance(old.get("variants"), dict) and "variants" in row:
             row["variants"] = {**old["variants"], **row["variants"]}
-        if "breakdown" in old and "breakdown" not in row:
-            row["breakdown"] = old["breakdown"]
+        if isinstance(old.get("breakdown"), dict):  # and the models its breakdown counted that this run did not
+            now = row.get("breakdown", {})
+            flagged = {**old["breakdown"].get("flagged", {}), **now.get("flagged", {})}
+            row["breakdown"] = {**old["breakdown"], **now, "flagged": flagged}
     merged = [r for r in runs if r["split"] not in ran] + rows
     order = {split: i for i, split in enumerate(SPLITS)}
     return sorted(merged, key=lambda r: order.get(r["split"], len(SPLITS)))

@@ -133,7 +133,7 @@ def test_every_variant_is_measured_and_cut_at_the_validation_budget(monkeypatch:
     scaler = SimpleNamespace(transform=lambda rows: rows)
     ens = SimpleNamespace(member_scores=member_scores, fuse=lambda s: s["ae_error"],
                           preprocessing=SimpleNamespace(scaler=scaler))  # fmt: skip
-    kinds = y.astype(str)
+    kinds = np.where(y == 1, np.array(["a", "b", "c"])[rng.integers(0, 3, len(y))], "normal")  # attack names
     rows = bench_novel.Rows(x[:600], y[:600], x[600:], y[600:], x[600:], y[600:], kinds[:600], kinds[600:])
     monkeypatch.setattr(bench_novel, "AE_VARIANT_MAX_EPOCHS", 3)  # nor the autoencoders' training
     with few_trees():  # what is measured and where it is cut, not the forests' size
@@ -147,6 +147,39 @@ def test_every_variant_is_measured_and_cut_at_the_validation_budget(monkeypatch:
     for name, figures in got.items():
         assert figures["fpr"] <= round(budget / int((y[600:] == 0).sum()), 4), name  # figures have 4 decimals
         assert 0.0 <= figures["pr_auc"] <= 1.0 and figures["recall"] > 0, name
+
+
+def test_the_novel_share_gives_the_budget_to_the_side_that_finds_what_the_supervised_models_never_saw() -> None:
+    """``novelty_share`` on made-up validation scores: when the held-out kinds' rows are found only
+    by the anomaly evidence (and the known attacks by the supervised score at any share), the
+    supervised part gets a small share; when nothing is held out and the known attacks sit in the
+    normal rows' tail of the supervised score, a large one. The folds' rows count only in their fold."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    n_normal, n_known, n_held = 400, 40, 40
+    y = np.r_[np.zeros(n_normal, int), np.ones(n_known + n_held, int)]
+    held = np.r_[np.zeros(n_normal + n_known, bool), np.ones(n_held, bool)]
+    rows = SimpleNamespace(y_va=y)
+
+    def scores(known: tuple[float, float], unseen: tuple[float, float]) -> np.ndarray:
+        return np.r_[rng.uniform(0, 1, n_normal), rng.uniform(*known, n_known), rng.uniform(*unseen, n_held)]
+
+    # the held-out kinds: in the normal rows' tail of both anomaly scores, in the supervised ones' normal range
+    s_va = {"ae_error": scores((0, 1), (0.85, 1.02)), "knn": scores((0, 1), (0.85, 1.02))}
+    s_va["rf+hgb"] = scores((2, 3), (0, 1))
+    fold = {"rf_vote": scores((2, 3), (0, 1)), "hgb": scores((2, 3), (0, 1))}
+    normal = {k: v[y == 0] for k, v in s_va.items()}
+    names = ("ae_error", "knn")
+    small = bench_novel.novelty_share(rows, s_va, normal, [(held, fold)], 0.05, names)
+    assert small <= 0.3
+    # nothing held out, the known attacks in the supervised score's normal tail: the budget goes to it
+    s_va["rf+hgb"] = scores((0.9, 1.05), (0, 1))
+    normal = {k: v[y == 0] for k, v in s_va.items()}
+    assert bench_novel.novelty_share(rows, s_va, normal, [], 0.05, names) >= 0.7
+    # the fold's models finding the held-out kinds as well as the anomaly side does: no reason to starve them
+    fold = {"rf_vote": scores((2, 3), (2, 3)), "hgb": scores((2, 3), (2, 3))}
+    assert bench_novel.novelty_share(rows, s_va, normal, [(held, fold)], 0.05, names) >= 0.7
 
 
 def _validation(n_normal: int = 400, n_attack: int = 40, seed: int = 0) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -201,6 +234,10 @@ def test_merge_keeps_the_variants_and_the_breakdown_a_rerun_of_the_same_run_did_
     merged = bench_novel.merge_runs({"runs": [earlier_run]}, now, "variants.json")
     assert merged[0]["variants"] == {"rf(leaf 5)": {"f1": 0.2}, "ae(no dropout)": {"f1": 0.4}}
     assert merged[0]["breakdown"] == {"flagged": {"stack": {"normal": 7}}, "test_rows": {"normal": 9}}
+    # a rerun whose breakdown counts fewer models: the others' counts are kept, its own replace theirs
+    again = [{**_run("nsl-r2l", 42, 0.3), "breakdown": {"flagged": {"hgb": {"normal": 3}}, "test_rows": {"normal": 9}}}]
+    merged = bench_novel.merge_runs({"runs": [earlier_run]}, again, "variants.json")
+    assert merged[0]["breakdown"]["flagged"] == {"stack": {"normal": 7}, "hgb": {"normal": 3}}
 
 
 def test_the_breakdown_table_shows_the_mean_count_of_the_seeds() -> None:
