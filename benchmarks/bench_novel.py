@@ -454,10 +454,12 @@ VARIANTS = (
     "knn_z(1 of 5000)", "rf+hgb@50% OR evidence(ae,knn_z), by evidence",
     "rf+hgb@novel share OR evidence(ae,knn), by evidence", "rf+hgb@novel share OR evidence(ae,knn_z), by evidence",
     *(f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence" for share in (10, 20, 30, 40, 60, 70, 80, 90)),
+    "knn_z(1 of 1000)", "rf+hgb@50% OR evidence(ae,knn_z 1 of 1000), by evidence",
 )  # fmt: skip
 VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
     "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:18],
-    "distance": VARIANTS[18:20], "novelty": VARIANTS[20:22], "shares": VARIANTS[22:],
+    "distance": VARIANTS[18:20], "novelty": VARIANTS[20:22], "shares": VARIANTS[22:30],
+    "affordable": VARIANTS[30:],
 }
 AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)}  # widths, no dropout
 AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
@@ -561,6 +563,13 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
     for share in (10, 20, 30, 40, 60, 70, 80, 90) if "shares" in groups else ():  # a check, not a choice
         va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), share / 100, fpr, by_evidence=True)
         out[f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    if "affordable" in groups:  # the distance to a sample a scorer can afford (benchmarks/bench_distance.py)
+        s_va["knn_z 1 of 1000"], s_te["knn_z 1 of 1000"] = standardised_distance(rows, seed, 1000)
+        normal["knn_z 1 of 1000"] = s_va["knn_z 1 of 1000"][rows.y_va == 0]
+        out["knn_z(1 of 1000)"] = at_budget(s_va["knn_z 1 of 1000"], rows.y_va, s_te["knn_z 1 of 1000"], rows.y_te, fpr)
+        names = ("ae_error", "knn_z 1 of 1000")
+        va, te = share_or(normal, s_va, s_te, "rf+hgb", names, 0.5, fpr, by_evidence=True)
+        out["rf+hgb@50% OR evidence(ae,knn_z 1 of 1000), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     return out, (s_va, s_te)
 
 

@@ -79,6 +79,29 @@ def test_bench_score_quick_prints_a_json_summary(tmp_path: Path, default_bundle:
     assert 0 < summary["explain"]["rows_explained"] < 2000
 
 
+def test_bench_distance_quick_measures_the_distance_beside_the_ensemble(tmp_path: Path, default_bundle: dict) -> None:
+    """On the session's default bundle: every engine timed at every sample size, the float64 NumPy
+    and ONNX distances equal to scikit-learn's, and the throughput left by each a share in (0, 1]."""
+    out_file = tmp_path / "distance.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_distance.py"), "--quick", "--bundle",
+         str(default_bundle["bundle"]), "--json-out", str(out_file)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    assert json.loads(out_file.read_text()) == summary
+    assert summary["rows"] == 2000 and summary["encoded_columns"] > 0
+    engines = {"ensemble_python", "ensemble_onnx"} | {
+        f"distance_{kind}_{n}" for kind in ("numpy32", "numpy64", "onnx32", "onnx64", "sklearn") for n in (100, 500)
+    }
+    assert set(summary["rows_per_s"]) == engines and all(v > 0 for v in summary["rows_per_s"].values())
+    parity = summary["parity_vs_sklearn"]
+    assert parity["numpy64_vs_sklearn_500"] <= 1e-5 and parity["onnx64_vs_numpy64_500"] <= 1e-5
+    assert set(summary["throughput_left"]) == {"100", "500"}
+    assert all(0 < v <= 1 for left in summary["throughput_left"].values() for v in left.values())
+
+
 def test_bench_novel_quick_measures_the_ensemble_baselines_and_candidates_on_one_split(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_novel.py"), "--quick", "--candidates", "--work",

@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""What a distance member would cost to score: the exact distance of each row to the nearest of a
+sample of normal training rows (``knn_z`` of docs/quality.md), next to today's ensemble scoring the
+same rows in the same process.
+
+    python benchmarks/bench_distance.py            # a bundle trained on the default data, 100k rows
+    python benchmarks/bench_distance.py --quick    # tiny sizes, a smoke test
+
+Measures, on a bundle trained here (train.py on the default data, --export onnx) or ``--bundle``:
+  1. the ensemble: rows/s from a DataFrame of raw feature columns to every score column, the
+     Python scorer (``ThreatEnsemble.score``) and the exported graph under onnxruntime;
+  2. the distance alone, from the encoded rows (what a member gets; encoding is part of 1): the
+     rows in ``signed_log1p`` space standardised by the normal training rows' mean and standard
+     deviation, their distance to the nearest of a seeded sample of ``--samples`` normal training
+     rows. NumPy in blocks (``|x|^2 - 2 x.R + |R|^2``, the row-wise minimum) and an ONNX graph of the
+     same arithmetic (MatMul, ReduceMin) under onnxruntime, fed BLOCK rows a call (its memory is
+     rows x sample x 8 bytes in float64: 4 GB for 100,000 rows and 5,000 samples in one call), each
+     in float64 and float32, and
+     scikit-learn's ``NearestNeighbors`` (exact, ``algorithm="auto"``, float64);
+  3. for each sample size, the share of the ensemble's throughput left with the distance added
+     (``t_ensemble / (t_ensemble + t_distance)``, each engine with its own kind: Python with NumPy,
+     ONNX with ONNX, in either precision), against issue 32's bar for scoring throughput (at least
+     0.8x today's).
+Every figure is the median of ``--repeats`` interleaved repeats; ``parity_vs_sklearn`` is the
+largest difference of the float32 NumPy and ONNX distances from scikit-learn's float64 ones.
+Prints progress on stderr and one JSON summary on stdout (also written to --json-out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_score import log, train_bundle  # noqa: E402 (the same bundle bench_score.py measures)
+
+THROUGHPUT_BAR = 0.8  # issue 32: scoring throughput no lower than 0.8x today's
+BLOCK = 4096  # rows per NumPy block: a block's distance matrix stays within a few tens of MB
+
+
+def standardiser(normal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Encoded rows -> float32 rows in ``signed_log1p`` space, standardised by ``normal``'s mean and
+    standard deviation there (a constant column as it is): ``knn_z``'s space."""
+    from threat_ensemble.data.preprocessing import signed_log1p
+
+    logged = signed_log1p(normal.astype(np.float64))
+    mean, spread = logged.mean(axis=0), logged.std(axis=0)
+    spread = np.where(spread > 1e-9, spread, 1.0)
+    return lambda x: ((signed_log1p(np.asarray(x, np.float64)) - mean) / spread).astype(np.float32)
+
+
+def numpy_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[np.ndarray], np.ndarray]:
+    """The distance of each row to the nearest row of ``reference``, in blocks of BLOCK rows, in ``dtype``."""
+    ref = np.ascontiguousarray(reference, dtype=dtype)
+    ref_sq = np.einsum("ij,ij->i", ref, ref)
+
+    def nearest(z: np.ndarray) -> np.ndarray:
+        out = np.empty(len(z), dtype=dtype)
+        for start in range(0, len(z), BLOCK):
+            block = z[start : start + BLOCK].astype(dtype, copy=False)
+            squared = block @ ref.T
+            squared *= -2.0
+            squared += ref_sq[None, :]
+            out[start : start + BLOCK] = squared.min(axis=1) + np.einsum("ij,ij->i", block, block)
+        return np.sqrt(np.maximum(out, 0.0))
+
+    return nearest
+
+
+def onnx_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[np.ndarray], np.ndarray]:
+    """The same arithmetic as :func:`numpy_nearest` as an ONNX graph (input ``z``: [N, D] in ``dtype``)."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    ref = np.ascontiguousarray(reference, dtype=dtype)
+    inits = [
+        numpy_helper.from_array(np.ascontiguousarray(ref.T * -2.0), "minus_2_rt"),
+        numpy_helper.from_array(np.einsum("ij,ij->i", ref, ref)[None, :], "ref_sq"),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"),
+        numpy_helper.from_array(np.array(0.0, dtype=dtype), "zero"),
+    ]
+    kind = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
+    nodes = [
+        helper.make_node("MatMul", ["z", "minus_2_rt"], ["cross"]),
+        helper.make_node("Add", ["cross", "ref_sq"], ["partial"]),
+        helper.make_node("ReduceMin", ["partial", "axis1"], ["least"], keepdims=0),
+        helper.make_node("Mul", ["z", "z"], ["z_sq"]),
+        helper.make_node("ReduceSum", ["z_sq", "axis1"], ["row_sq"], keepdims=0),
+        helper.make_node("Add", ["least", "row_sq"], ["squared"]),
+        helper.make_node("Max", ["squared", "zero"], ["clipped"]),
+        helper.make_node("Sqrt", ["clipped"], ["distance"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "nearest_normal",
+        [helper.make_tensor_value_info("z", kind, [None, ref.shape[1]])],
+        [helper.make_tensor_value_info("distance", kind, [None])], inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    def nearest(z: np.ndarray) -> np.ndarray:  # in blocks: the graph holds a [rows, sample] matrix
+        z = z.astype(dtype, copy=False)
+        return np.concatenate([session.run(None, {"z": z[i : i + BLOCK]})[0] for i in range(0, len(z), BLOCK)])
+
+    return nearest
+
+
+def sklearn_nearest(reference: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=1).fit(reference.astype(np.float64))
+    return lambda z: nn.kneighbors(z.astype(np.float64))[0][:, 0]
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000, help="rows scored")
+    parser.add_argument("--train-rows", type=int, default=20_000, help="default-data rows the bundle is trained on")
+    parser.add_argument("--samples", default="250,500,1000,2000,5000", help="normal rows in the distance's sample")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
+    parser.add_argument("--bundle", type=Path, help="a bundle with ensemble.onnx to measure instead of training one")
+    parser.add_argument("--json-out", type=Path)
+    args = parser.parse_args()
+    if args.quick:
+        args.rows, args.train_rows, args.repeats, args.samples = 2000, 2000, 1, "100,500"
+    samples = [int(n) for n in args.samples.split(",")]
+
+    from threat_ensemble.data.default_data import default_frame
+    from threat_ensemble.export.onnx_runtime import OnnxScorer
+    from threat_ensemble.models.bundle import ONNX_FILE
+    from threat_ensemble.models.ensemble import load_ensemble
+
+    warnings.simplefilter("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle
+        if bundle is None:
+            log(f"training a bundle on {args.train_rows} rows of the default data (--export onnx)")
+            bundle = train_bundle(Path(tmp), args.train_rows)
+        ensemble = load_ensemble(bundle)
+        scorer = OnnxScorer((bundle / ONNX_FILE).read_bytes())
+    data = default_frame()
+    features = ensemble.preprocessing.encoder.feature_names
+    frame = data.sample(n=args.rows, replace=True, random_state=0).reset_index(drop=True)[features]
+    # the normal rows the sample is drawn from: the default data's normal rows (a stand-in for a run's
+    # normal training rows; the cost does not depend on which normal rows they are)
+    normal = ensemble.encode(data.loc[data["label"] == 0, features].reset_index(drop=True))
+    to_z = standardiser(normal)
+    z = to_z(ensemble.encode(frame))
+    log(f"{args.rows} rows, {z.shape[1]} encoded columns; samples {samples}; {args.repeats} interleaved repeats")
+
+    engines: dict[str, Callable[[], Any]] = {"ensemble_python": lambda: ensemble.score(frame),
+                                             "ensemble_onnx": lambda: scorer.score(frame)}  # fmt: skip
+    for n in samples:
+        reference = normal[np.sort(np.random.default_rng(42).choice(len(normal), min(n, len(normal)), replace=False))]
+        ref_z = to_z(reference)
+        for kind, fn in (("numpy32", numpy_nearest(ref_z)), ("numpy64", numpy_nearest(ref_z, np.float64)),
+                         ("onnx32", onnx_nearest(ref_z)), ("onnx64", onnx_nearest(ref_z, np.float64)),
+                         ("sklearn", sklearn_nearest(ref_z))):  # fmt: skip
+            engines[f"distance_{kind}_{n}"] = lambda fn=fn: fn(z)
+    times: dict[str, list[float]] = {name: [] for name in engines}
+    outputs: dict[str, Any] = {}
+    for _ in range(args.repeats):
+        for name, fn in engines.items():
+            seconds, outputs[name] = timed(fn)
+            times[name].append(seconds)
+    median = {name: float(np.median(v)) for name, v in times.items()}
+    rows_per_s = {name: args.rows / s for name, s in median.items()}
+    def largest_difference(a: str, b: str) -> float:
+        return float(np.max(np.abs(np.asarray(outputs[a], np.float64) - np.asarray(outputs[b], np.float64))))
+
+    parity = {  # float32's |x|^2 - 2x.R + |R|^2 cancels digits where x is near a sample row
+        f"{a}_vs_{b}_{n}": largest_difference(f"distance_{a}_{n}", f"distance_{b}_{n}")
+        for n in samples for a, b in (("numpy32", "sklearn"), ("numpy64", "sklearn"), ("onnx32", "numpy32"),
+                                      ("onnx64", "numpy64"))
+    }  # fmt: skip
+    def share_left(engine: str, distance: str) -> float:
+        return median[engine] / (median[engine] + median[distance])
+
+    left = {
+        n: {
+            "python_with_numpy64": share_left("ensemble_python", f"distance_numpy64_{n}"),
+            "python_with_numpy32": share_left("ensemble_python", f"distance_numpy32_{n}"),
+            "onnx_with_onnx64": share_left("ensemble_onnx", f"distance_onnx64_{n}"),
+            "onnx_with_onnx32": share_left("ensemble_onnx", f"distance_onnx32_{n}"),
+        }
+        for n in samples
+    }
+    summary = {
+        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "rows": args.rows,
+        "encoded_columns": int(z.shape[1]),
+        "rows_per_s": rows_per_s,
+        "throughput_left": left,
+        "bar": THROUGHPUT_BAR,
+        "parity_vs_sklearn": parity,
+    }
+    text = json.dumps(summary, indent=2)
+    if args.json_out:
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(text + "\n")
+    print(text)
+    for n in samples:
+        r, k = rows_per_s, left[n]
+        log(
+            f"sample {n}: distance rows/s NumPy {r[f'distance_numpy64_{n}']:.0f} (float64) "
+            f"{r[f'distance_numpy32_{n}']:.0f} (float32), ONNX {r[f'distance_onnx64_{n}']:.0f} / "
+            f"{r[f'distance_onnx32_{n}']:.0f}, scikit-learn {r[f'distance_sklearn_{n}']:.0f}; throughput left: "
+            f"Python {k['python_with_numpy64']:.2f}x / {k['python_with_numpy32']:.2f}x, "
+            f"ONNX {k['onnx_with_onnx64']:.2f}x / {k['onnx_with_onnx32']:.2f}x (bar {THROUGHPUT_BAR}x)"
+        )
+    log(f"ensemble: Python {rows_per_s['ensemble_python']:.0f} rows/s, ONNX {rows_per_s['ensemble_onnx']:.0f} rows/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
