@@ -17,6 +17,8 @@ Measures, on a bundle trained here (train.py on the default data, --export onnx)
      rows x sample x 8 bytes in float64: 4 GB for 100,000 rows and 5,000 samples in one call), each
      in float64 and float32, and
      scikit-learn's ``NearestNeighbors`` (exact, ``algorithm="auto"``, float64);
+     With ``--components K`` (default 20), also the distance in float64 on the first K principal
+     components of the standardised normal rows (the projection timed with it);
   3. for each sample size, the share of the ensemble's throughput left with the distance added
      (``t_ensemble / (t_ensemble + t_distance)``, each engine with its own kind: Python with NumPy,
      ONNX with ONNX, in either precision), against issue 32's bar for scoring throughput (at least
@@ -47,7 +49,7 @@ sys.path.insert(0, str(HERE))
 from bench_score import log, train_bundle  # noqa: E402 (the same bundle bench_score.py measures)
 
 THROUGHPUT_BAR = 0.8  # issue 32: scoring throughput no lower than 0.8x today's
-BLOCK = 4096  # rows per NumPy block: a block's distance matrix stays within a few tens of MB
+BLOCK = 128  # rows per block: a block's [rows, sample] matrix stays in cache (128 x 5,000 x 8 bytes = 5 MB)
 
 
 def standardiser(normal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -79,8 +81,14 @@ def numpy_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[
     return nearest
 
 
-def onnx_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[np.ndarray], np.ndarray]:
-    """The same arithmetic as :func:`numpy_nearest` as an ONNX graph (input ``z``: [N, D] in ``dtype``)."""
+Projection = tuple[np.ndarray, np.ndarray]  # a centre [D] and principal components [K, D]
+
+
+def onnx_nearest(reference: np.ndarray, dtype: type = np.float32, projection: Projection | None = None
+                 ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
+    """The same arithmetic as :func:`numpy_nearest` as an ONNX graph (input ``z``: [N, D] in
+    ``dtype``); with ``projection`` (a centre [D] and components [K, D]), ``z`` is projected on the
+    components first, in the graph, and ``reference`` is in the projected space."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -92,11 +100,20 @@ def onnx_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[n
         numpy_helper.from_array(np.array(0.0, dtype=dtype), "zero"),
     ]
     kind = TensorProto.FLOAT if dtype == np.float32 else TensorProto.DOUBLE
-    nodes = [
-        helper.make_node("MatMul", ["z", "minus_2_rt"], ["cross"]),
+    nodes, rows, width = [], "z", ref.shape[1]
+    if projection is not None:
+        centre, components = projection
+        basis = np.ascontiguousarray(np.asarray(components, dtype=dtype).T)
+        inits += [numpy_helper.from_array(np.asarray(centre, dtype=dtype)[None, :], "centre"),
+                  numpy_helper.from_array(basis, "components")]  # fmt: skip
+        nodes += [helper.make_node("Sub", ["z", "centre"], ["centred"]),
+                  helper.make_node("MatMul", ["centred", "components"], ["projected"])]  # fmt: skip
+        rows, width = "projected", basis.shape[0]
+    nodes += [
+        helper.make_node("MatMul", [rows, "minus_2_rt"], ["cross"]),
         helper.make_node("Add", ["cross", "ref_sq"], ["partial"]),
         helper.make_node("ReduceMin", ["partial", "axis1"], ["least"], keepdims=0),
-        helper.make_node("Mul", ["z", "z"], ["z_sq"]),
+        helper.make_node("Mul", [rows, rows], ["z_sq"]),
         helper.make_node("ReduceSum", ["z_sq", "axis1"], ["row_sq"], keepdims=0),
         helper.make_node("Add", ["least", "row_sq"], ["squared"]),
         helper.make_node("Max", ["squared", "zero"], ["clipped"]),
@@ -104,11 +121,12 @@ def onnx_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[n
     ]
     graph = helper.make_graph(
         nodes, "nearest_normal",
-        [helper.make_tensor_value_info("z", kind, [None, ref.shape[1]])],
+        [helper.make_tensor_value_info("z", kind, [None, width])],
         [helper.make_tensor_value_info("distance", kind, [None])], inits,
     )  # fmt: skip
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
     def nearest(z: np.ndarray) -> np.ndarray:  # in blocks: the graph holds a [rows, sample] matrix
         z = z.astype(dtype, copy=False)
         return np.concatenate([session.run(None, {"z": z[i : i + BLOCK]})[0] for i in range(0, len(z), BLOCK)])
@@ -134,6 +152,8 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="rows scored")
     parser.add_argument("--train-rows", type=int, default=20_000, help="default-data rows the bundle is trained on")
     parser.add_argument("--samples", default="250,500,1000,2000,5000", help="normal rows in the distance's sample")
+    parser.add_argument("--components", type=int, default=20,
+                        help="also the distance on this many principal components of the normal rows (0: not)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test of the script")
     parser.add_argument("--bundle", type=Path, help="a bundle with ensemble.onnx to measure instead of training one")
@@ -165,6 +185,10 @@ def main() -> int:
     to_z = standardiser(normal)
     z = to_z(ensemble.encode(frame))
     log(f"{args.rows} rows, {z.shape[1]} encoded columns; samples {samples}; {args.repeats} interleaved repeats")
+    if args.components:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=min(args.components, z.shape[1]), random_state=42).fit(to_z(normal))
 
     engines: dict[str, Callable[[], Any]] = {"ensemble_python": lambda: ensemble.score(frame),
                                              "ensemble_onnx": lambda: scorer.score(frame)}  # fmt: skip
@@ -175,6 +199,14 @@ def main() -> int:
                          ("onnx32", onnx_nearest(ref_z)), ("onnx64", onnx_nearest(ref_z, np.float64)),
                          ("sklearn", sklearn_nearest(ref_z))):  # fmt: skip
             engines[f"distance_{kind}_{n}"] = lambda fn=fn: fn(z)
+        if args.components:  # the projection is timed with the distance: a member would do both
+            ref_p = (ref_z.astype(np.float64) - pca.mean_) @ pca.components_.T
+            near = numpy_nearest(ref_p, np.float64)
+            graph = onnx_nearest(ref_p, np.float64, (pca.mean_, pca.components_))
+            engines[f"distance_numpy64pc_{n}"] = lambda near=near: near(
+                (z.astype(np.float64) - pca.mean_) @ pca.components_.T
+            )
+            engines[f"distance_onnx64pc_{n}"] = lambda graph=graph: graph(z)
     times: dict[str, list[float]] = {name: [] for name in engines}
     outputs: dict[str, Any] = {}
     for _ in range(args.repeats):
@@ -189,7 +221,7 @@ def main() -> int:
     parity = {  # float32's |x|^2 - 2x.R + |R|^2 cancels digits where x is near a sample row
         f"{a}_vs_{b}_{n}": largest_difference(f"distance_{a}_{n}", f"distance_{b}_{n}")
         for n in samples for a, b in (("numpy32", "sklearn"), ("numpy64", "sklearn"), ("onnx32", "numpy32"),
-                                      ("onnx64", "numpy64"))
+                                      ("onnx64", "numpy64"), *((("onnx64pc", "numpy64pc"),) if args.components else ()))
     }  # fmt: skip
     def share_left(engine: str, distance: str) -> float:
         return median[engine] / (median[engine] + median[distance])
@@ -203,10 +235,14 @@ def main() -> int:
         }
         for n in samples
     }
+    for n in samples if args.components else ():
+        left[n]["python_with_numpy64pc"] = share_left("ensemble_python", f"distance_numpy64pc_{n}")
+        left[n]["onnx_with_onnx64pc"] = share_left("ensemble_onnx", f"distance_onnx64pc_{n}")
     summary = {
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "rows": args.rows,
         "encoded_columns": int(z.shape[1]),
+        "components": args.components or None,
         "rows_per_s": rows_per_s,
         "throughput_left": left,
         "bar": THROUGHPUT_BAR,
@@ -225,6 +261,8 @@ def main() -> int:
             f"{r[f'distance_onnx32_{n}']:.0f}, scikit-learn {r[f'distance_sklearn_{n}']:.0f}; throughput left: "
             f"Python {k['python_with_numpy64']:.2f}x / {k['python_with_numpy32']:.2f}x, "
             f"ONNX {k['onnx_with_onnx64']:.2f}x / {k['onnx_with_onnx32']:.2f}x (bar {THROUGHPUT_BAR}x)"
+            + (f"; on {args.components} components, float64: Python {k['python_with_numpy64pc']:.2f}x, "
+               f"ONNX {k['onnx_with_onnx64pc']:.2f}x" if args.components else "")
         )
     log(f"ensemble: Python {rows_per_s['ensemble_python']:.0f} rows/s, ONNX {rows_per_s['ensemble_onnx']:.0f} rows/s")
     return 0

@@ -455,6 +455,7 @@ VARIANTS = (
     "rf+hgb@novel share OR evidence(ae,knn), by evidence", "rf+hgb@novel share OR evidence(ae,knn_z), by evidence",
     *(f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence" for share in (10, 20, 30, 40, 60, 70, 80, 90)),
     "knn_z(1 of 1000)", "rf+hgb@50% OR evidence(ae,knn_z 1 of 1000), by evidence",
+    "knn_z(1 of 5000, 20 components)", "rf+hgb@50% OR evidence(ae,knn_z 20 components), by evidence",
 )  # fmt: skip
 VARIANT_GROUPS = {  # --variants GROUP,...: which of VARIANTS one run measures
     "forest": VARIANTS[:8], "evidence": VARIANTS[8:11], "autoencoder": VARIANTS[11:13], "allocation": VARIANTS[13:18],
@@ -563,13 +564,15 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
     for share in (10, 20, 30, 40, 60, 70, 80, 90) if "shares" in groups else ():  # a check, not a choice
         va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), share / 100, fpr, by_evidence=True)
         out[f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
-    if "affordable" in groups:  # the distance to a sample a scorer can afford (benchmarks/bench_distance.py)
-        s_va["knn_z 1 of 1000"], s_te["knn_z 1 of 1000"] = standardised_distance(rows, seed, 1000)
-        normal["knn_z 1 of 1000"] = s_va["knn_z 1 of 1000"][rows.y_va == 0]
-        out["knn_z(1 of 1000)"] = at_budget(s_va["knn_z 1 of 1000"], rows.y_va, s_te["knn_z 1 of 1000"], rows.y_te, fpr)
-        names = ("ae_error", "knn_z 1 of 1000")
-        va, te = share_or(normal, s_va, s_te, "rf+hgb", names, 0.5, fpr, by_evidence=True)
-        out["rf+hgb@50% OR evidence(ae,knn_z 1 of 1000), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
+    # the distance a scorer can afford (benchmarks/bench_distance.py): fewer rows, or fewer dimensions
+    for key, (n, components), alone in (("knn_z 1 of 1000", (1000, None), "knn_z(1 of 1000)"),
+                                        ("knn_z 20 components", (5000, 20), "knn_z(1 of 5000, 20 components)")
+                                        ) if "affordable" in groups else ():  # fmt: skip
+        s_va[key], s_te[key] = standardised_distance(rows, seed, n, components)
+        normal[key] = s_va[key][rows.y_va == 0]
+        out[alone] = at_budget(s_va[key], rows.y_va, s_te[key], rows.y_te, fpr)
+        va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", key), 0.5, fpr, by_evidence=True)
+        out[f"rf+hgb@50% OR evidence(ae,{key}), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     return out, (s_va, s_te)
 
 
@@ -627,19 +630,25 @@ def autoencoder_variant(x_normal: np.ndarray, x_va: np.ndarray, x_te: np.ndarray
     return tuple(reconstruction_error(net, torch.from_numpy(x), scale=scale).numpy() for x in (x_va, x_te))
 
 
-def standardised_distance(rows: Rows, seed: int, n: int = 5000) -> tuple[np.ndarray, np.ndarray]:
+def standardised_distance(rows: Rows, seed: int, n: int = 5000, components: int | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The validation and test rows' distance to the nearest of a seeded sample of ``n`` normal
     training rows, in ``signed_log1p`` space standardised on the normal training rows (each column
     less its mean, over its standard deviation; a constant column as it is) instead of the package's
-    scaler (their median and interquartile range, clipped at +-SCALED_BOUND)."""
+    scaler (their median and interquartile range, clipped at +-SCALED_BOUND); with ``components``,
+    projected on that many principal components of the standardised normal training rows first."""
+    from sklearn.decomposition import PCA
+
     from threat_ensemble.data.preprocessing import signed_log1p
 
-    normal = signed_log1p(rows.x_tr[rows.y_tr == 0].astype(np.float64))
-    mean, spread = normal.mean(axis=0), normal.std(axis=0)
+    logged = [signed_log1p(np.asarray(x, np.float64)) for x in (rows.x_tr[rows.y_tr == 0], rows.x_va, rows.x_te)]
+    mean, spread = logged[0].mean(axis=0), logged[0].std(axis=0)
     spread = np.where(spread > 1e-9, spread, 1.0)
-    reference = normal_sample((normal - mean) / spread, n, seed)
-    va, te = knn_scores(reference, 1, *((signed_log1p(np.asarray(x, np.float64)) - mean) / spread
-                                        for x in (rows.x_va, rows.x_te)))  # fmt: skip
+    z = [(x - mean) / spread for x in logged]
+    if components is not None:
+        pca = PCA(n_components=min(components, *z[0].shape), random_state=seed).fit(z[0])
+        z = [pca.transform(x) for x in z]
+    va, te = knn_scores(normal_sample(z[0], n, seed), 1, z[1], z[2])
     return va, te
 
 

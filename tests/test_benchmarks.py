@@ -92,12 +92,12 @@ def test_bench_distance_quick_measures_the_distance_beside_the_ensemble(tmp_path
     summary = json.loads(proc.stdout)
     assert json.loads(out_file.read_text()) == summary
     assert summary["rows"] == 2000 and summary["encoded_columns"] > 0
-    engines = {"ensemble_python", "ensemble_onnx"} | {
-        f"distance_{kind}_{n}" for kind in ("numpy32", "numpy64", "onnx32", "onnx64", "sklearn") for n in (100, 500)
-    }
+    kinds = ("numpy32", "numpy64", "onnx32", "onnx64", "sklearn", "numpy64pc", "onnx64pc")  # pc: on 20 components
+    engines = {"ensemble_python", "ensemble_onnx"} | {f"distance_{kind}_{n}" for kind in kinds for n in (100, 500)}
     assert set(summary["rows_per_s"]) == engines and all(v > 0 for v in summary["rows_per_s"].values())
     parity = summary["parity_vs_sklearn"]
     assert parity["numpy64_vs_sklearn_500"] <= 1e-5 and parity["onnx64_vs_numpy64_500"] <= 1e-5
+    assert parity["onnx64pc_vs_numpy64pc_500"] <= 1e-5 and summary["components"] == 20
     assert set(summary["throughput_left"]) == {"100", "500"}
     assert all(0 < v <= 1 for left in summary["throughput_left"].values() for v in left.values())
 
