@@ -281,6 +281,13 @@ def pseudo_kinds(ens: Any, rows: Rows, seed: int, n: int = 8) -> tuple[np.ndarra
     return kinds_tr, kinds_va
 
 
+def kind_folds(attack_kinds: np.ndarray, n: int = 5) -> list[list[str]]:
+    """Up to ``n`` folds of the training attack rows' kinds, dealt by size (largest first, in turn)."""
+    sizes = pd.Series(attack_kinds).value_counts()
+    n_folds = min(n, len(sizes))
+    return [list(sizes.index[i::n_folds]) for i in range(n_folds)]
+
+
 def aware_stack(ens: Any, rows: Rows, s_va: dict[str, np.ndarray], s_te: dict[str, np.ndarray], seed: int,
                 fpr: float, kinds: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The stacked fusion fitted on the validation rows plus, for each fold of attack kinds, the
@@ -292,11 +299,8 @@ def aware_stack(ens: Any, rows: Rows, s_va: dict[str, np.ndarray], s_te: dict[st
     from threat_ensemble.models.fusion import stack_features
 
     kinds_tr, kinds_va = kinds
-    sizes = pd.Series(kinds_tr[rows.y_tr == 1]).value_counts()
-    n_folds = min(5, len(sizes))
-    folds = [list(sizes.index[i::n_folds]) for i in range(n_folds)]
     x_fit, y_fit = [stack_features(s_va, N_TREES)], [rows.y_va]
-    for fold in folds:
+    for fold in kind_folds(kinds_tr[rows.y_tr == 1]):
         keep = ~np.isin(kinds_tr, fold)
         forest = DeterministicForest(n_estimators=N_TREES, max_depth=RF_MAX_DEPTH, class_weight="balanced",
                                      random_state=seed, n_jobs=-1).fit(rows.x_tr[keep], rows.y_tr[keep])  # fmt: skip
@@ -445,6 +449,7 @@ def candidates(ens: Any, rows: Rows, seed: int, fpr: float, named_kinds: bool) -
     return out
 
 
+SHARES = (10, 20, 30, 40, 50, 60, 70, 80, 90)  # per cent of the budget for the supervised part (novelty, shares)
 VARIANTS = (
     "rf(leaf 5)", "stack(rf leaf 5)", "rf(leaf 20)", "stack(rf leaf 20)", "rf(depth 10)", "stack(rf depth 10)",
     "rf(max_features 0.5)", "stack(rf max_features 0.5)", "evidence(hgb,ae,knn)", "evidence(rf,hgb,ae,knn)",
@@ -453,7 +458,7 @@ VARIANTS = (
     "rf+hgb@50% OR evidence(ae,knn), by evidence", "rf+hgb@90% OR evidence(ae,knn), by evidence",
     "knn_z(1 of 5000)", "rf+hgb@50% OR evidence(ae,knn_z), by evidence",
     "rf+hgb@novel share OR evidence(ae,knn), by evidence", "rf+hgb@novel share OR evidence(ae,knn_z), by evidence",
-    *(f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence" for share in (10, 20, 30, 40, 60, 70, 80, 90)),
+    *(f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence" for share in SHARES if share != 50),
     "knn_z(1 of 1000)", "rf+hgb@50% OR evidence(ae,knn_z 1 of 1000), by evidence",
     "knn_z(1 of 5000, 20 components)", "rf+hgb@50% OR evidence(ae,knn_z 20 components), by evidence",
 )  # fmt: skip
@@ -466,7 +471,6 @@ AE_VARIANTS = {"no dropout": (24, 12, 6), "64-32-16, no dropout": (64, 32, 16)} 
 AE_VARIANT_MAX_EPOCHS = 100  # the engine's default --max-epochs
 ADAPTIVE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # the stack's weight in adaptive(...), smallest first
 ADAPTIVE_SLACK = 0.005  # validation F1 the adaptive fusion may give up against the stack alone
-SHARES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the supervised part's shares novelty_share chooses from
 # What each model flags, by test attack name (those of at least 100 test rows), on the splits whose
 # figures the docs explain with it: split -> (names, {model: its name in the table})
 BREAKDOWNS: dict[str, tuple[tuple[str, ...], dict[str, str]]] = {
@@ -558,10 +562,10 @@ def variants(ens: Any, rows: Rows, seed: int, fpr: float, groups: tuple[str, ...
         for distance in ("knn", "knn_z"):
             names = ("ae_error", distance)
             share = novelty_share(rows, s_va, normal, folds, fpr, names)
-            va, te = share_or(normal, s_va, s_te, "rf+hgb", names, share, fpr, by_evidence=True)
+            va, te = share_or(normal, s_va, s_te, "rf+hgb", names, share / 100, fpr, by_evidence=True)
             name = f"rf+hgb@novel share OR evidence(ae,{distance}), by evidence"
-            out[name] = {**at_budget(va, rows.y_va, te, rows.y_te, fpr), "share": share}
-    for share in (10, 20, 30, 40, 60, 70, 80, 90) if "shares" in groups else ():  # a check, not a choice
+            out[name] = {**at_budget(va, rows.y_va, te, rows.y_te, fpr), "share": share / 100}
+    for share in (s for s in SHARES if s != 50) if "shares" in groups else ():  # a check, not a choice
         va, te = share_or(normal, s_va, s_te, "rf+hgb", ("ae_error", "knn_z"), share / 100, fpr, by_evidence=True)
         out[f"rf+hgb@{share}% OR evidence(ae,knn_z), by evidence"] = at_budget(va, rows.y_va, te, rows.y_te, fpr)
     # the distance a scorer can afford (benchmarks/bench_distance.py): fewer rows, or fewer dimensions
@@ -653,8 +657,8 @@ def standardised_distance(rows: Rows, seed: int, n: int = 5000, components: int 
 
 
 def leave_kinds_out(rows: Rows, kinds: tuple[np.ndarray, np.ndarray], seed: int) -> list[tuple[np.ndarray, Scores]]:
-    """For each of up to five folds of the training attack kinds (``kinds``: each training and
-    validation row's kind; folds dealt by size, as in :func:`aware_stack`): which validation rows are
+    """For each fold of the training attack kinds (:func:`kind_folds`; ``kinds``: each training and
+    validation row's kind): which validation rows are
     of the fold's kinds, and every validation row's ``rf_vote`` and ``hgb`` from a forest (the run's
     settings) and a HistGradientBoosting fitted on the training rows without those kinds."""
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -662,10 +666,8 @@ def leave_kinds_out(rows: Rows, kinds: tuple[np.ndarray, np.ndarray], seed: int)
     from threat_ensemble.models.forests import N_TREES, RF_MAX_DEPTH, DeterministicForest
 
     kinds_tr, kinds_va = kinds
-    sizes = pd.Series(kinds_tr[rows.y_tr == 1]).value_counts()
-    n_folds = min(5, len(sizes))
     out = []
-    for fold in (list(sizes.index[i::n_folds]) for i in range(n_folds)):
+    for fold in kind_folds(kinds_tr[rows.y_tr == 1]):
         held = np.isin(kinds_va, fold)
         if not held.any():
             continue
@@ -681,9 +683,9 @@ def leave_kinds_out(rows: Rows, kinds: tuple[np.ndarray, np.ndarray], seed: int)
 
 
 def novelty_share(rows: Rows, s_va: Scores, normal: Scores, folds: list[tuple[np.ndarray, Scores]], fpr: float,
-                  names: tuple[str, ...]) -> float:  # fmt: skip
-    """The share of the budget for the supervised part of ``rf+hgb@share OR evidence(names)``
-    (:func:`share_or`), chosen from SHARES on validation rows only: the share whose verdicts catch
+                  names: tuple[str, ...]) -> int:  # fmt: skip
+    """The share of the budget (per cent) for the supervised part of ``rf+hgb@share OR
+    evidence(names)`` (:func:`share_or`), chosen from SHARES on validation rows only: the share whose verdicts catch
     the most of (the validation attack rows of each fold's held-out kinds, the supervised part being
     the fold's models, which never saw them: :func:`leave_kinds_out`) plus (every validation attack
     row, the supervised part being the run's models), each as a recall; a tie goes to the share
@@ -693,8 +695,8 @@ def novelty_share(rows: Rows, s_va: Scores, normal: Scores, folds: list[tuple[np
     is_normal = rows.y_va == 0
     anomaly = evidence(normal, s_va, names)
 
-    def flagged(supervised: np.ndarray, share: float) -> np.ndarray:
-        cut = budget_cut(supervised[is_normal], share * fpr)
+    def flagged(supervised: np.ndarray, share: int) -> np.ndarray:
+        cut = budget_cut(supervised[is_normal], share / 100 * fpr)
         return (supervised >= cut) | (anomaly >= leftover_cut(anomaly[is_normal], supervised[is_normal] >= cut, fpr))
 
     known = np.array([flagged(s_va["rf+hgb"], s)[~is_normal].mean() for s in SHARES])
@@ -705,7 +707,7 @@ def novelty_share(rows: Rows, s_va: Scores, normal: Scores, folds: list[tuple[np
         held_rows += int(held.sum())
     objective = known + (caught / held_rows if held_rows else 0.0)
     best = [s for s, o in zip(SHARES, objective, strict=True) if o >= objective.max() - 1e-12]
-    return min(best, key=lambda s: (abs(s - 0.5), s))
+    return min(best, key=lambda s: (abs(s - 50), s))
 
 
 def adaptive(normal: Scores, s_va: Scores, s_te: Scores, y_va: np.ndarray, fpr: float
