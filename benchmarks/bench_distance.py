@@ -215,6 +215,7 @@ def main() -> int:
             times[name].append(seconds)
     median = {name: float(np.median(v)) for name, v in times.items()}
     rows_per_s = {name: args.rows / s for name, s in median.items()}
+
     def largest_difference(a: str, b: str) -> float:
         return float(np.max(np.abs(np.asarray(outputs[a], np.float64) - np.asarray(outputs[b], np.float64))))
 
@@ -223,6 +224,7 @@ def main() -> int:
         for n in samples for a, b in (("numpy32", "sklearn"), ("numpy64", "sklearn"), ("onnx32", "numpy32"),
                                       ("onnx64", "numpy64"), *((("onnx64pc", "numpy64pc"),) if args.components else ()))
     }  # fmt: skip
+
     def share_left(engine: str, distance: str) -> float:
         return median[engine] / (median[engine] + median[distance])
 
