@@ -46,21 +46,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from bench_novel import standardiser  # noqa: E402 (knn_z's space, as bench_novel measures its quality)
 from bench_score import log, train_bundle  # noqa: E402 (the same bundle bench_score.py measures)
 
 THROUGHPUT_BAR = 0.8  # issue 32: scoring throughput no lower than 0.8x today's
 BLOCK = 128  # rows per block: a block's [rows, sample] matrix stays in cache (128 x 5,000 x 8 bytes = 5 MB)
-
-
-def standardiser(normal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """Encoded rows -> float32 rows in ``signed_log1p`` space, standardised by ``normal``'s mean and
-    standard deviation there (a constant column as it is): ``knn_z``'s space."""
-    from threat_ensemble.data.preprocessing import signed_log1p
-
-    logged = signed_log1p(normal.astype(np.float64))
-    mean, spread = logged.mean(axis=0), logged.std(axis=0)
-    spread = np.where(spread > 1e-9, spread, 1.0)
-    return lambda x: ((signed_log1p(np.asarray(x, np.float64)) - mean) / spread).astype(np.float32)
 
 
 def numpy_nearest(reference: np.ndarray, dtype: type = np.float32) -> Callable[[np.ndarray], np.ndarray]:
@@ -182,7 +172,11 @@ def main() -> int:
     # the normal rows the sample is drawn from: the default data's normal rows (a stand-in for a run's
     # normal training rows; the cost does not depend on which normal rows they are)
     normal = ensemble.encode(data.loc[data["label"] == 0, features].reset_index(drop=True))
-    to_z = standardiser(normal)
+    standardise = standardiser(normal)
+
+    def to_z(x: np.ndarray) -> np.ndarray:  # float32: each engine casts to the precision it runs in
+        return standardise(x).astype(np.float32)
+
     z = to_z(ensemble.encode(frame))
     log(f"{args.rows} rows, {z.shape[1]} encoded columns; samples {samples}; {args.repeats} interleaved repeats")
     if args.components:

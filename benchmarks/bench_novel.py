@@ -52,6 +52,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -634,21 +635,29 @@ def autoencoder_variant(x_normal: np.ndarray, x_va: np.ndarray, x_te: np.ndarray
     return tuple(reconstruction_error(net, torch.from_numpy(x), scale=scale).numpy() for x in (x_va, x_te))
 
 
+def standardiser(normal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Encoded rows -> float64 rows in ``knn_z``'s space: ``signed_log1p``, standardised by the mean
+    and standard deviation of ``normal`` (encoded normal training rows) there; a constant column as
+    it is."""
+    from threat_ensemble.data.preprocessing import signed_log1p
+
+    logged = signed_log1p(np.asarray(normal, np.float64))
+    mean, spread = logged.mean(axis=0), logged.std(axis=0)
+    spread = np.where(spread > 1e-9, spread, 1.0)
+    return lambda x: (signed_log1p(np.asarray(x, np.float64)) - mean) / spread
+
+
 def standardised_distance(rows: Rows, seed: int, n: int = 5000, components: int | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The validation and test rows' distance to the nearest of a seeded sample of ``n`` normal
-    training rows, in ``signed_log1p`` space standardised on the normal training rows (each column
-    less its mean, over its standard deviation; a constant column as it is) instead of the package's
-    scaler (their median and interquartile range, clipped at +-SCALED_BOUND); with ``components``,
-    projected on that many principal components of the standardised normal training rows first."""
+    training rows in :func:`standardiser`'s space (instead of the package's scaler: the normal rows'
+    median and interquartile range, clipped at +-SCALED_BOUND); with ``components``, projected on
+    that many principal components of the standardised normal training rows first."""
     from sklearn.decomposition import PCA
 
-    from threat_ensemble.data.preprocessing import signed_log1p
-
-    logged = [signed_log1p(np.asarray(x, np.float64)) for x in (rows.x_tr[rows.y_tr == 0], rows.x_va, rows.x_te)]
-    mean, spread = logged[0].mean(axis=0), logged[0].std(axis=0)
-    spread = np.where(spread > 1e-9, spread, 1.0)
-    z = [(x - mean) / spread for x in logged]
+    normal = rows.x_tr[rows.y_tr == 0]
+    to_z = standardiser(normal)
+    z = [to_z(x) for x in (normal, rows.x_va, rows.x_te)]
     if components is not None:
         pca = PCA(n_components=min(components, *z[0].shape), random_state=seed).fit(z[0])
         z = [pca.transform(x) for x in z]
